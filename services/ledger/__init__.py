@@ -1,0 +1,1 @@
+"""Ledger: the book of record (accounts, double-entry journal of cash and positions)."""

@@ -1,0 +1,3 @@
+from services.ledger.app import service
+
+service.run()

@@ -1,0 +1,116 @@
+"""The ledger's SQL. Parameters only; the caller owns the transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from decimal import Decimal
+
+import asyncpg
+
+from services.ledger.domain import USD, Posting, cash_book, securities_book
+
+
+async def get_account(conn: asyncpg.Connection, account_id: str, *, lock: bool = False) -> asyncpg.Record | None:
+    sql = "SELECT account_id, kind, plan, opened_at, version FROM accounts WHERE account_id = $1"
+    return await conn.fetchrow(sql + (" FOR UPDATE" if lock else ""), account_id)
+
+
+async def insert_account(conn: asyncpg.Connection, account_id: str, kind: str, plan: str, opened_at: datetime) -> bool:
+    row = await conn.fetchrow(
+        """INSERT INTO accounts (account_id, kind, plan, opened_at) VALUES ($1, $2, $3, $4)
+           ON CONFLICT (account_id) DO NOTHING RETURNING account_id""",
+        account_id, kind, plan, opened_at,
+    )
+    return row is not None
+
+
+async def lock_accounts(conn: asyncpg.Connection, account_ids: Sequence[str]) -> dict[str, asyncpg.Record]:
+    """Lock the accounts in a stable order so that two bookings never deadlock."""
+    rows = await conn.fetch(
+        "SELECT account_id, version FROM accounts WHERE account_id = ANY($1::text[]) ORDER BY account_id FOR UPDATE",
+        list(account_ids),
+    )
+    return {r["account_id"]: r for r in rows}
+
+
+async def bump_versions(conn: asyncpg.Connection, account_ids: Sequence[str]) -> dict[str, int]:
+    rows = await conn.fetch(
+        "UPDATE accounts SET version = version + 1 WHERE account_id = ANY($1::text[]) RETURNING account_id, version",
+        list(account_ids),
+    )
+    return {r["account_id"]: r["version"] for r in rows}
+
+
+async def book_entry(conn: asyncpg.Connection, *, kind: str, reference: str, account_id: str | None,
+                     correlation_id: str, booked_at: datetime, postings: Sequence[Posting]) -> int | None:
+    """Insert an entry and its postings, and move the balances. Returns None when an entry of
+    the same kind and reference already exists (it was booked before)."""
+    entry_id = await conn.fetchval(
+        """INSERT INTO entries (kind, reference, account_id, correlation_id, booked_at)
+           VALUES ($1, $2, $3, $4, $5) ON CONFLICT (kind, reference) DO NOTHING RETURNING entry_id""",
+        kind, reference, account_id, correlation_id, booked_at,
+    )
+    if entry_id is None:
+        return None
+    books = [p.book for p in postings]
+    assets = [p.asset for p in postings]
+    amounts = [p.amount for p in postings]
+    # One statement for all legs, so the balance trigger sees the whole entry.
+    await conn.execute(
+        """INSERT INTO postings (entry_id, book, asset, amount)
+           SELECT $1, b, a, m FROM unnest($2::text[], $3::text[], $4::numeric[]) AS t(b, a, m)""",
+        entry_id, books, assets, amounts,
+    )
+    await conn.execute(
+        """INSERT INTO balances (book, asset, amount)
+           SELECT b, a, sum(m) FROM unnest($1::text[], $2::text[], $3::numeric[]) AS t(b, a, m)
+           GROUP BY b, a ORDER BY b, a
+           ON CONFLICT (book, asset) DO UPDATE SET amount = balances.amount + EXCLUDED.amount""",
+        books, assets, amounts,
+    )
+    return entry_id
+
+
+async def cash_of(conn: asyncpg.Connection, account_id: str) -> Decimal:
+    value = await conn.fetchval("SELECT amount FROM balances WHERE book = $1 AND asset = $2", cash_book(account_id), USD)
+    return (value or Decimal("0")).quantize(Decimal("0.01"))
+
+
+async def cash_of_many(conn: asyncpg.Connection, account_ids: Sequence[str]) -> dict[str, Decimal]:
+    rows = await conn.fetch(
+        "SELECT book, amount FROM balances WHERE book = ANY($1::text[]) AND asset = $2",
+        [cash_book(a) for a in account_ids], USD,
+    )
+    by_book = {r["book"]: r["amount"] for r in rows}
+    return {a: by_book.get(cash_book(a), Decimal("0")).quantize(Decimal("0.01")) for a in account_ids}
+
+
+async def positions_of_many(conn: asyncpg.Connection, account_ids: Sequence[str]) -> dict[str, dict[str, Decimal]]:
+    rows = await conn.fetch(
+        "SELECT book, asset, amount FROM balances WHERE book = ANY($1::text[]) AND amount <> 0 ORDER BY asset",
+        [securities_book(a) for a in account_ids],
+    )
+    out: dict[str, dict[str, Decimal]] = {a: {} for a in account_ids}
+    by_book = {securities_book(a): a for a in account_ids}
+    for r in rows:
+        out[by_book[r["book"]]][r["asset"]] = r["amount"]
+    return out
+
+
+async def find_funding(conn: asyncpg.Connection, funding_id) -> asyncpg.Record | None:
+    return await conn.fetchrow("SELECT funding_id, kind, account_id, amount FROM funding WHERE funding_id = $1", funding_id)
+
+
+async def insert_funding(conn: asyncpg.Connection, funding_id, kind: str, account_id: str, amount: Decimal,
+                         entry_id: int, booked_at: datetime) -> None:
+    await conn.execute(
+        """INSERT INTO funding (funding_id, kind, account_id, amount, entry_id, booked_at)
+           VALUES ($1, $2, $3, $4, $5, $6)""",
+        funding_id, kind, account_id, amount, entry_id, booked_at,
+    )
+
+
+async def trial_balance(conn: asyncpg.Connection) -> list[asyncpg.Record]:
+    """Sum of every asset over all books: each must be zero when the books balance."""
+    return await conn.fetch("SELECT asset, sum(amount) AS total FROM postings GROUP BY asset ORDER BY asset")

@@ -1,0 +1,442 @@
+"""Every message on the bus, as a pydantic v2 model.
+
+Rules for all contracts:
+- money travels as decimal strings (``"123.45"``), never JSON numbers: a float cannot carry a
+  cent exactly. Cash has at most 2 decimals, share quantities at most 5, prices at most 6.
+- a message's routing key is its ``TYPE``; the AMQP ``type`` property carries it too and the
+  ``x-schema-version`` header carries ``VERSION``.
+- models are frozen and refuse unknown fields, so a typo never passes silently.
+
+The funding events at the top are the **fixed** contract with the bank (docs/contracts.md).
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+from enum import StrEnum
+from typing import Annotated, Any, ClassVar, Literal
+from uuid import UUID
+
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, StringConstraints, model_validator
+
+# ---------------------------------------------------------------- scalar types
+
+AccountId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+Symbol = Annotated[str, StringConstraints(pattern=r"^[A-Z][A-Z0-9.]{0,9}$")]
+
+_DECIMAL_TEXT = re.compile(r"^-?\d+(\.\d+)?$")
+
+
+def _decimal(places: int, *, positive: bool = False, non_negative: bool = False, maximum: Decimal | None = None):
+    """A Decimal that arrives as a plain decimal string with at most ``places`` decimals."""
+
+    def parse(value: Any) -> Decimal:
+        if isinstance(value, Decimal):
+            text = format(value, "f")
+        elif isinstance(value, str):
+            text = value.strip()
+        else:
+            raise ValueError("must be a decimal string such as \"12.34\", not a JSON number")
+        if not _DECIMAL_TEXT.match(text):
+            raise ValueError(f"not a plain decimal string: {value!r}")
+        try:
+            number = Decimal(text)
+        except InvalidOperation as exc:  # pragma: no cover - the regex already guards
+            raise ValueError(f"not a decimal: {value!r}") from exc
+        decimals = len(text.partition(".")[2])
+        if decimals > places:
+            raise ValueError(f"at most {places} decimal places allowed, got {decimals}")
+        if positive and number <= 0:
+            raise ValueError("must be positive")
+        if non_negative and number < 0:
+            raise ValueError("must not be negative")
+        if maximum is not None and number > maximum:
+            raise ValueError(f"must be at most {maximum}")
+        return number
+
+    return [BeforeValidator(parse), PlainSerializer(lambda d: format(d, "f"), return_type=str, when_used="json")]
+
+
+Cash = Annotated[Decimal, *_decimal(2)]
+PositiveCash = Annotated[Decimal, *_decimal(2, positive=True)]
+FundingAmount = Annotated[Decimal, *_decimal(2, positive=True, maximum=Decimal("1000000000.00"))]
+Quantity = Annotated[Decimal, *_decimal(5)]
+Price = Annotated[Decimal, *_decimal(6, positive=True)]
+
+
+class AccountKind(StrEnum):
+    INDIVIDUAL = "individual"
+    JOINT = "joint"
+    TRUST = "trust"
+    TRADITIONAL_IRA = "traditional_ira"
+    ROTH_IRA = "roth_ira"
+    SEP_IRA = "sep_ira"
+    CUSTODIAL = "custodial"
+
+
+class Plan(StrEnum):
+    BASIC = "basic"
+    PLUS = "plus"
+
+
+class Side(StrEnum):
+    BUY = "buy"
+    SELL = "sell"
+
+
+class IntentSource(StrEnum):
+    LIQUIDATION = "liquidation"
+    ORDER = "order"
+    REBALANCE = "rebalance"
+    AUTO_INVEST = "auto_invest"
+
+
+class Message(BaseModel):
+    """Base of every contract. ``TYPE`` is the routing key, ``VERSION`` the schema version."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    TYPE: ClassVar[str]
+    VERSION: ClassVar[int] = 1
+
+
+# ---------------------------------------------------------------- funding (fixed contract)
+
+
+class DepositReceived(Message):
+    TYPE: ClassVar[str] = "funding.deposit.received"
+    deposit_id: UUID
+    account_id: AccountId
+    amount: FundingAmount
+    currency: Literal["USD"]
+    received_at: AwareDatetime
+
+
+class WithdrawalRequested(Message):
+    TYPE: ClassVar[str] = "funding.withdrawal.requested"
+    withdrawal_id: UUID
+    account_id: AccountId
+    amount: FundingAmount
+    currency: Literal["USD"]
+    requested_at: AwareDatetime
+
+
+# ---------------------------------------------------------------- ledger
+
+
+class OpenAccount(Message):
+    TYPE: ClassVar[str] = "ledger.account.open"
+    account_id: AccountId
+    kind: AccountKind = AccountKind.INDIVIDUAL
+    plan: Plan = Plan.BASIC
+
+
+class AccountOpened(Message):
+    TYPE: ClassVar[str] = "ledger.account.opened"
+    account_id: AccountId
+    kind: AccountKind
+    plan: Plan
+    opened_at: datetime
+
+
+class GetAccount(Message):
+    """Query: the ledger's balances for one account."""
+
+    TYPE: ClassVar[str] = "ledger.account.get"
+    account_id: AccountId
+
+
+class AccountBalances(Message):
+    TYPE: ClassVar[str] = "ledger.account.balances"
+    account_id: AccountId
+    kind: AccountKind
+    plan: Plan
+    cash: Cash
+    positions: dict[Symbol, Quantity]
+    version: int
+
+
+class DepositBooked(Message):
+    TYPE: ClassVar[str] = "ledger.deposit.booked"
+    account_id: AccountId
+    deposit_id: UUID
+    amount: PositiveCash
+    cash: Cash
+    booked_at: datetime
+
+
+class WithdrawalBooked(Message):
+    TYPE: ClassVar[str] = "ledger.withdrawal.booked"
+    account_id: AccountId
+    withdrawal_id: UUID
+    amount: PositiveCash
+    cash: Cash
+    booked_at: datetime
+
+
+class FundingRejected(Message):
+    """A funding event for a known account that was refused; the holder is told why."""
+
+    TYPE: ClassVar[str] = "ledger.funding.rejected"
+    account_id: AccountId
+    funding_type: str
+    funding_id: str | None = None
+    amount: str | None = None
+    reason: str
+
+
+class CashChanged(Message):
+    TYPE: ClassVar[str] = "ledger.cash.changed"
+    account_id: AccountId
+    cash: Cash
+    delta: Cash
+    cause: Literal["deposit", "withdrawal", "fill"]
+    cause_id: str
+    # The account's ledger version after this change: consumers ignore older versions.
+    version: int
+
+
+class PositionChanged(Message):
+    TYPE: ClassVar[str] = "ledger.position.changed"
+    account_id: AccountId
+    symbol: Symbol
+    quantity: Quantity
+    delta: Quantity
+    version: int
+
+
+class Fill(BaseModel):
+    """One intent's share of a window's execution, allocated exactly."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    intent_id: UUID
+    account_id: AccountId
+    symbol: Symbol
+    side: Side
+    quantity: Quantity
+    amount: Cash
+    price: Price
+
+
+class FillsBooked(Message):
+    TYPE: ClassVar[str] = "ledger.fills.booked"
+    account_id: AccountId
+    window_id: UUID
+    fills: list[Fill]
+    cash: Cash
+    positions: dict[Symbol, Quantity]
+    version: int
+    booked_at: datetime
+
+
+# ---------------------------------------------------------------- pie
+
+
+class SliceSpec(BaseModel):
+    """A slice is a security (``symbol``) or a nested pie (``pie``), with a whole-% target."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    target: int
+    symbol: Symbol | None = None
+    pie: PieSpec | None = None
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> SliceSpec:
+        if (self.symbol is None) == (self.pie is None):
+            raise ValueError("a slice holds exactly one of 'symbol' or 'pie'")
+        return self
+
+
+class PieSpec(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    name: str = Field(min_length=1, max_length=100)
+    slices: list[SliceSpec]
+
+
+class SetPie(Message):
+    TYPE: ClassVar[str] = "pie.pie.set"
+    account_id: AccountId
+    pie: PieSpec
+
+
+class PieSet(Message):
+    TYPE: ClassVar[str] = "pie.pie.changed"
+    account_id: AccountId
+    pie: PieSpec
+
+
+class Intent(BaseModel):
+    """A wish to trade, collected by the window. Buys are in dollars; sells in dollars or shares."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    intent_id: UUID
+    account_id: AccountId
+    symbol: Symbol
+    side: Side
+    amount: PositiveCash | None = None
+    quantity: Quantity | None = None
+    source: IntentSource
+
+    @model_validator(mode="after")
+    def _amount_or_quantity(self) -> Intent:
+        if (self.amount is None) == (self.quantity is None):
+            raise ValueError("an intent has exactly one of 'amount' or 'quantity'")
+        return self
+
+
+class IntentsSubmitted(Message):
+    TYPE: ClassVar[str] = "pie.intents.submitted"
+    account_id: AccountId
+    batch_id: UUID
+    intents: list[Intent] = Field(min_length=1)
+
+
+class GetPortfolio(Message):
+    TYPE: ClassVar[str] = "pie.portfolio.get"
+    account_id: AccountId
+
+
+class SliceView(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    path: str
+    symbol: Symbol | None
+    depth: int
+    target_pct: Decimal
+    actual_pct: Decimal
+    value: Cash
+    quantity: Quantity | None
+
+
+class PortfolioView(Message):
+    TYPE: ClassVar[str] = "pie.portfolio.view"
+    account_id: AccountId
+    pie_name: str | None
+    cash: Cash
+    pending_buys: Cash
+    invested: Cash
+    total: Cash
+    slices: list[SliceView]
+
+
+# ---------------------------------------------------------------- window and market
+
+
+class CloseWindow(Message):
+    """Operator command: close the open window now."""
+
+    TYPE: ClassVar[str] = "window.window.close"
+
+
+class WindowClosing(Message):
+    TYPE: ClassVar[str] = "window.window.closing"
+    window_id: UUID | None
+    intents: int
+    accounts: int
+    orders: list[NetOrder]
+
+
+class NetOrder(BaseModel):
+    """What the window sends the venue for one security: the net of every account's intents."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    symbol: Symbol
+    side: Side
+    notional: Cash
+
+
+class ExecuteOrders(Message):
+    TYPE: ClassVar[str] = "market.orders.execute"
+    window_id: UUID
+    orders: list[NetOrder]
+
+
+class Execution(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    symbol: Symbol
+    side: Side
+    quantity: Quantity
+    price: Price
+    amount: Cash
+
+
+class OrdersExecuted(Message):
+    TYPE: ClassVar[str] = "market.orders.executed"
+    window_id: UUID
+    executions: list[Execution]
+    executed_at: datetime
+
+
+class Residue(BaseModel):
+    """What the firm account receives for one security so that the window's entry balances:
+    ``quantity`` shares and ``amount`` dollars (either may be negative)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    symbol: Symbol
+    quantity: Quantity
+    amount: Cash
+
+
+class FillsAllocated(Message):
+    TYPE: ClassVar[str] = "window.fills.allocated"
+    window_id: UUID
+    executions: list[Execution]
+    fills: list[Fill]
+    residues: list[Residue]
+
+
+class SetPrices(Message):
+    TYPE: ClassVar[str] = "market.prices.set"
+    prices: dict[Symbol, Price] = Field(min_length=1)
+
+
+class PricesChanged(Message):
+    TYPE: ClassVar[str] = "market.prices.changed"
+    prices: dict[Symbol, Price]
+    as_of: datetime
+
+
+# ---------------------------------------------------------------- notification
+
+
+class GetFeed(Message):
+    TYPE: ClassVar[str] = "notification.feed.get"
+    account_id: AccountId
+    since: datetime | None = None
+    limit: int = Field(default=100, ge=1, le=1000)
+
+
+class FeedEntry(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    id: int
+    kind: str
+    message: str
+    data: dict[str, Any]
+    cause_id: str
+    created_at: datetime
+
+
+class Feed(Message):
+    TYPE: ClassVar[str] = "notification.feed"
+    account_id: AccountId
+    entries: list[FeedEntry]
+
+
+# ---------------------------------------------------------------- replies
+
+
+class Reply(BaseModel):
+    """What every request/reply command answers: ``ok`` with a result, or the reasons."""
+
+    ok: bool
+    result: dict[str, Any] | None = None
+    reason: str | None = None
+    errors: list[str] = []
+
+
+ALL_MESSAGES: tuple[type[Message], ...] = tuple(
+    cls for cls in list(globals().values()) if isinstance(cls, type) and issubclass(cls, Message) and cls is not Message
+)
+BY_TYPE: dict[str, type[Message]] = {cls.TYPE: cls for cls in ALL_MESSAGES}
+SliceSpec.model_rebuild()
+WindowClosing.model_rebuild()

@@ -1,0 +1,37 @@
+"""JSON logs: one object per line, cheap enough to write one per handled message.
+
+python-json-logger is used for the formatter (a maintained library, stdlib ``logging``
+underneath), so third-party log records come out as JSON too.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from pythonjsonlogger.json import JsonFormatter
+
+_configured = False
+
+
+def setup_logging(service: str, level: str = "INFO") -> logging.Logger:
+    """Route every log record to stdout as one JSON line tagged with the service name."""
+    global _configured
+    if not _configured:
+        handler = logging.StreamHandler(sys.stdout)
+        handler.setFormatter(
+            JsonFormatter(
+                "%(asctime)s %(levelname)s %(name)s %(message)s",
+                rename_fields={"asctime": "ts", "levelname": "level", "name": "logger"},
+                static_fields={"service": service},
+                timestamp=False,
+            )
+        )
+        root = logging.getLogger()
+        root.handlers[:] = [handler]
+        root.setLevel(level)
+        # aio-pika / aiormq are chatty at INFO during reconnects; keep their warnings.
+        for noisy in ("aiormq", "aio_pika", "faststream.access"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
+        _configured = True
+    return logging.getLogger(f"m1.{service}")

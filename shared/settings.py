@@ -1,0 +1,43 @@
+"""Settings from the environment (prefix ``M1_``), defaulting to the local servers."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# One HTTP port per service for /health and /metrics (M1_HTTP_PORT overrides in containers).
+SERVICE_PORTS: dict[str, int] = {
+    "ledger": 8101,
+    "pie": 8102,
+    "order": 8103,
+    "window": 8104,
+    "margin": 8105,
+    "notification": 8106,
+    "market": 8107,
+}
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="M1_", extra="ignore")
+
+    rabbitmq_url: str = "amqp://guest:guest@127.0.0.1:5672/"
+    database_url: str = "postgresql://postgres@127.0.0.1:5432/m1"
+    log_level: str = "INFO"
+    http_host: str = "127.0.0.1"
+    # 0 means "the service's default port from SERVICE_PORTS".
+    http_port: int = 0
+    # Messages a consumer may hold unacknowledged at once.
+    prefetch: int = 64
+    # How often the outbox relay looks for rows even when nothing woke it (seconds).
+    relay_poll_seconds: float = 1.0
+    # How long a CLI request waits for the service's answer (seconds).
+    request_timeout: float = 15.0
+
+    def port_for(self, service: str) -> int:
+        return self.http_port or SERVICE_PORTS[service]
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

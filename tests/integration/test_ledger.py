@@ -1,0 +1,104 @@
+"""The ledger against the real RabbitMQ and PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from decimal import Decimal
+
+import pytest
+
+from shared.contracts import GetAccount, OpenAccount
+from tests.support import dlq_messages, eventually, fetch, fetchval
+
+pytestmark = pytest.mark.integration
+
+
+def deposit_body(account_id: str, amount: str = "100.00", deposit_id: str | None = None) -> dict:
+    return {"deposit_id": deposit_id or str(uuid.uuid4()), "account_id": account_id, "amount": amount,
+            "currency": "USD", "received_at": "2026-11-25T14:00:00+00:00"}
+
+
+async def cash(bus, account_id: str) -> Decimal:
+    reply = await bus.request(GetAccount(account_id=account_id))
+    assert reply.ok, reply
+    return Decimal(reply.result["cash"])
+
+
+@pytest.fixture
+async def ledger(service_factory):
+    async with service_factory("ledger").running() as svc:
+        yield svc
+
+
+async def test_deposit_is_booked_once_and_balances(ledger, bus, settings):
+    account = f"acc-{uuid.uuid4().hex[:8]}"
+    assert (await bus.request(OpenAccount(account_id=account))).ok
+    body = deposit_body(account, "250.10")
+    for _ in range(3):  # the bank delivers the same event three times
+        await bus.publish_json("funding.deposit.received", body, message_id=body["deposit_id"])
+    await eventually(lambda: fetchval(settings.database_url,
+                                      "SELECT count(*) FROM ledger.inbox WHERE message_id = $1", body["deposit_id"]))
+    await eventually(lambda: fetchval(settings.database_url, "SELECT count(*) = 0 FROM ledger.outbox"))
+    assert await cash(bus, account) == Decimal("250.10")
+    entries = await fetchval(settings.database_url,
+                             "SELECT count(*) FROM ledger.entries WHERE reference = $1", body["deposit_id"])
+    assert entries == 1
+    totals = await fetch(settings.database_url, "SELECT asset, sum(amount) AS t FROM ledger.postings GROUP BY asset")
+    assert all(r["t"] == 0 for r in totals)
+
+
+async def test_withdrawal_beyond_cash_is_refused_with_reason(ledger, bus, settings):
+    account = f"acc-{uuid.uuid4().hex[:8]}"
+    assert (await bus.request(OpenAccount(account_id=account))).ok
+    dep = deposit_body(account, "40.00")
+    await bus.publish_json("funding.deposit.received", dep, message_id=dep["deposit_id"])
+    wid = str(uuid.uuid4())
+    await bus.publish_json("funding.withdrawal.requested",
+                           {"withdrawal_id": wid, "account_id": account, "amount": "40.01", "currency": "USD",
+                            "requested_at": "2026-11-25T15:00:00+00:00"}, message_id=wid)
+    reason = await eventually(lambda: fetchval(settings.database_url,
+                                               "SELECT reason FROM ledger.dead_letters WHERE message_id = $1", wid))
+    assert "insufficient cash" in reason
+    assert await cash(bus, account) == Decimal("40.00")
+
+
+BAD_BODIES = {
+    "malformed-json": b"{not json",
+    "missing-field": json.dumps({"account_id": "x", "amount": "1.00", "currency": "USD"}).encode(),
+    "negative": None,
+    "zero": None,
+    "three-decimals": None,
+    "wrong-currency": None,
+    "unknown-account": None,
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_BODIES))
+async def test_bad_funding_input_is_dead_lettered_with_reason(ledger, bus, settings, case):
+    account = f"acc-{uuid.uuid4().hex[:8]}"
+    assert (await bus.request(OpenAccount(account_id=account))).ok
+    body = deposit_body(account if case != "unknown-account" else "nobody-" + account)
+    body.update({"negative": {"amount": "-5.00"}, "zero": {"amount": "0.00"}, "three-decimals": {"amount": "1.005"},
+                 "wrong-currency": {"currency": "EUR"}}.get(case, {}))
+    raw = BAD_BODIES[case] or json.dumps(body).encode()
+    message_id = body["deposit_id"]
+    await bus.publish_raw("funding.deposit.received", raw, message_id=message_id)
+    reason = await eventually(lambda: fetchval(settings.database_url,
+                                               "SELECT reason FROM ledger.dead_letters WHERE message_id = $1",
+                                               message_id))
+    expected = {"malformed-json": "invalid", "missing-field": "deposit_id", "negative": "positive",
+                "zero": "positive", "three-decimals": "2 decimal places", "wrong-currency": "currency",
+                "unknown-account": "unknown account"}[case]
+    assert expected in reason
+    dead = await eventually(lambda: dlq_messages(settings.rabbitmq_url, "ledger.dlq"))
+    assert any(m.message_id == message_id and expected in m.headers["x-reason"] for m in dead)
+    assert await cash(bus, account) == Decimal("0.00")
+    # the consumer is still alive: a good deposit after the bad one is booked
+    good = deposit_body(account, "1.00")
+    await bus.publish_json("funding.deposit.received", good, message_id=good["deposit_id"])
+    assert await eventually(lambda: _cash_is(bus, account, Decimal("1.00")))
+
+
+async def _cash_is(bus, account, expected):
+    return await cash(bus, account) == expected
