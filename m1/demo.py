@@ -1,0 +1,93 @@
+"""The demo: one customer's first deposit, end to end through the running services.
+
+Opens an account, sets a nested pie, deposits $1,000.00 as the bank would, waits for the
+pie service's buy intents, closes the trade window as an operator would, waits for the
+fills to be booked, replays the same deposit (nothing changes), and prints the portfolio
+and the customer's notifications.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from decimal import Decimal
+
+from rich.console import Console
+
+from m1.client import Client, ServiceError
+from shared.contracts import CloseWindow, GetFeed, GetPortfolio, OpenAccount, PieSpec, SetPie
+from shared.settings import Settings
+
+DEMO_PIE = PieSpec.model_validate({
+    "name": "Global core",
+    "slices": [
+        {"target": 70, "pie": {"name": "Stocks", "slices": [{"symbol": "VTI", "target": 70},
+                                                             {"symbol": "VXUS", "target": 30}]}},
+        {"target": 30, "pie": {"name": "Bonds", "slices": [{"symbol": "BND", "target": 80},
+                                                           {"symbol": "BNDX", "target": 20}]}},
+    ],
+})
+DEPOSIT = Decimal("1000.00")
+
+
+async def wait_for(check, what: str, timeout: float = 30.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if result := await check():
+            return result
+        await asyncio.sleep(0.2)
+    raise TimeoutError(f"timed out waiting for {what}")
+
+
+async def run_demo(settings: Settings, console: Console) -> bool:
+    from m1.cli import portfolio_table
+
+    account = f"demo-{uuid.uuid4().hex[:6]}"
+    try:
+        async with Client(settings) as client:
+            await client.call(OpenAccount(account_id=account))
+            console.print(f"1. opened account [bold]{account}[/bold] (individual, basic)")
+            await client.call(SetPie(account_id=account, pie=DEMO_PIE))
+            console.print("2. set pie 'Global core': Stocks 70% (VTI 70 / VXUS 30), Bonds 30% (BND 80 / BNDX 20)")
+            event = await client.deposit(account, DEPOSIT)
+            console.print(f"3. bank published funding.deposit.received {event.deposit_id} for ${DEPOSIT}")
+
+            async def pending():
+                view = await client.call(GetPortfolio(account_id=account))
+                return view if Decimal(view["pending_buys"]) > 0 else None
+
+            view = await wait_for(pending, "the pie service's buy intents")
+            console.print(f"4. pie service queued ${view['pending_buys']} of buys for the next window")
+            closing = await client.call(CloseWindow())
+            orders = ", ".join(f"{o['side']} {o['symbol']} ${o['notional']}" for o in closing["orders"])
+            console.print(f"5. operator closed window {str(closing['window_id'])[:8]}: net orders {orders}")
+
+            async def invested():
+                view = await client.call(GetPortfolio(account_id=account))
+                return view if Decimal(view["invested"]) > 0 and Decimal(view["pending_buys"]) == 0 else None
+
+            view = await wait_for(invested, "the fills to be booked")
+            console.print("6. fills allocated, booked in the ledger, portfolio updated")
+            await client.publish_event(event, str(event.deposit_id))
+            await asyncio.sleep(1.0)
+            again = await client.call(GetPortfolio(account_id=account))
+            same = again["cash"] == view["cash"] and again["total"] == view["total"]
+            console.print(f"7. bank re-sent the same deposit: {'no change' if same else '[red]CHANGED[/red]'}")
+            console.print(portfolio_table(again))
+            feed = await wait_for(lambda: _feed_with(client, account, 2), "the notifications")
+            console.print("notifications:")
+            for entry in feed:
+                console.print(f"  - {entry['message']}")
+            ok = same and Decimal(again["invested"]) > 0
+            console.print("[green]demo finished: deposit invested, replay ignored[/green]" if ok
+                          else "[red]demo finished with unexpected figures[/red]")
+            return ok
+    except (ServiceError, TimeoutError) as exc:
+        console.print(f"[red]demo failed:[/red] {exc}")
+        return False
+
+
+async def _feed_with(client: Client, account: str, n: int):
+    feed = await client.call(GetFeed(account_id=account))
+    return feed["entries"] if len(feed["entries"]) >= n else None
