@@ -39,32 +39,44 @@ def health(port: int, host: str = "127.0.0.1") -> dict | None:
 class Supervisor:
     """Starts the services as child processes and stops them all cleanly."""
 
-    def __init__(self, settings: Settings, names: list[str], log_dir: Path | None) -> None:
+    def __init__(self, settings: Settings, names: list[str], log_dir: Path | None,
+                 ports: dict[str, int] | None = None, env: dict[str, str] | None = None) -> None:
         self.settings, self.names, self.log_dir = settings, names, log_dir
+        self.ports = ports or {}
+        self.env = env or {}
         self.children: dict[str, subprocess.Popen] = {}
         self._files = []
 
     def port(self, name: str) -> int:
-        return self.settings.port_for(name)
+        return self.ports.get(name) or self.settings.port_for(name)
 
     def start(self) -> None:
         if self.log_dir:
             self.log_dir.mkdir(parents=True, exist_ok=True)
         for name in self.names:
-            env = {**os.environ, "M1_RABBITMQ_URL": self.settings.rabbitmq_url,
-                   "M1_DATABASE_URL": self.settings.database_url, "M1_HTTP_PORT": str(self.port(name))}
-            out = None
-            if self.log_dir:
-                out = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 - closed in stop()
-                self._files.append(out)
-            self.children[name] = subprocess.Popen([sys.executable, "-m", f"services.{name}"], env=env,
-                                                   stdout=out, stderr=subprocess.STDOUT if out else None,
-                                                   start_new_session=True)
+            self.start_one(name)
 
-    def wait_healthy(self, timeout: float = 60.0) -> list[str]:
+    def start_one(self, name: str) -> None:
+        env = {**os.environ, **self.env, "M1_RABBITMQ_URL": self.settings.rabbitmq_url,
+               "M1_DATABASE_URL": self.settings.database_url, "M1_HTTP_PORT": str(self.port(name))}
+        out = None
+        if self.log_dir:
+            out = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 - closed in stop()
+            self._files.append(out)
+        self.children[name] = subprocess.Popen([sys.executable, "-m", f"services.{name}"], env=env,
+                                               stdout=out, stderr=subprocess.STDOUT if out else None,
+                                               start_new_session=True)
+
+    def kill(self, name: str) -> None:
+        """SIGKILL one service: no shutdown hooks, no acks, as in a crash."""
+        proc = self.children[name]
+        proc.kill()
+        proc.wait()
+
+    def wait_healthy(self, timeout: float = 60.0, names: list[str] | None = None) -> list[str]:
         """Wait until every service answers /health; return the ones that did not."""
         deadline = time.monotonic() + timeout
-        pending = set(self.names)
+        pending = set(names or self.names)
         while pending and time.monotonic() < deadline:
             for name in sorted(pending):
                 if self.children[name].poll() is not None:

@@ -417,7 +417,7 @@ class FeedEntry(BaseModel):
 
 
 class Feed(Message):
-    TYPE: ClassVar[str] = "notification.feed"
+    TYPE: ClassVar[str] = "notification.feed.view"
     account_id: AccountId
     entries: list[FeedEntry]
 

@@ -37,6 +37,7 @@ import asyncpg
 from faststream import AckPolicy
 from faststream.rabbit import RabbitBroker
 from faststream.rabbit.annotations import RabbitMessage
+from prometheus_client import Counter, Histogram
 from pydantic import ValidationError
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential
 
@@ -45,6 +46,11 @@ from shared.db import TRANSIENT_DB_ERRORS
 from shared.topology import COMMANDS_EXCHANGE, DEAD_LETTER_EXCHANGE, DELIVERY_LIMIT, EVENTS_EXCHANGE, QueueSpec
 
 _ID_NAMESPACE = uuid.UUID("8d0c6c4e-5b7e-4f0e-9a55-2f1f5a1d9c01")
+
+MESSAGES = Counter("m1_messages_total", "Messages handled", ["service", "queue", "type", "outcome"])
+DURATION = Histogram("m1_message_seconds", "Time to handle one message", ["service", "queue"],
+                     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10))
+PUBLISHED = Counter("m1_outbox_published_total", "Outbox rows published with a confirm", ["service"])
 
 
 class Rejected(Exception):
@@ -119,9 +125,9 @@ class OutboxRelay:
     """Publishes outbox rows in id order with publisher confirms, deleting a row only after
     its confirm. A crash re-sends at most the batch in flight; consumers dedupe by id."""
 
-    def __init__(self, pool: asyncpg.Pool, broker: RabbitBroker, log: logging.Logger, *, poll_seconds: float = 1.0,
-                 batch: int = 500) -> None:
-        self.pool, self.broker, self.log = pool, broker, log
+    def __init__(self, pool: asyncpg.Pool, broker: RabbitBroker, log: logging.Logger, service: str, *,
+                 poll_seconds: float = 1.0, batch: int = 500) -> None:
+        self.pool, self.broker, self.log, self.service_name = pool, broker, log, service
         self.poll_seconds, self.batch = poll_seconds, batch
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
@@ -174,6 +180,7 @@ class OutboxRelay:
             await asyncio.gather(*(self._publish(r) for r in rows))
             await conn.execute("DELETE FROM outbox WHERE id = ANY($1::bigint[])", [r["id"] for r in rows])
         self.published += len(rows)
+        PUBLISHED.labels(self.service_name).inc(len(rows))
         return len(rows)
 
     async def _publish(self, row: asyncpg.Record) -> None:
@@ -300,7 +307,10 @@ class Consumer:
                 log_fields["error"] = repr(exc)
                 await message.nack(requeue=True)
             self.log.exception("handler failed", extra={**log_fields, "outcome": outcome})
-        duration_ms = round((time.perf_counter() - started) * 1000, 2)
+        elapsed = time.perf_counter() - started
+        duration_ms = round(elapsed * 1000, 2)
+        MESSAGES.labels(self.service, queue.name, routing_key, outcome).inc()
+        DURATION.labels(self.service, queue.name).observe(elapsed)
         level = logging.WARNING if outcome in ("rejected", "dead-lettered", "error") else logging.INFO
         extra = {**log_fields, "outcome": outcome, "duration_ms": duration_ms}
         if outcome in ("rejected", "dead-lettered") and reply is not None:

@@ -32,6 +32,12 @@ def shares_down(value: Decimal) -> Decimal:
     return value.quantize(SHARE_STEP, rounding=ROUND_DOWN)
 
 
+def shares_up(value: Decimal) -> Decimal:
+    """Round away from zero to 1/100,000 of a share: a sell of a dollar amount delivers at
+    least the shares that amount is worth, so its proceeds are always covered."""
+    return value.quantize(SHARE_STEP, rounding=ROUND_UP)
+
+
 def shares(value: Decimal) -> Decimal:
     """Round half to even to 1/100,000 of a share."""
     return value.quantize(SHARE_STEP, rounding=ROUND_HALF_EVEN)

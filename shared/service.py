@@ -9,6 +9,8 @@ consumers, and stops them cleanly on SIGINT/SIGTERM.
 from __future__ import annotations
 
 import asyncio
+import signal
+import sys
 from collections.abc import Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -72,7 +74,7 @@ class Service:
         self.pool = await create_pool(self.settings.database_url, self.name)
         self.consumer.pool = self.pool
         await self._declare_topology()
-        self.relay = OutboxRelay(self.pool, self.broker, self.log, poll_seconds=self.settings.relay_poll_seconds)
+        self.relay = OutboxRelay(self.pool, self.broker, self.log, self.name, poll_seconds=self.settings.relay_poll_seconds)
         self.consumer.relay = self.relay
         try:
             yield
@@ -132,8 +134,14 @@ class Service:
                 await self.broker.stop()
 
     def run(self) -> None:
-        """Serve the app (consumers + HTTP) until SIGINT/SIGTERM."""
+        """Serve the app (consumers + HTTP) until SIGINT/SIGTERM.
+
+        uvicorn stops gracefully on SIGTERM, restores the previous handler and raises the
+        signal again; this handler turns that into exit status 0, which is what container
+        runtimes and supervisors expect of a clean stop.
+        """
         app = self.app()
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
         asyncio.run(app.run(run_extra_options={
             "host": self.settings.http_host,
             "port": self.settings.port_for(self.name),

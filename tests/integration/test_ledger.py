@@ -102,3 +102,48 @@ async def test_bad_funding_input_is_dead_lettered_with_reason(ledger, bus, setti
 
 async def _cash_is(bus, account, expected):
     return await cash(bus, account) == expected
+
+
+async def test_same_deposit_id_with_a_different_amount_is_refused_as_a_conflict(ledger, bus, settings):
+    account = f"acc-{uuid.uuid4().hex[:8]}"
+    assert (await bus.request(OpenAccount(account_id=account))).ok
+    original = deposit_body(account, "10.00")
+    await bus.publish_json("funding.deposit.received", original, message_id=original["deposit_id"])
+    await eventually(lambda: _cash_is(bus, account, Decimal("10.00")))
+    altered = {**original, "amount": "99.00"}
+    await bus.publish_json("funding.deposit.received", altered, message_id=original["deposit_id"])
+    reason = await eventually(lambda: fetchval(settings.database_url,
+                                               "SELECT reason FROM ledger.dead_letters WHERE message_id = $1",
+                                               original["deposit_id"]))
+    assert "conflict" in reason
+    assert await cash(bus, account) == Decimal("10.00")
+
+
+async def test_deposits_keep_flowing_after_the_database_drops_every_connection(ledger, bus, settings):
+    account = f"acc-{uuid.uuid4().hex[:8]}"
+    assert (await bus.request(OpenAccount(account_id=account))).ok
+    killed = await fetchval(settings.database_url,
+                            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                            "WHERE application_name = 'm1-ledger' AND datname = current_database()")
+    assert killed >= 1
+    body = deposit_body(account, "7.77")
+    await bus.publish_json("funding.deposit.received", body, message_id=body["deposit_id"])
+    assert await eventually(lambda: _cash_is(bus, account, Decimal("7.77")))
+
+
+async def test_deposits_keep_flowing_after_the_broker_drops_every_connection(ledger, bus, settings):
+    import asyncio
+
+    from tests.support import rabbitmqctl
+
+    account = f"acc-{uuid.uuid4().hex[:8]}"
+    assert (await bus.request(OpenAccount(account_id=account))).ok
+    vhost = settings.rabbitmq_url.rsplit("/", 1)[1]
+    from urllib.parse import unquote
+
+    rabbitmqctl("close_all_connections", "-p", unquote(vhost), "test: broker drops connections")
+    await asyncio.sleep(1.0)
+    async with type(bus)(settings.rabbitmq_url) as fresh:
+        body = deposit_body(account, "3.33")
+        await fresh.publish_json("funding.deposit.received", body, message_id=body["deposit_id"])
+        assert await eventually(lambda: _cash_is(fresh, account, Decimal("3.33")), timeout=30)

@@ -1,0 +1,1 @@
+"""Margin: borrowing power, loans, equity watch, maintenance calls and liquidation intents."""

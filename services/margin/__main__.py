@@ -1,0 +1,3 @@
+from services.margin.app import service
+
+service.run()

@@ -1,0 +1,3 @@
+from services.market.app import service
+
+service.run()

@@ -1,0 +1,17 @@
+"""The market service: ``python -m services.market``."""
+
+from pathlib import Path
+
+from services.market.handlers import register
+from shared.service import Service
+from shared.settings import Settings
+
+
+def create_service(settings: Settings | None = None) -> Service:
+    service = Service("market", Path(__file__).parent / "migrations", settings)
+    register(service)
+    return service
+
+
+service = create_service()
+app = service.app()

@@ -1,0 +1,72 @@
+"""The market's SQL. Parameters only; the caller owns the transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from decimal import Decimal
+from uuid import UUID
+
+import asyncpg
+
+from services.market.domain import Listing, Quote
+from shared.contracts import Execution, NetOrder
+
+
+async def seed_prices(conn: asyncpg.Connection, listings: Sequence[Listing], now: datetime) -> int:
+    """Load ``listings`` into an empty price table; a table that has any price is left alone.
+    Returns how many prices were loaded."""
+    rows = await conn.fetch(
+        """INSERT INTO prices (symbol, name, price, updated_at)
+           SELECT s, n, p, $4 FROM unnest($1::text[], $2::text[], $3::numeric[]) AS t(s, n, p)
+           WHERE NOT EXISTS (SELECT 1 FROM prices)
+           ON CONFLICT (symbol) DO NOTHING RETURNING symbol""",
+        [x.symbol for x in listings], [x.name for x in listings], [x.price for x in listings], now,
+    )
+    return len(rows)
+
+
+async def active_prices(conn: asyncpg.Connection) -> dict[str, Decimal]:
+    rows = await conn.fetch("SELECT symbol, price FROM prices WHERE active ORDER BY symbol")
+    return {r["symbol"]: r["price"] for r in rows}
+
+
+async def set_prices(conn: asyncpg.Connection, prices: Mapping[str, Decimal], now: datetime) -> dict[str, Decimal]:
+    """Upsert prices (a new symbol is listed as active). Returns only the prices that changed."""
+    symbols = sorted(prices)
+    rows = await conn.fetch(
+        """INSERT INTO prices (symbol, price, updated_at)
+           SELECT s, p, $3 FROM unnest($1::text[], $2::numeric[]) AS t(s, p)
+           ON CONFLICT (symbol) DO UPDATE SET price = EXCLUDED.price, updated_at = EXCLUDED.updated_at
+           WHERE prices.price IS DISTINCT FROM EXCLUDED.price
+           RETURNING symbol, price""",
+        symbols, [prices[s] for s in symbols], now,
+    )
+    return {r["symbol"]: r["price"] for r in sorted(rows, key=lambda r: r["symbol"])}
+
+
+async def quotes(conn: asyncpg.Connection, symbols: Sequence[str]) -> dict[str, Quote]:
+    rows = await conn.fetch("SELECT symbol, price, active FROM prices WHERE symbol = ANY($1::text[])", list(symbols))
+    return {r["symbol"]: Quote(r["symbol"], r["price"], r["active"]) for r in rows}
+
+
+async def executions_of(conn: asyncpg.Connection, window_id: UUID) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        """SELECT symbol, side, quantity, price, amount, executed_at FROM executions
+           WHERE window_id = $1 ORDER BY symbol""",
+        window_id,
+    )
+
+
+async def insert_executions(conn: asyncpg.Connection, window_id: UUID,
+                            filled: Sequence[tuple[NetOrder, Execution]], executed_at: datetime) -> None:
+    """Store one window's (order, execution) pairs; the (window, symbol) key refuses a
+    second execution of the same security in one window."""
+    await conn.execute(
+        """INSERT INTO executions (window_id, symbol, side, notional, quantity, price, amount, executed_at)
+           SELECT $1, s, d, n, q, p, a, $8
+           FROM unnest($2::text[], $3::text[], $4::numeric[], $5::numeric[], $6::numeric[], $7::numeric[])
+                AS t(s, d, n, q, p, a)""",
+        window_id, [e.symbol for _, e in filled], [e.side.value for _, e in filled], [o.notional for o, _ in filled],
+        [e.quantity for _, e in filled], [e.price for _, e in filled], [e.amount for _, e in filled], executed_at,
+    )

@@ -1,0 +1,1 @@
+"""Order: individual customer orders (buy or sell one slice), validated and turned into priority intents."""

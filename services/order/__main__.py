@@ -1,0 +1,3 @@
+from services.order.app import service
+
+service.run()

@@ -1,0 +1,3 @@
+from services.pie.app import service
+
+service.run()
