@@ -14,6 +14,12 @@ from pythonjsonlogger.json import JsonFormatter
 _configured = False
 
 
+def _drop_color_message(record: logging.LogRecord) -> bool:
+    """uvicorn attaches an ANSI-coloured copy of each message; JSON logs do not want it."""
+    record.__dict__.pop("color_message", None)
+    return True
+
+
 def setup_logging(service: str, level: str = "INFO") -> logging.Logger:
     """Route every log record to stdout as one JSON line tagged with the service name."""
     global _configured
@@ -21,12 +27,13 @@ def setup_logging(service: str, level: str = "INFO") -> logging.Logger:
         handler = logging.StreamHandler(sys.stdout)
         handler.setFormatter(
             JsonFormatter(
-                "%(asctime)s %(levelname)s %(name)s %(message)s",
-                rename_fields={"asctime": "ts", "levelname": "level", "name": "logger"},
+                "%(levelname)s %(name)s %(message)s",
+                rename_fields={"levelname": "level", "name": "logger"},
                 static_fields={"service": service},
-                timestamp=False,
+                timestamp="ts",  # ISO 8601 in UTC
             )
         )
+        handler.addFilter(_drop_color_message)
         root = logging.getLogger()
         root.handlers[:] = [handler]
         root.setLevel(level)
