@@ -32,17 +32,20 @@ async def active_prices(conn: asyncpg.Connection) -> dict[str, Decimal]:
 
 
 async def set_prices(conn: asyncpg.Connection, prices: Mapping[str, Decimal], now: datetime) -> dict[str, Decimal]:
-    """Upsert prices (a new symbol is listed as active). Returns only the prices that changed."""
+    """Upsert prices (a new symbol is listed as active). Returns the prices that changed, of
+    active securities only: an inactive one keeps its price unpublished."""
     symbols = sorted(prices)
     rows = await conn.fetch(
-        """INSERT INTO prices (symbol, price, updated_at)
-           SELECT s, p, $3 FROM unnest($1::text[], $2::numeric[]) AS t(s, p)
-           ON CONFLICT (symbol) DO UPDATE SET price = EXCLUDED.price, updated_at = EXCLUDED.updated_at
-           WHERE prices.price IS DISTINCT FROM EXCLUDED.price
-           RETURNING symbol, price""",
+        """WITH changed AS (
+               INSERT INTO prices (symbol, price, updated_at)
+               SELECT s, p, $3 FROM unnest($1::text[], $2::numeric[]) AS t(s, p)
+               ON CONFLICT (symbol) DO UPDATE SET price = EXCLUDED.price, updated_at = EXCLUDED.updated_at
+               WHERE prices.price IS DISTINCT FROM EXCLUDED.price
+               RETURNING symbol, price, active)
+           SELECT symbol, price FROM changed WHERE active ORDER BY symbol""",
         symbols, [prices[s] for s in symbols], now,
     )
-    return {r["symbol"]: r["price"] for r in sorted(rows, key=lambda r: r["symbol"])}
+    return {r["symbol"]: r["price"] for r in rows}
 
 
 async def quotes(conn: asyncpg.Connection, symbols: Sequence[str]) -> dict[str, Quote]:

@@ -113,16 +113,12 @@ def register(service: Service) -> None:
 
     @on(topology.PIE_COMMANDS, GetPortfolio, idempotent=False)
     async def get_portfolio(tx: Tx, query: GetPortfolio) -> PortfolioView:
-        account = await store.get_account(tx.conn, query.account_id)
-        if account is None:
+        snap = await store.snapshot(tx.conn, query.account_id)
+        if snap is None:
             raise Rejected(f"unknown account {query.account_id}")
-        pie = await _pie_of(tx, query.account_id)
-        slices = []
-        if pie is not None:
-            holdings = await store.slice_holdings(tx.conn, query.account_id)
-            prices = await store.prices_of(tx.conn, sorted({leaf.symbol for leaf in domain.leaves(pie)}))
-            slices = domain.view_slices(pie, holdings, prices)
-        totals = domain.totals(slices, account["cash"])
-        return PortfolioView(account_id=query.account_id, pie_name=pie.name if pie else None, cash=account["cash"],
-                             pending_buys=await store.pending_buys(tx.conn, query.account_id),
-                             invested=totals.invested, total=totals.total, slices=slices)
+        pie = PieSpec.model_validate_json(snap.tree_json) if snap.tree_json is not None else None
+        slices = domain.view_slices(pie, snap.holdings, snap.prices) if pie is not None else []
+        totals = domain.totals(slices, snap.cash)
+        return PortfolioView(account_id=query.account_id, pie_name=pie.name if pie else None, cash=snap.cash,
+                             pending_buys=snap.pending_buys, invested=totals.invested, total=totals.total,
+                             slices=slices)

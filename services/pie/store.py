@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -169,6 +170,36 @@ async def book_fills(conn: asyncpg.Connection, account_id: str, window_id: UUID,
     )
 
 
-async def slice_holdings(conn: asyncpg.Connection, account_id: str) -> dict[str, Decimal]:
-    rows = await conn.fetch("SELECT path, quantity FROM slice_holdings WHERE account_id = $1", account_id)
-    return {r["path"]: r["quantity"] for r in rows}
+@dataclass(frozen=True)
+class Snapshot:
+    """What the portfolio view needs, read at one instant."""
+
+    cash: Decimal
+    tree_json: str | None
+    pending_buys: Decimal
+    holdings: dict[str, Decimal]  # by slice path
+    prices: dict[str, Decimal]  # of the symbols held
+
+
+async def snapshot(conn: asyncpg.Connection, account_id: str) -> Snapshot | None:
+    """One statement, so cash, pending buys and holdings come from the same snapshot (a fill
+    booked meanwhile moves all three at once or none). None for an unknown account."""
+    row = await conn.fetchrow(
+        """SELECT a.cash,
+                  (SELECT tree::text FROM pies WHERE account_id = a.account_id) AS tree,
+                  (SELECT coalesce(sum(amount), 0.00)::numeric(16, 2) FROM intents
+                   WHERE account_id = a.account_id AND status = 'pending' AND side = 'buy') AS pending_buys,
+                  (SELECT coalesce(json_agg(json_build_object('path', h.path, 'symbol', h.symbol,
+                                                              'quantity', h.quantity::text, 'price', p.price::text)),
+                                   '[]')::text
+                   FROM slice_holdings h LEFT JOIN prices p USING (symbol)
+                   WHERE h.account_id = a.account_id) AS holdings
+           FROM accounts a WHERE a.account_id = $1""",
+        account_id,
+    )
+    if row is None:
+        return None
+    held = json.loads(row["holdings"])
+    return Snapshot(row["cash"], row["tree"], row["pending_buys"],
+                    holdings={h["path"]: Decimal(h["quantity"]) for h in held},
+                    prices={h["symbol"]: Decimal(h["price"]) for h in held if h["price"] is not None})

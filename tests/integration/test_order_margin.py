@@ -32,18 +32,25 @@ def new_account() -> str:
     return f"acc-{uuid.uuid4().hex[:8]}"
 
 
+def new_symbol() -> str:
+    """A symbol no other test prices: price events reach every service's queue in the session."""
+    return "Z" + uuid.uuid4().hex[:7].upper()
+
+
 async def publish(bus, event: Message, message_id: str | None = None) -> str:
     message_id = message_id or str(uuid.uuid4())
     await bus.publish_raw(event.TYPE, event.model_dump_json().encode(), message_id=message_id)
     return message_id
 
 
-async def handled(settings, service: str, message_id: str) -> None:
-    """Wait until ``service`` has committed its handling of ``message_id`` (its inbox row is
-    written in the same transaction as the effect). Schema names are quoted: ``order`` is a
-    reserved word in SQL."""
-    await eventually(lambda: fetchval(settings.database_url,
-                                      f'SELECT count(*) FROM "{service}".inbox WHERE message_id = $1', message_id))
+async def handled(settings, service: str, *message_ids: str) -> None:
+    """Wait until ``service`` has committed its handling of every one of ``message_ids`` (the
+    inbox row is written in the same transaction as the effect). Schema names are quoted:
+    ``order`` is a reserved word in SQL."""
+    await eventually(lambda: fetchval(
+        settings.database_url,
+        f'SELECT count(DISTINCT message_id) = $2 FROM "{service}".inbox WHERE message_id = ANY($1::text[])',
+        list(message_ids), len(set(message_ids))))
 
 
 def opened(account: str, kind: str = "individual", plan: str = "basic") -> AccountOpened:
@@ -112,32 +119,31 @@ async def test_order_replay_of_account_opened_changes_nothing(order, bus, settin
 
 
 async def test_margin_projects_account_cash_positions_and_prices(margin, bus, settings):
-    account = new_account()
-    await publish(bus, opened(account, "joint", "plus"))
-    await publish(bus, cash_changed(account, "1000.00", 1))
-    await publish(bus, cash_changed(account, "400.00", 2))
-    await publish(bus, position_changed(account, "VTI", "2.50000", 2))
-    await publish(bus, position_changed(account, "BND", "7.12345", 2))
-    last = await publish(bus, PricesChanged(prices={"VTI": "240.125000", "BND": "72.5"}, as_of=OPENED_AT))
-    await handled(settings, "margin", last)
-    row = await eventually(lambda: margin_account(settings, account))
+    account, stock, bond = new_account(), new_symbol(), new_symbol()
+    ids = [await publish(bus, opened(account, "joint", "plus")),
+           await publish(bus, cash_changed(account, "1000.00", 1)),
+           await publish(bus, cash_changed(account, "400.00", 2)),
+           await publish(bus, position_changed(account, stock, "2.50000", 2)),
+           await publish(bus, position_changed(account, bond, "7.12345", 2)),
+           await publish(bus, PricesChanged(prices={stock: "240.125000", bond: "72.5"}, as_of=OPENED_AT))]
+    await handled(settings, "margin", *ids)
+    row = await margin_account(settings, account)
     assert tuple(row) == ("joint", "plus", Decimal("400.00"), 2)
-    assert await margin_positions(settings, account) == {"VTI": (Decimal("2.50000"), 2),
-                                                         "BND": (Decimal("7.12345"), 2)}
+    assert await margin_positions(settings, account) == {stock: (Decimal("2.50000"), 2),
+                                                         bond: (Decimal("7.12345"), 2)}
     prices = await fetch(settings.database_url,
-                         "SELECT symbol, price FROM margin.prices WHERE symbol = ANY($1::text[])", ["VTI", "BND"])
-    assert dict((r["symbol"], r["price"]) for r in prices) == {"VTI": Decimal("240.125"), "BND": Decimal("72.5")}
+                         "SELECT symbol, price FROM margin.prices WHERE symbol = ANY($1::text[])", [stock, bond])
+    assert dict((r["symbol"], r["price"]) for r in prices) == {stock: Decimal("240.125"), bond: Decimal("72.5")}
 
 
 async def test_margin_ignores_cash_and_positions_older_than_what_it_holds(margin, bus, settings):
     account = new_account()
-    await publish(bus, opened(account))
-    await publish(bus, cash_changed(account, "75.00", 5))
-    await publish(bus, position_changed(account, "VTI", "3.00000", 5))
-    stale_cash = await publish(bus, cash_changed(account, "10.00", 4))
-    stale_position = await publish(bus, position_changed(account, "VTI", "1.00000", 3))
-    await handled(settings, "margin", stale_cash)
-    await handled(settings, "margin", stale_position)
+    ids = [await publish(bus, opened(account)),
+           await publish(bus, cash_changed(account, "75.00", 5)),
+           await publish(bus, position_changed(account, "VTI", "3.00000", 5)),
+           await publish(bus, cash_changed(account, "10.00", 4)),
+           await publish(bus, position_changed(account, "VTI", "1.00000", 3))]
+    await handled(settings, "margin", *ids)
     row = await margin_account(settings, account)
     assert (row["cash"], row["version"]) == (Decimal("75.00"), 5)
     assert await margin_positions(settings, account) == {"VTI": (Decimal("3.00000"), 5)}
@@ -145,10 +151,10 @@ async def test_margin_ignores_cash_and_positions_older_than_what_it_holds(margin
 
 async def test_margin_keeps_a_sold_out_position_at_zero_with_its_version(margin, bus, settings):
     account = new_account()
-    await publish(bus, position_changed(account, "VTI", "3.00000", 1))
-    await publish(bus, position_changed(account, "VTI", "0", 2))
-    stale = await publish(bus, position_changed(account, "VTI", "3.00000", 1))
-    await handled(settings, "margin", stale)
+    ids = [await publish(bus, position_changed(account, "VTI", "3.00000", 1)),
+           await publish(bus, position_changed(account, "VTI", "0", 2)),
+           await publish(bus, position_changed(account, "VTI", "3.00000", 1))]
+    await handled(settings, "margin", *ids)
     assert await margin_positions(settings, account) == {"VTI": (Decimal("0.00000"), 2)}
 
 
@@ -163,10 +169,10 @@ async def test_margin_keeps_cash_that_arrives_before_the_account_is_opened(margi
 
 
 async def test_margin_ignores_prices_older_than_what_it_holds(margin, bus, settings):
-    symbol = "Z" + uuid.uuid4().hex[:6].upper()
-    await publish(bus, PricesChanged(prices={symbol: "10.00"}, as_of=OPENED_AT))
+    symbol = new_symbol()
+    first = await publish(bus, PricesChanged(prices={symbol: "10.00"}, as_of=OPENED_AT))
     stale = await publish(bus, PricesChanged(prices={symbol: "9.00"}, as_of=OPENED_AT - timedelta(minutes=1)))
-    await handled(settings, "margin", stale)
+    await handled(settings, "margin", first, stale)
     assert await fetchval(settings.database_url, "SELECT price FROM margin.prices WHERE symbol = $1",
                           symbol) == Decimal("10.00")
     newer = await publish(bus, PricesChanged(prices={symbol: "11.50"}, as_of=OPENED_AT + timedelta(minutes=1)))
@@ -176,20 +182,35 @@ async def test_margin_ignores_prices_older_than_what_it_holds(margin, bus, setti
 
 
 async def test_margin_replay_of_any_event_changes_nothing(margin, bus, settings):
-    account = new_account()
-    events = [opened(account), cash_changed(account, "300.00", 1), position_changed(account, "VTI", "1.50000", 1),
-              PricesChanged(prices={"VTI": "200.00"}, as_of=OPENED_AT + timedelta(days=1))]
+    account, symbol = new_account(), new_symbol()
+    events = [opened(account), cash_changed(account, "300.00", 1), position_changed(account, symbol, "1.50000", 1),
+              PricesChanged(prices={symbol: "200.00"}, as_of=OPENED_AT)]
     ids = [await publish(bus, e) for e in events]
-    for message_id in ids:
-        await handled(settings, "margin", message_id)
-    before = (tuple(await margin_account(settings, account)), await margin_positions(settings, account))
-    await publish(bus, cash_changed(account, "50.00", 2), message_id=ids[1])  # a reused id is refused
+    await handled(settings, "margin", *ids)
+
+    async def state():
+        return (tuple(await margin_account(settings, account)), await margin_positions(settings, account),
+                await fetchval(settings.database_url, "SELECT price FROM margin.prices WHERE symbol = $1", symbol))
+
+    before = await state()
     for event, message_id in zip(events, ids, strict=True):
         await publish(bus, event, message_id=message_id)
-    marker = await publish(bus, cash_changed(account + "-other", "1.00", 1))
-    await handled(settings, "margin", marker)
-    after = (tuple(await margin_account(settings, account)), await margin_positions(settings, account))
-    assert after == before
+    # A reused id with another body is refused as a conflict, never applied.
+    await publish(bus, cash_changed(account, "50.00", 2), message_id=ids[1])
+    await publish(bus, PricesChanged(prices={symbol: "1.00"}, as_of=OPENED_AT + timedelta(days=1)), message_id=ids[3])
+    async def refusals():
+        rows = await fetch(settings.database_url,
+                           "SELECT message_id, reason FROM margin.dead_letters WHERE message_id = ANY($1::text[])",
+                           [ids[1], ids[3]])
+        return rows if len(rows) == 2 else None
+
+    refused = await eventually(refusals)
+    # Markers on both queues: what was published before them has been handled.
+    markers = [await publish(bus, cash_changed(account + "-other", "1.00", 1)),
+               await publish(bus, PricesChanged(prices={new_symbol(): "1.00"}, as_of=OPENED_AT))]
+    await handled(settings, "margin", *markers)
+    assert await state() == before
+    assert all("conflict" in r["reason"] for r in refused)
     counts = await fetch(settings.database_url,
                          "SELECT message_id, count(*) AS n FROM margin.inbox WHERE message_id = ANY($1::text[]) "
                          "GROUP BY message_id", ids)

@@ -1,0 +1,3 @@
+from services.notification.app import service
+
+service.run()

@@ -1,0 +1,67 @@
+"""What the holder is told about each event: a short message and the structured facts. Pure."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from shared.contracts import DepositBooked, Fill, FillsBooked, FundingRejected, Side, WithdrawalBooked
+
+DEPOSIT_RECEIVED = "deposit_received"
+WITHDRAWAL_COMPLETED = "withdrawal_completed"
+FUNDING_REJECTED = "funding_rejected"
+TRADES_EXECUTED = "trades_executed"
+
+
+@dataclass(frozen=True)
+class Notification:
+    account_id: str
+    kind: str
+    message: str
+    data: dict[str, Any]
+
+
+def dollars(amount: Decimal) -> str:
+    """``$1,234.50``; a negative amount as ``-$5.00``. Amounts arrive in whole cents."""
+    sign = "-" if amount < 0 else ""
+    return f"{sign}${abs(amount):,.2f}"
+
+
+def price(value: Decimal) -> str:
+    """A price with at least 2 and at most its own decimals: ``$252.97``, ``$60.1234``."""
+    text = format(value.normalize(), "f")
+    whole, _, frac = text.partition(".")
+    return f"${int(whole):,}.{frac.ljust(2, '0')}"
+
+
+def deposit_received(event: DepositBooked) -> Notification:
+    return Notification(event.account_id, DEPOSIT_RECEIVED, f"Deposit of {dollars(event.amount)} received.",
+                        event.model_dump(mode="json", include={"deposit_id", "amount", "cash", "booked_at"}))
+
+
+def withdrawal_completed(event: WithdrawalBooked) -> Notification:
+    return Notification(event.account_id, WITHDRAWAL_COMPLETED,
+                        f"Withdrawal of {dollars(event.amount)} sent to your bank.",
+                        event.model_dump(mode="json", include={"withdrawal_id", "amount", "cash", "booked_at"}))
+
+
+_FUNDING_NAMES = {"deposit": "deposit", "withdrawal": "withdrawal"}
+
+
+def funding_rejected(event: FundingRejected) -> Notification:
+    what = _FUNDING_NAMES.get(event.funding_type, "funding request")
+    return Notification(event.account_id, FUNDING_REJECTED, f"Your {what} was refused: {event.reason}",
+                        event.model_dump(mode="json", include={"funding_type", "funding_id", "amount", "reason"}))
+
+
+def _trade(fill: Fill) -> str:
+    verb = "bought" if fill.side is Side.BUY else "sold"
+    return f"{verb} {format(fill.quantity, 'f')} {fill.symbol} for {dollars(fill.amount)} at {price(fill.price)}"
+
+
+def trades_executed(event: FillsBooked) -> Notification:
+    trades = "; ".join(_trade(f) for f in event.fills) or "nothing for this account"
+    return Notification(event.account_id, TRADES_EXECUTED,
+                        f"Trades executed in window {str(event.window_id)[:8]}: {trades}.",
+                        event.model_dump(mode="json", include={"window_id", "fills", "cash", "booked_at"}))

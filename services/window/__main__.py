@@ -1,0 +1,3 @@
+from services.window.app import service
+
+service.run()

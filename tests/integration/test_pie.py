@@ -1,0 +1,219 @@
+"""The pie service against the real RabbitMQ and PostgreSQL; ledger and market events are
+published by the test itself."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import pytest
+
+from shared.contracts import (
+    AccountOpened,
+    CashChanged,
+    Fill,
+    FillsBooked,
+    GetPortfolio,
+    IntentsSubmitted,
+    Message,
+    PieSpec,
+    PricesChanged,
+    SetPie,
+    Side,
+)
+from shared.topology import EVENTS_EXCHANGE
+from tests.support import eventually, fetch, fetchval
+
+pytestmark = pytest.mark.integration
+
+D = Decimal
+NOW = datetime(2026, 11, 25, 14, 0, tzinfo=UTC)
+PRICES = {"VTI": D("250.00"), "BND": D("72.50"), "VXUS": D("60.00")}
+SIXTY_FORTY = PieSpec.model_validate({"name": "Balanced", "slices": [{"symbol": "VTI", "target": 60},
+                                                                     {"symbol": "BND", "target": 40}]})
+TWO_CORES = PieSpec.model_validate({"name": "Two cores", "slices": [
+    {"target": 60, "pie": {"name": "Core", "slices": [{"symbol": "VTI", "target": 50},
+                                                      {"symbol": "VXUS", "target": 50}]}},
+    {"target": 40, "pie": {"name": "Growth", "slices": [{"symbol": "VTI", "target": 100}]}},
+]})
+
+
+@pytest.fixture
+async def pie(service_factory):
+    async with service_factory("pie").running() as svc:
+        yield svc
+
+
+@pytest.fixture
+async def intents_queue(bus):
+    """A private queue that sees every IntentsSubmitted the pie service publishes."""
+    channel = await bus.connection.channel()
+    queue = await channel.declare_queue(exclusive=True, auto_delete=True)
+    await queue.bind(EVENTS_EXCHANGE, routing_key="pie.intents.#")
+    yield queue
+    await channel.close()
+
+
+async def publish(bus, event: Message, message_id: str | None = None) -> str:
+    message_id = message_id or str(uuid.uuid4())
+    await bus.publish_json(event.TYPE, event.model_dump(mode="json"), message_id=message_id)
+    return message_id
+
+
+async def submitted(queue, account: str) -> list[IntentsSubmitted]:
+    """Every batch for ``account`` waiting in ``queue`` (read and acked)."""
+    out = []
+    while (msg := await queue.get(fail=False, no_ack=True)) is not None:
+        batch = IntentsSubmitted.model_validate_json(msg.body)
+        if batch.account_id == account:
+            out.append(batch)
+    return out
+
+
+async def handled(settings, message_id: str) -> bool:
+    return bool(await fetchval(settings.database_url, "SELECT count(*) FROM pie.inbox WHERE message_id = $1",
+                               message_id))
+
+
+async def open_account_with_pie(bus, settings, pie_spec: PieSpec) -> str:
+    account = f"pie-{uuid.uuid4().hex[:8]}"
+    await publish(bus, AccountOpened(account_id=account, kind="individual", plan="basic", opened_at=NOW))
+    await publish(bus, PricesChanged(prices=PRICES, as_of=NOW))
+    await eventually(lambda: fetchval(settings.database_url,
+                                      "SELECT count(*) FROM pie.accounts WHERE account_id = $1", account))
+    await eventually(lambda: prices_known(settings))
+    reply = await bus.request(SetPie(account_id=account, pie=pie_spec))
+    assert reply.ok and reply.result["pie"]["name"] == pie_spec.name
+    return account
+
+
+async def prices_known(settings) -> bool:
+    return await fetchval(settings.database_url, "SELECT count(*) = $1 FROM pie.prices WHERE symbol = ANY($2::text[])",
+                          len(PRICES), list(PRICES))
+
+
+def cash_changed(account: str, cash: str, delta: str, version: int) -> CashChanged:
+    return CashChanged(account_id=account, cash=D(cash), delta=D(delta), cause="deposit",
+                       cause_id=str(uuid.uuid4()), version=version)
+
+
+async def test_a_deposit_into_a_60_40_pie_submits_60_and_40_of_buys_once(pie, bus, settings, intents_queue):
+    account = await open_account_with_pie(bus, settings, SIXTY_FORTY)
+    deposit = cash_changed(account, "100.00", "100.00", version=1)
+    first = await publish(bus, deposit)
+
+    batches = await eventually(lambda: submitted(intents_queue, account))
+    assert len(batches) == 1
+    buys = {i.symbol: (i.side, i.amount, i.source) for i in batches[0].intents}
+    assert buys == {"VTI": ("buy", D("60.00"), "auto_invest"), "BND": ("buy", D("40.00"), "auto_invest")}
+    rows = await fetch(settings.database_url,
+                       "SELECT path, amount, status FROM pie.intents WHERE account_id = $1 ORDER BY path", account)
+    assert [tuple(r) for r in rows] == [("BND", D("40.00"), "pending"), ("VTI", D("60.00"), "pending")]
+
+    # The same event again, under its own id and under a new one: nothing more is bought.
+    await publish(bus, deposit, message_id=first)
+    again = await publish(bus, deposit)
+    await eventually(lambda: handled(settings, again))
+    assert await fetchval(settings.database_url, "SELECT count(*) FROM pie.intents WHERE account_id = $1",
+                          account) == 2
+    assert await submitted(intents_queue, account) == []
+
+    view = (await bus.request(GetPortfolio(account_id=account))).result
+    assert (view["cash"], view["pending_buys"], view["invested"], view["total"]) == ("100.00", "100.00", "0.00",
+                                                                                      "100.00")
+    assert await fetchval(settings.database_url, "SELECT count(*) FROM pie.dead_letters WHERE account_id = $1",
+                          account) == 0
+
+
+async def test_booked_fills_move_into_their_slices_and_clear_pending_buys(pie, bus, settings, intents_queue):
+    account = await open_account_with_pie(bus, settings, TWO_CORES)
+    await publish(bus, cash_changed(account, "100.00", "100.00", version=1))
+    (batch,) = await eventually(lambda: submitted(intents_queue, account))
+    by_path = {r["path"]: r["intent_id"] for r in await fetch(
+        settings.database_url, "SELECT path, intent_id FROM pie.intents WHERE account_id = $1", account)}
+    assert {i.intent_id for i in batch.intents} == set(by_path.values())
+    amounts = {r["path"]: r["amount"] for r in await fetch(
+        settings.database_url, "SELECT path, amount FROM pie.intents WHERE account_id = $1", account)}
+    assert amounts == {"Core/VTI": D("30.00"), "Core/VXUS": D("30.00"), "Growth/VTI": D("40.00")}
+
+    fills = [Fill(intent_id=by_path["Core/VTI"], account_id=account, symbol="VTI", side=Side.BUY,
+                  quantity=D("0.12000"), amount=D("30.00"), price=D("250.00")),
+             Fill(intent_id=by_path["Core/VXUS"], account_id=account, symbol="VXUS", side=Side.BUY,
+                  quantity=D("0.50000"), amount=D("30.00"), price=D("60.00")),
+             Fill(intent_id=by_path["Growth/VTI"], account_id=account, symbol="VTI", side=Side.BUY,
+                  quantity=D("0.16000"), amount=D("40.00"), price=D("250.00"))]
+    booked = FillsBooked(account_id=account, window_id=uuid.uuid4(), fills=fills, cash=D("0.00"),
+                         positions={"VTI": D("0.28000"), "VXUS": D("0.50000")}, version=2, booked_at=NOW)
+    message_id = await publish(bus, booked)
+    await eventually(lambda: handled(settings, message_id))
+    replayed = await publish(bus, booked)  # the same fills under another id change nothing
+    cash_after_fill = await publish(bus, CashChanged(account_id=account, cash=D("0.00"), delta=D("-100.00"),
+                                                     cause="fill", cause_id=str(booked.window_id), version=2))
+    for mid in (replayed, cash_after_fill):
+        await eventually(lambda mid=mid: handled(settings, mid))
+
+    holdings = await fetch(settings.database_url, "SELECT path, quantity, cost FROM pie.slice_holdings "
+                                                  "WHERE account_id = $1 ORDER BY path", account)
+    assert [tuple(r) for r in holdings] == [("Core/VTI", D("0.12000"), D("30.00")),
+                                            ("Core/VXUS", D("0.50000"), D("30.00")),
+                                            ("Growth/VTI", D("0.16000"), D("40.00"))]
+    view = await eventually(lambda: _view_if(bus, account, lambda v: v["pending_buys"] == "0.00"))
+    assert (view["cash"], view["invested"], view["total"]) == ("0.00", "100.00", "100.00")
+    assert [(s["path"], s["depth"], s["value"], s["actual_pct"], s["quantity"]) for s in view["slices"]] == [
+        ("Core", 0, "60.00", "60.00", None),
+        ("Core/VTI", 1, "30.00", "50.00", "0.12000"),
+        ("Core/VXUS", 1, "30.00", "50.00", "0.50000"),
+        ("Growth", 0, "40.00", "40.00", None),
+        ("Growth/VTI", 1, "40.00", "100.00", "0.16000"),
+    ]
+    assert await fetchval(settings.database_url, "SELECT quantity FROM pie.positions "
+                                                 "WHERE account_id = $1 AND symbol = 'VTI'", account) == D("0.28000")
+
+    # A later deposit is invested on top; the fills left nothing pending.
+    await publish(bus, cash_changed(account, "50.00", "50.00", version=3))
+    batches = await eventually(lambda: submitted(intents_queue, account))
+    assert sum(i.amount for b in batches for i in b.intents) == D("50.00")
+
+
+async def _view_if(bus, account, predicate):
+    reply = await bus.request(GetPortfolio(account_id=account))
+    return reply.result if reply.ok and predicate(reply.result) else None
+
+
+async def test_an_invalid_pie_is_refused_with_every_reason(pie, bus, settings):
+    account = await open_account_with_pie(bus, settings, SIXTY_FORTY)
+    bad = PieSpec.model_validate({"name": "Bad", "slices": [
+        {"symbol": "VTI", "target": 50}, {"symbol": "VTI", "target": 30}, {"symbol": "NOPE", "target": 0},
+        {"target": 10, "pie": {"name": "Inner", "slices": []}},
+    ]})
+    reply = await bus.request(SetPie(account_id=account, pie=bad))
+    assert not reply.ok
+    assert reply.errors == [
+        "root pie 'Bad': targets sum to 90, not 100",
+        "root pie 'Bad': duplicate symbol VTI",
+        "slice NOPE: target 0% is below the minimum of 1%",
+        "slice NOPE: unknown symbol NOPE (the market has no price for it)",
+        "pie Inner: has no slices, at least 1 needed",
+    ]
+    assert all(error in reply.reason for error in reply.errors)
+    stored = await fetchval(settings.database_url, "SELECT name FROM pie.pies WHERE account_id = $1", account)
+    assert stored == "Balanced"  # the previous pie stays
+
+
+async def test_a_pie_for_an_unknown_account_is_refused(pie, bus):
+    reply = await bus.request(SetPie(account_id="nobody-" + uuid.uuid4().hex[:8], pie=SIXTY_FORTY))
+    assert not reply.ok and any("unknown account" in e for e in reply.errors)
+
+
+async def test_setting_a_pie_trades_nothing(pie, bus, settings, intents_queue):
+    account = f"pie-{uuid.uuid4().hex[:8]}"
+    await publish(bus, PricesChanged(prices=PRICES, as_of=NOW))
+    await publish(bus, cash_changed(account, "500.00", "500.00", version=1))  # cash before any pie
+    await eventually(lambda: fetchval(settings.database_url,
+                                      "SELECT cash = 500 FROM pie.accounts WHERE account_id = $1", account))
+    await eventually(lambda: prices_known(settings))
+    assert (await bus.request(SetPie(account_id=account, pie=SIXTY_FORTY))).ok
+    view = (await bus.request(GetPortfolio(account_id=account))).result
+    assert view["pie_name"] == "Balanced" and view["pending_buys"] == "0.00"
+    assert await submitted(intents_queue, account) == []

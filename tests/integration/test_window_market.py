@@ -1,0 +1,254 @@
+"""The window and the market together against the real RabbitMQ and PostgreSQL: intents in,
+a window closed by command, net orders executed by the venue, fills allocated back."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from decimal import Decimal
+
+import pytest
+
+from services.ledger.domain import fills as ledger_entry
+from shared import topology
+from shared.contracts import (
+    CloseWindow,
+    ExecuteOrders,
+    FillsAllocated,
+    Intent,
+    IntentsSubmitted,
+    IntentSource,
+    NetOrder,
+    OrdersExecuted,
+    PricesChanged,
+    SetPrices,
+    Side,
+    WindowClosing,
+)
+from tests.support import dlq_messages, eventually, fetch, fetchval
+
+pytestmark = pytest.mark.integration
+
+D = Decimal
+BUY, SELL = Side.BUY, Side.SELL
+
+
+def new_symbol() -> str:
+    """A security no other test trades, so that prices and windows do not interfere."""
+    return "Z" + uuid.uuid4().hex[:7].upper()
+
+
+def new_account() -> str:
+    return f"acc-{uuid.uuid4().hex[:8]}"
+
+
+def intent(account: str, symbol: str, side: Side, amount: str) -> Intent:
+    return Intent(intent_id=uuid.uuid4(), account_id=account, symbol=symbol, side=side, amount=amount,
+                  source=IntentSource.AUTO_INVEST)
+
+
+async def submit(bus, settings, account: str, *intents: Intent) -> IntentsSubmitted:
+    batch = IntentsSubmitted(account_id=account, batch_id=uuid.uuid4(), intents=list(intents))
+    message_id = str(uuid.uuid4())
+    await bus.publish_json(IntentsSubmitted.TYPE, batch.model_dump(mode="json"), message_id=message_id)
+    await handled(settings, message_id)
+    return batch
+
+
+async def handled(settings, message_id: str) -> None:
+    """Wait until the window has committed its handling of ``message_id`` (the inbox row is
+    written in the same transaction as the effect)."""
+    await eventually(lambda: fetchval(settings.database_url,
+                                      'SELECT count(*) FROM "window".inbox WHERE message_id = $1', message_id))
+
+
+async def listen(bus, routing_key: str):
+    """A private queue on the events exchange, to see what the services publish."""
+    queue = await bus.channel.declare_queue(exclusive=True, auto_delete=True)
+    await queue.bind(bus.events, routing_key=routing_key)
+    return queue
+
+
+class Seen:
+    """Everything a listening queue received so far, kept across polls."""
+
+    def __init__(self, queue) -> None:
+        self.queue, self.messages = queue, []
+
+    async def where(self, *, not_id: str | None = None, **fields) -> list[dict]:
+        """Bodies whose fields have these values (leaving out the message ``not_id``)."""
+        while (msg := await self.queue.get(fail=False, no_ack=True)) is not None:
+            self.messages.append((msg.message_id, json.loads(msg.body)))
+        return [b for i, b in self.messages if i != not_id and all(b.get(k) == v for k, v in fields.items())]
+
+
+async def set_prices(bus, **prices: str) -> dict:
+    reply = await bus.request(SetPrices(prices=prices))
+    assert reply.ok, reply
+    return reply.result
+
+
+async def close_window(bus) -> WindowClosing:
+    reply = await bus.request(CloseWindow())
+    assert reply.ok, reply
+    return WindowClosing.model_validate(reply.result)
+
+
+@pytest.fixture
+async def services(service_factory, bus, settings):
+    # Intents other tests published while no window service ran are nobody's to allocate:
+    # drop them, and close out any intent left pending in the database, so that this test's
+    # windows hold only this test's intents.
+    await (await bus.channel.get_queue(topology.WINDOW_INTENTS.name, ensure=False)).purge()
+    async with service_factory("market").running() as market, service_factory("window").running() as window:
+        await close_window(bus)
+        yield market, window
+
+
+async def test_a_window_nets_executes_and_allocates_every_intent_exactly_once(services, bus, settings):
+    vti_like, bnd_like = new_symbol(), new_symbol()
+    assert (await set_prices(bus, **{vti_like: "250.00", bnd_like: "72.50"}))["prices"] == {
+        vti_like: "250.00", bnd_like: "72.50"}
+    a, b = new_account(), new_account()
+    a_buy, a_buy2 = intent(a, vti_like, BUY, "100.00"), intent(a, bnd_like, BUY, "40.00")
+    b_sell, b_sell2 = intent(b, vti_like, SELL, "30.00"), intent(b, bnd_like, SELL, "100.00")
+    await submit(bus, settings, a, a_buy, a_buy2)
+    await submit(bus, settings, b, b_sell, b_sell2)
+    allocated = Seen(await listen(bus, "window.fills.#"))
+    executed = Seen(await listen(bus, OrdersExecuted.TYPE))
+
+    closing = await close_window(bus)
+    assert (closing.intents, closing.accounts) == (4, 2)
+    assert closing.orders == [NetOrder(symbol=s, side=d, notional=n) for s, d, n in
+                              sorted([(vti_like, BUY, D("70.00")), (bnd_like, SELL, D("60.00"))])]
+
+    window_id = str(closing.window_id)
+    [body] = await eventually(lambda: allocated.where(window_id=window_id))
+    event = FillsAllocated.model_validate(body)
+    fills = {f.intent_id: f for f in event.fills}
+    assert (fills[a_buy.intent_id].quantity, fills[a_buy.intent_id].amount) == (D("0.40000"), D("100.00"))
+    assert (fills[b_sell.intent_id].quantity, fills[b_sell.intent_id].amount) == (D("0.12000"), D("30.00"))
+    assert {f.price for f in event.fills if f.symbol == vti_like} == {D("250.00")}  # one price for everyone
+    # 40 / 72.50 = 0.551724... rounded down for the buyer; 100 / 72.50 = 1.379310... up for the seller
+    assert (fills[a_buy2.intent_id].quantity, fills[a_buy2.intent_id].price) == (D("0.55172"), D("72.50"))
+    assert (fills[b_sell2.intent_id].quantity, fills[b_sell2.intent_id].price) == (D("1.37932"), D("72.50"))
+    executions = {e.symbol: e for e in event.executions}
+    assert (executions[vti_like].side, executions[vti_like].quantity, executions[vti_like].amount) == (
+        BUY, D("0.28000"), D("70.00"))
+    assert (executions[bnd_like].side, executions[bnd_like].quantity, executions[bnd_like].amount) == (
+        SELL, D("0.82758"), D("60.00"))
+    residues = {r.symbol: (r.quantity, r.amount) for r in event.residues}
+    assert residues == {vti_like: (D("0"), D("0")), bnd_like: (D("0.00002"), D("0"))}
+    ledger_entry(event.executions, event.fills, event.residues)  # the ledger would book it: it balances
+
+    window = (await fetch(settings.database_url, 'SELECT status, summary FROM "window".windows WHERE window_id = $1',
+                          closing.window_id))[0]
+    summary = json.loads(window["summary"])
+    assert window["status"] == "allocated" and summary["intents"] == 4 and summary["accounts"] == 2
+    bnd = summary["securities"][bnd_like]
+    assert (bnd["gross_buy"], bnd["gross_sell"], bnd["net"], bnd["price"], bnd["residue_quantity"]) == (
+        "40.00", "100.00", "-60.00", "72.50", "0.00002")
+    statuses = await fetch(settings.database_url, 'SELECT DISTINCT status FROM "window".intents WHERE window_id = $1',
+                           closing.window_id)
+    assert [r["status"] for r in statuses] == ["filled"]
+
+    # The venue's answer again under a new message id, and the window's orders sent to the
+    # venue again: nothing changes, nothing is published twice.
+    [original] = await eventually(lambda: executed.where(window_id=window_id))
+    replay_id = str(uuid.uuid4())
+    await bus.publish_json(OrdersExecuted.TYPE, original, message_id=replay_id)
+    again = await bus.request(ExecuteOrders(window_id=closing.window_id, orders=closing.orders))
+    assert again.ok and again.result["executions"] == original["executions"]
+    await handled(settings, replay_id)
+    await eventually(lambda: fetchval(settings.database_url, 'SELECT count(*) = 0 FROM "window".outbox'))
+    await eventually(lambda: fetchval(settings.database_url, "SELECT count(*) = 0 FROM market.outbox"))
+    assert await fetchval(settings.database_url, 'SELECT count(*) FROM "window".fills WHERE window_id = $1',
+                          closing.window_id) == 4
+    assert await fetchval(settings.database_url, "SELECT count(*) FROM market.executions WHERE window_id = $1",
+                          closing.window_id) == 2
+    assert len(await allocated.where(window_id=window_id)) == 1
+    assert len(await executed.where(window_id=window_id, not_id=replay_id)) == 1
+
+
+async def test_set_prices_changes_the_execution_price(services, bus, settings):
+    symbol, account = new_symbol(), new_account()
+    assert (await set_prices(bus, **{symbol: "10.00"}))["prices"] == {symbol: "10.00"}
+    assert (await set_prices(bus, **{symbol: "10.00"}))["prices"] == {}  # nothing changed
+    allocated = Seen(await listen(bus, "window.fills.#"))
+
+    async def fill_at_the_next_window() -> tuple[Decimal, Decimal]:
+        await submit(bus, settings, account, intent(account, symbol, BUY, "25.00"))
+        closing = await close_window(bus)
+        [body] = await eventually(lambda: allocated.where(window_id=str(closing.window_id)))
+        [fill] = FillsAllocated.model_validate(body).fills
+        return fill.price, fill.quantity
+
+    assert await fill_at_the_next_window() == (D("10.00"), D("2.50000"))
+    await set_prices(bus, **{symbol: "12.50"})
+    assert await fill_at_the_next_window() == (D("12.50"), D("2.00000"))
+
+
+async def test_closing_a_window_with_nothing_pending_creates_nothing(services, bus, settings):
+    before = await fetchval(settings.database_url, 'SELECT count(*) FROM "window".windows')
+    closing = await close_window(bus)
+    assert (closing.window_id, closing.intents, closing.accounts, closing.orders) == (None, 0, 0, [])
+    assert await fetchval(settings.database_url, 'SELECT count(*) FROM "window".windows') == before
+
+
+async def test_an_order_for_an_unknown_symbol_is_dead_lettered_with_the_reason(services, bus, settings):
+    unknown, message_id = new_symbol(), str(uuid.uuid4())
+    command = ExecuteOrders(window_id=uuid.uuid4(), orders=[NetOrder(symbol=unknown, side=BUY, notional="10.00")])
+    reply = await bus.request(command, message_id=message_id)
+    assert not reply.ok and f"unknown symbol {unknown}" in reply.reason
+    reason = await fetchval(settings.database_url, "SELECT reason FROM market.dead_letters WHERE message_id = $1",
+                            message_id)
+    assert f"unknown symbol {unknown}" in reason
+    [copy] = await eventually(lambda: dead_lettered(settings, topology.MARKET_COMMANDS.dlq, message_id))
+    assert f"unknown symbol {unknown}" in copy.headers["x-reason"]
+    assert await fetchval(settings.database_url, "SELECT count(*) FROM market.executions WHERE window_id = $1",
+                          command.window_id) == 0
+
+
+async def dead_lettered(settings, dlq: str, message_id: str) -> list:
+    return [m for m in await dlq_messages(settings.rabbitmq_url, dlq) if m.message_id == message_id]
+
+
+async def test_share_quantity_intents_are_dead_lettered_until_supported(services, bus, settings):
+    account = new_account()
+    batch = IntentsSubmitted(account_id=account, batch_id=uuid.uuid4(), intents=[
+        Intent(intent_id=uuid.uuid4(), account_id=account, symbol="VTI", side=SELL, quantity="1.5",
+               source=IntentSource.REBALANCE)])
+    message_id = str(uuid.uuid4())
+    await bus.publish_json(IntentsSubmitted.TYPE, batch.model_dump(mode="json"), message_id=message_id)
+    reason = await eventually(lambda: fetchval(
+        settings.database_url, 'SELECT reason FROM "window".dead_letters WHERE message_id = $1', message_id))
+    assert "share-quantity intents are not supported yet" in reason
+    assert await fetchval(settings.database_url, 'SELECT count(*) FROM "window".intents WHERE account_id = $1',
+                          account) == 0
+
+
+async def test_an_intent_id_reused_for_a_different_intent_is_refused(services, bus, settings):
+    account, symbol = new_account(), new_symbol()
+    first = intent(account, symbol, BUY, "10.00")
+    await submit(bus, settings, account, first)
+    await submit(bus, settings, account, first)  # the same batch content again: accepted, stored once
+    changed = first.model_copy(update={"amount": D("11.00")})
+    message_id = str(uuid.uuid4())
+    await bus.publish_json(IntentsSubmitted.TYPE, IntentsSubmitted(account_id=account, batch_id=uuid.uuid4(),
+                                                                   intents=[changed]).model_dump(mode="json"),
+                           message_id=message_id)
+    reason = await eventually(lambda: fetchval(
+        settings.database_url, 'SELECT reason FROM "window".dead_letters WHERE message_id = $1', message_id))
+    assert str(first.intent_id) in reason
+    rows = await fetch(settings.database_url, 'SELECT amount FROM "window".intents WHERE intent_id = $1',
+                       first.intent_id)
+    assert [r["amount"] for r in rows] == [D("10.00")]
+    await set_prices(bus, **{symbol: "5.00"})  # leave nothing the next window could not execute
+
+
+async def test_the_market_publishes_every_active_price_when_it_starts(service_factory, bus):
+    prices = Seen(await listen(bus, PricesChanged.TYPE))
+    async with service_factory("market").running():
+        snapshot = await eventually(lambda: prices.where())
+    listed = PricesChanged.model_validate(snapshot[0]).prices
+    assert {"VTI", "BND", "VXUS", "VOO"} <= set(listed) and all(p > 0 for p in listed.values())

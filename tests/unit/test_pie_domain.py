@@ -1,0 +1,284 @@
+"""Pie rules: validation, the exact split of cash over a tree, auto-invest, the portfolio view."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from services.pie import domain
+from shared.contracts import PieSpec
+
+D = Decimal
+KNOWN = {"VTI", "VXUS", "BND", "BNDX", "VNQ", "AAPL", "MSFT"}
+
+
+def pie(name: str, *slices: tuple[int, str | PieSpec]) -> PieSpec:
+    return PieSpec.model_validate({"name": name, "slices": [
+        {"target": t, "symbol": s} if isinstance(s, str) else {"target": t, "pie": s.model_dump()} for t, s in slices
+    ]})
+
+
+SIXTY_FORTY = pie("Balanced", (60, "VTI"), (40, "BND"))
+NESTED = pie("Root", (60, pie("Stocks", (50, "VTI"), (50, "VXUS"))), (40, "BND"))
+
+
+def amounts(shares) -> dict[str, Decimal]:
+    return {s.path: s.amount for s in shares}
+
+
+# ---------------------------------------------------------------- validation
+
+
+def test_a_flat_pie_of_known_symbols_summing_to_100_is_valid():
+    assert domain.validate(SIXTY_FORTY, KNOWN) == []
+
+
+def test_a_nested_pie_is_valid():
+    assert domain.validate(NESTED, KNOWN) == []
+
+
+def test_targets_must_sum_to_exactly_100():
+    assert domain.validate(pie("P", (60, "VTI"), (30, "BND")), KNOWN) == ["root pie 'P': targets sum to 90, not 100"]
+
+
+def test_targets_must_sum_to_100_inside_every_sub_pie():
+    errors = domain.validate(pie("P", (50, pie("Inner", (50, "VTI"), (49, "VXUS"))), (50, "BND")), KNOWN)
+    assert errors == ["pie Inner: targets sum to 99, not 100"]
+
+
+def test_a_target_below_one_percent_is_refused():
+    errors = domain.validate(pie("P", (100, "VTI"), (0, "BND")), KNOWN)
+    assert errors == ["slice BND: target 0% is below the minimum of 1%"]
+
+
+def test_a_pie_needs_at_least_one_slice():
+    assert domain.validate(PieSpec(name="Empty", slices=[]), KNOWN) == ["root pie 'Empty': has no slices, at least 1 needed"]
+
+
+def test_a_pie_holds_at_most_100_slices():
+    many = PieSpec.model_validate({"name": "Many", "slices": [{"target": 1, "symbol": f"S{i}"} for i in range(101)]})
+    errors = domain.validate(many, {f"S{i}" for i in range(101)})
+    assert "root pie 'Many': has 101 slices, at most 100 allowed" in errors
+
+
+def test_100_slices_of_one_percent_are_valid():
+    full = PieSpec.model_validate({"name": "Full", "slices": [{"target": 1, "symbol": f"S{i}"} for i in range(100)]})
+    assert domain.validate(full, {f"S{i}" for i in range(100)}) == []
+
+
+def test_a_symbol_may_appear_only_once_in_one_pie():
+    errors = domain.validate(pie("P", (50, "VTI"), (50, "VTI")), KNOWN)
+    assert errors == ["root pie 'P': duplicate symbol VTI"]
+
+
+def test_the_same_symbol_may_sit_in_two_sub_pies():
+    tree = pie("P", (50, pie("A", (100, "VTI"))), (50, pie("B", (100, "VTI"))))
+    assert domain.validate(tree, KNOWN) == []
+
+
+def test_two_sub_pies_of_one_pie_need_different_names():
+    tree = pie("P", (50, pie("A", (100, "VTI"))), (50, pie("A", (100, "BND"))))
+    assert domain.validate(tree, KNOWN) == ["root pie 'P': duplicate slice name A"]
+
+
+def test_a_symbol_without_a_market_price_is_refused():
+    errors = domain.validate(pie("P", (50, "VTI"), (50, "ZZZ")), KNOWN)
+    assert errors == ["slice ZZZ: unknown symbol ZZZ (the market has no price for it)"]
+
+
+def test_a_sub_pie_name_may_not_contain_a_slash():
+    errors = domain.validate(pie("P", (100, pie("A/B", (100, "VTI")))), KNOWN)
+    assert errors == ["pie A/B: a pie name may not contain '/'"]
+
+
+def nest(levels: int) -> PieSpec:
+    inner = pie(f"L{levels}", (100, "VTI"))
+    for level in range(levels - 1, -1, -1):
+        inner = pie(f"L{level}", (100, inner))
+    return inner
+
+
+def test_pies_may_nest_five_levels_below_the_root():
+    assert domain.validate(nest(5), KNOWN) == []
+
+
+def test_a_sixth_level_of_nesting_is_refused():
+    errors = domain.validate(nest(6), KNOWN)
+    assert errors == ["pie L1/L2/L3/L4/L5/L6: nested 6 levels below the root, at most 5 allowed"]
+
+
+def test_every_reason_is_reported_at_once():
+    tree = pie("P", (70, "VTI"), (0, "ZZZ"), (20, "VTI"), (5, pie("Inner", (40, "BND"))))
+    errors = domain.validate(tree, KNOWN)
+    assert errors == [
+        "root pie 'P': targets sum to 95, not 100",
+        "slice ZZZ: target 0% is below the minimum of 1%",
+        "slice ZZZ: unknown symbol ZZZ (the market has no price for it)",
+        "root pie 'P': duplicate symbol VTI",
+        "pie Inner: targets sum to 40, not 100",
+    ]
+
+
+# ---------------------------------------------------------------- split
+
+
+def test_100_dollars_into_five_20_percent_slices_buys_20_each():
+    five = pie("Five", *[(20, s) for s in ("VTI", "VXUS", "BND", "BNDX", "VNQ")])
+    assert amounts(domain.split(D("100.00"), five)) == {s: D("20.00") for s in ("VTI", "VXUS", "BND", "BNDX", "VNQ")}
+
+
+def test_a_60_40_pie_splits_100_into_60_and_40():
+    assert amounts(domain.split(D("100.00"), SIXTY_FORTY)) == {"VTI": D("60.00"), "BND": D("40.00")}
+
+
+def test_nested_60_40_with_inner_50_50_gives_30_30_40():
+    assert amounts(domain.split(D("100.00"), NESTED)) == {"Stocks/VTI": D("30.00"), "Stocks/VXUS": D("30.00"),
+                                                          "BND": D("40.00")}
+
+
+def test_leftover_cents_go_to_the_largest_remainders():
+    thirds = pie("Thirds", (34, "VTI"), (33, "VXUS"), (33, "BND"))
+    # 10.00 x 34% = 3.40, 3.30, 3.30: no leftover
+    assert amounts(domain.split(D("10.00"), thirds)) == {"VTI": D("3.40"), "VXUS": D("3.30"), "BND": D("3.30")}
+    # 0.10 x 34% = 0.034 -> 0.03 (remainder .004); 0.033 -> 0.03 (.003) twice; the cent left -> VTI
+    assert amounts(domain.split(D("0.10"), thirds)) == {"VTI": D("0.04"), "VXUS": D("0.03"), "BND": D("0.03")}
+
+
+def test_a_tie_in_remainders_goes_to_the_earlier_slice_in_the_tree():
+    halves = pie("Halves", (50, "VTI"), (50, "BND"))
+    assert amounts(domain.split(D("0.01"), halves)) == {"VTI": D("0.01"), "BND": D("0.00")}
+
+
+def test_the_same_symbol_in_two_sub_pies_gets_two_shares():
+    tree = pie("P", (50, pie("A", (100, "VTI"))), (50, pie("B", (100, "VTI"))))
+    assert amounts(domain.split(D("25.00"), tree)) == {"A/VTI": D("12.50"), "B/VTI": D("12.50")}
+
+
+def test_a_split_refuses_fractions_of_a_cent():
+    try:
+        domain.split(D("1.005"), SIXTY_FORTY)
+    except ValueError:
+        return
+    raise AssertionError("expected ValueError")
+
+
+@st.composite
+def trees(draw, depth: int = 0) -> PieSpec:
+    n = draw(st.integers(1, 6))
+    cuts = sorted(draw(st.lists(st.integers(1, 99), min_size=n - 1, max_size=n - 1, unique=True)))
+    targets = [b - a for a, b in zip([0, *cuts], [*cuts, 100], strict=True)]
+    slices = []
+    for i, target in enumerate(targets):
+        if depth < 3 and draw(st.booleans()) and draw(st.booleans()):
+            slices.append({"target": target, "pie": draw(trees(depth + 1)).model_dump() | {"name": f"P{i}"}})
+        else:
+            slices.append({"target": target, "symbol": f"S{i}"})
+    return PieSpec.model_validate({"name": f"D{depth}", "slices": slices})
+
+
+money = st.decimals(min_value=0, max_value=D("10000000.00"), places=2, allow_nan=False, allow_infinity=False)
+
+
+@given(tree=trees(), amount=money)
+def test_a_split_sums_exactly_to_the_amount(tree, amount):
+    assert sum(s.amount for s in domain.split(amount, tree)) == amount
+
+
+@given(tree=trees(), amount=money)
+def test_no_share_is_negative_and_each_is_whole_cents(tree, amount):
+    for s in domain.split(amount, tree):
+        assert s.amount >= 0 and s.amount == s.amount.quantize(D("0.01"))
+
+
+@given(tree=trees(), amount=money)
+def test_each_share_is_within_a_cent_of_its_exact_target_share(tree, amount):
+    weights = {leaf.path: leaf.weight for leaf in domain.leaves(tree)}
+    for s in domain.split(amount, tree):
+        assert abs(s.amount - amount * weights[s.path]) < D("0.01")
+
+
+@given(tree=trees())
+def test_every_tree_is_valid_and_its_weights_sum_to_one(tree):
+    assert domain.validate(tree, {f"S{i}" for i in range(6)}) == []
+    assert sum(leaf.weight for leaf in domain.leaves(tree)) == 1
+
+
+# ---------------------------------------------------------------- auto-invest
+
+
+def plan(**kw):
+    args = {"enabled": True, "cash": D("100.00"), "minimum_cash": D("0.00"), "pending_buys": D("0.00")} | kw
+    return domain.auto_invest(args.pop("pie", SIXTY_FORTY), **args)
+
+
+def test_auto_invest_buys_all_investable_cash_by_target():
+    buys = plan()
+    assert amounts(buys.buys) == {"VTI": D("60.00"), "BND": D("40.00")} and buys.uninvested == 0
+
+
+def test_auto_invest_waits_until_25_dollars_are_investable():
+    assert plan(cash=D("24.99")) is None
+    assert plan(cash=D("25.00")) is not None
+
+
+def test_auto_invest_keeps_the_minimum_cash():
+    buys = plan(cash=D("150.00"), minimum_cash=D("50.00"))
+    assert amounts(buys.buys) == {"VTI": D("60.00"), "BND": D("40.00")}
+    assert plan(cash=D("74.99"), minimum_cash=D("50.00")) is None
+
+
+def test_auto_invest_does_not_spend_cash_already_promised_to_pending_buys():
+    assert plan(cash=D("100.00"), pending_buys=D("100.00")) is None
+    buys = plan(cash=D("150.00"), pending_buys=D("100.00"))
+    assert amounts(buys.buys) == {"VTI": D("30.00"), "BND": D("20.00")}
+
+
+def test_auto_invest_off_buys_nothing():
+    assert plan(enabled=False) is None
+
+
+def test_auto_invest_without_a_pie_buys_nothing():
+    assert plan(pie=None) is None
+
+
+def test_a_buy_under_one_dollar_is_left_out_and_its_cash_stays():
+    tree = pie("P", (97, "VTI"), (3, "BND"))
+    buys = plan(pie=tree, cash=D("30.00"))  # BND's share is 0.90
+    assert amounts(buys.buys) == {"VTI": D("29.10")} and buys.uninvested == D("0.90")
+
+
+# ---------------------------------------------------------------- portfolio view
+
+
+PRICES = {"VTI": D("250.00"), "VXUS": D("60.00"), "BND": D("72.50")}
+
+
+def test_an_empty_portfolio_shows_every_slice_at_zero():
+    view = domain.view_slices(NESTED, {}, PRICES)
+    assert [(s.path, s.symbol, s.depth, s.value, s.actual_pct, s.quantity) for s in view] == [
+        ("Stocks", None, 0, D("0.00"), D("0.00"), None),
+        ("Stocks/VTI", "VTI", 1, D("0.00"), D("0.00"), D("0.00000")),
+        ("Stocks/VXUS", "VXUS", 1, D("0.00"), D("0.00"), D("0.00000")),
+        ("BND", "BND", 0, D("0.00"), D("0.00"), D("0.00000")),
+    ]
+
+
+def test_a_slice_is_valued_at_quantity_times_price_rounded_down_to_the_cent():
+    view = domain.view_slices(SIXTY_FORTY, {"VTI": D("2.40000"), "BND": D("5.51724")}, PRICES)
+    assert {s.path: s.value for s in view} == {"VTI": D("600.00"), "BND": D("399.99")}
+
+
+def test_a_sub_pie_is_worth_the_sum_of_its_slices_and_percents_are_of_the_parent():
+    holdings = {"Stocks/VTI": D("0.12"), "Stocks/VXUS": D("0.5"), "BND": D("0.4")}  # 30.00, 30.00, 29.00
+    view = {s.path: s for s in domain.view_slices(NESTED, holdings, PRICES)}
+    assert view["Stocks"].value == D("60.00") and view["Stocks"].actual_pct == D("67.42")
+    assert view["Stocks/VTI"].actual_pct == D("50.00") and view["Stocks/VTI"].target_pct == 50
+    assert view["BND"].actual_pct == D("32.58") and view["BND"].target_pct == 40
+
+
+def test_invested_is_the_sum_of_the_top_level_slices_and_total_adds_cash():
+    holdings = {"Stocks/VTI": D("0.12"), "Stocks/VXUS": D("0.5"), "BND": D("0.4")}
+    totals = domain.totals(domain.view_slices(NESTED, holdings, PRICES), D("10.01"))
+    assert totals.invested == D("89.00") and totals.total == D("99.01")
