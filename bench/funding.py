@@ -505,7 +505,10 @@ def report(results: list[Result], facts: list[str], args: argparse.Namespace) ->
                      f"{percentile(lat, 99):>9.0f}{percentile(first, 50):>13.0f}")
     by_path = {r.path: r for r in results}
     if "real" in by_path and "bare" in by_path:
-        lines += ["", f"real/bare throughput: {by_path['real'].rate / by_path['bare'].rate:.2f}"]
+        ratio = f"real/bare throughput: {by_path['real'].rate / by_path['bare'].rate:.2f}"
+        if args.rate:
+            ratio += " (paced: near 1 means both kept up with the offered rate; compare latencies)"
+        lines += ["", ratio]
     lines += ["", "latency: from just before the publish to the timestamp of the last hop's row (hop1: of the first"
               " hop's row); each is taken as that hop's transaction begins"]
     for r in results:
