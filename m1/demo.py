@@ -48,7 +48,8 @@ async def run_demo(settings: Settings, console: Console) -> bool:
         async with Client(settings) as client:
             await client.call(OpenAccount(account_id=account))
             console.print(f"1. opened account [bold]{account}[/bold] (individual, basic)")
-            await client.call(SetPie(account_id=account, pie=DEMO_PIE))
+            # The pie service learns of the account from the ledger's event: wait until it has.
+            await wait_for(lambda: _set_pie(client, account), "the pie service to know the account")
             console.print("2. set pie 'Global core': Stocks 70% (VTI 70 / VXUS 30), Bonds 30% (BND 80 / BNDX 20)")
             event = await client.deposit(account, DEPOSIT)
             console.print(f"3. bank published funding.deposit.received {event.deposit_id} for ${DEPOSIT}")
@@ -91,3 +92,10 @@ async def run_demo(settings: Settings, console: Console) -> bool:
 async def _feed_with(client: Client, account: str, n: int):
     feed = await client.call(GetFeed(account_id=account))
     return feed["entries"] if len(feed["entries"]) >= n else None
+
+
+async def _set_pie(client: Client, account: str) -> bool:
+    reply = await client.request(SetPie(account_id=account, pie=DEMO_PIE))
+    if not reply.ok and "unknown account" not in (reply.reason or ""):
+        raise ServiceError(reply)
+    return reply.ok

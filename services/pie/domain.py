@@ -184,8 +184,8 @@ def _pct(part: Decimal, whole: Decimal) -> Decimal:
 def view_slices(pie: PieSpec, holdings: Mapping[str, Decimal], prices: Mapping[str, Decimal]) -> list[SliceView]:
     """Every slice of the tree in tree order (a sub-pie before its slices).
 
-    A security's value is its slice's quantity times the symbol's price, rounded down to the
-    cent; a sub-pie's value is the sum of its slices. ``actual_pct`` is the slice's value as
+    A security's value is its slice's quantity times the symbol's price, rounded to the cent
+    (half to even, as market values are shown); a sub-pie's value is the sum of its slices. ``actual_pct`` is the slice's value as
     a percent of its parent pie's value.
     """
 
@@ -194,7 +194,7 @@ def view_slices(pie: PieSpec, holdings: Mapping[str, Decimal], prices: Mapping[s
         for s in p.slices:
             at = join(path, slice_name(s))
             if s.symbol is not None:
-                value = cents_down(holdings.get(at, ZERO) * prices.get(s.symbol, ZERO))
+                value = cents(holdings.get(at, ZERO) * prices.get(s.symbol, ZERO))
                 rows.append((s, at, value, []))
             else:
                 value, children = walk(s.pie, at, depth + 1)

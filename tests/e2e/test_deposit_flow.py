@@ -77,7 +77,7 @@ async def test_a_deposit_is_invested_booked_and_notified_once(system, client):
                                                                           "BND": Decimal("5.51724")}
     slices = {s["symbol"]: s for s in view["slices"]}
     assert Decimal(slices["VTI"]["value"]) == Decimal("600.00")
-    assert Decimal(slices["BND"]["value"]) == Decimal("399.99")
+    assert Decimal(slices["BND"]["value"]) == Decimal("400.00")  # 5.51724 x 72.50 = 399.9999
     await assert_books_balance(settings.database_url)
     feed = (await eventually(lambda: _feed_if(client, account, 2)))
     kinds = [e["kind"] for e in feed]

@@ -265,9 +265,10 @@ def test_an_empty_portfolio_shows_every_slice_at_zero():
     ]
 
 
-def test_a_slice_is_valued_at_quantity_times_price_rounded_down_to_the_cent():
+def test_a_slice_is_valued_at_quantity_times_price_rounded_to_the_nearest_cent():
+    # 5.51724 x 72.50 = 399.9999 -> 400.00; 1.00001 x 0.50 = 0.500005 -> 0.50
     view = domain.view_slices(SIXTY_FORTY, {"VTI": D("2.40000"), "BND": D("5.51724")}, PRICES)
-    assert {s.path: s.value for s in view} == {"VTI": D("600.00"), "BND": D("399.99")}
+    assert {s.path: s.value for s in view} == {"VTI": D("600.00"), "BND": D("400.00")}
 
 
 def test_a_sub_pie_is_worth_the_sum_of_its_slices_and_percents_are_of_the_parent():
