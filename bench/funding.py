@@ -154,10 +154,12 @@ async def wait_until(check: Callable[[], Awaitable[tuple[bool, str]]], *, timeou
         await asyncio.sleep(0.1)
 
 
-def cpu_seconds() -> Counter[str]:
-    """CPU seconds used so far by every process on this machine, by role (Linux /proc): the
-    services, the bare hops, this benchmark, PostgreSQL, RabbitMQ, and everything else."""
+def cpu_seconds(roles: dict[int, str]) -> Counter[str]:
+    """CPU seconds used so far by every process on this machine (Linux /proc), by role:
+    ``roles`` names this run's own processes (services or bare hops); then PostgreSQL,
+    RabbitMQ, this benchmark, and everything else."""
     ticks = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    roles = {os.getpid(): "bench", **roles}
     out: Counter[str] = Counter()
     for pid in os.listdir("/proc") if os.path.isdir("/proc") else []:
         if not pid.isdigit():
@@ -166,18 +168,14 @@ def cpu_seconds() -> Counter[str]:
             with open(f"/proc/{pid}/stat") as f:
                 fields = f.read().rsplit(")", 1)[1].split()
             with open(f"/proc/{pid}/cmdline", "rb") as f:
-                argv = f.read().decode(errors="replace").split("\0")
+                program = f.read().split(b"\0", 1)[0].decode(errors="replace")
         except OSError:
             continue
-        if "-m" in argv and argv.index("-m") + 1 < len(argv) and argv[argv.index("-m") + 1].startswith("services."):
-            role = argv[argv.index("-m") + 1].removeprefix("services.")
-        elif "--hop" in argv:
-            role = f"hop{argv[argv.index('--hop') + 1]}"
-        elif any(a.endswith("bench/funding.py") for a in argv):
-            role = "bench"
-        elif any("postgres" in a for a in argv[:1]):
+        if int(pid) in roles:
+            role = roles[int(pid)]
+        elif "postgres" in program:
             role = "postgres"
-        elif any("beam.smp" in a for a in argv[:1]):
+        elif "beam.smp" in program:
             role = "rabbitmq"
         else:
             role = "other"
@@ -322,7 +320,8 @@ async def bench_bare(rabbitmq_url: str, database_url: str, args: argparse.Namesp
                                        delivery_mode=aio_pika.DeliveryMode.PERSISTENT)
             items.append((key, lambda m=message: exchange.publish(m, routing_key=hop_queue(1))))
         say(f"bare: publishing {args.deposits} messages")
-        cpu_before, wall_before = cpu_seconds(), time.monotonic()
+        roles = {p.pid: f"hop{k}" for k, p in enumerate(procs, 1)}
+        cpu_before, wall_before = cpu_seconds(roles), time.monotonic()
         sent, publishing = await publish_all(items, in_flight=args.in_flight, rate=args.rate)
 
         async def progress() -> tuple[bool, str]:
@@ -332,7 +331,7 @@ async def bench_bare(rabbitmq_url: str, database_url: str, args: argparse.Namesp
             return count >= args.deposits, f"{count}/{args.deposits} at the last hop"
 
         await wait_until(progress, timeout=args.timeout, what="bare")
-        cpu, wall = cpu_seconds() - cpu_before, time.monotonic() - wall_before
+        cpu, wall = cpu_seconds(roles) - cpu_before, time.monotonic() - wall_before
         rows = await db.fetch(f"SELECT correlation_id, extract(epoch FROM created_at)::float8 AS t "
                               f"FROM {hop_schema(HOPS)}.effect")
         first = await db.fetch(f"SELECT correlation_id, extract(epoch FROM created_at)::float8 AS t "
@@ -433,7 +432,8 @@ async def bench_real(settings: Settings, args: argparse.Namespace) -> Result:
                 items.append((key, lambda e=event, k=key: client.publish_event(e, k)))
             pids = ", ".join(f"{n} {p.pid}" for n, p in supervisor.children.items())
             say(f"real: publishing {args.deposits} deposits (pids: {pids})")
-            cpu_before, wall_before = cpu_seconds(), time.monotonic()
+            roles = {p.pid: n for n, p in supervisor.children.items()}
+            cpu_before, wall_before = cpu_seconds(roles), time.monotonic()
             sent, publishing = await publish_all(items, in_flight=args.in_flight, rate=args.rate)
             target = DEPOSIT * args.deposits
 
@@ -451,7 +451,7 @@ async def bench_real(settings: Settings, args: argparse.Namespace) -> Result:
                 return invested >= target, f"${invested} of ${target} in window.intents"
 
             await wait_until(progress, timeout=args.timeout, what="real")
-            cpu, wall = cpu_seconds() - cpu_before, time.monotonic() - wall_before
+            cpu, wall = cpu_seconds(roles) - cpu_before, time.monotonic() - wall_before
         booked = await db.fetch("SELECT funding_id::text, account_id, amount,"
                                 " extract(epoch FROM booked_at)::float8 AS t"
                                 " FROM ledger.funding WHERE kind = 'deposit' ORDER BY entry_id")

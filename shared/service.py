@@ -32,6 +32,19 @@ from shared.settings import Settings, get_settings
 ReadyHook = Callable[["Service"], Awaitable[None]]
 
 
+def service_factory(name: str, app_file: str, register: Callable[["Service"], None]
+                    ) -> Callable[[Settings | None], "Service"]:
+    """``create_service(settings=None)`` for a service package: its migrations sit beside
+    ``app_file``; ``register`` adds its handlers. Tests call it for fresh instances."""
+
+    def create_service(settings: Settings | None = None) -> Service:
+        service = Service(name, Path(app_file).parent / "migrations", settings)
+        register(service)
+        return service
+
+    return create_service
+
+
 class Service:
     def __init__(self, name: str, migrations: Path, settings: Settings | None = None) -> None:
         self.name = name

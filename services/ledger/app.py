@@ -1,17 +1,8 @@
 """The ledger service: ``python -m services.ledger``."""
 
-from pathlib import Path
-
 from services.ledger.handlers import register
-from shared.service import Service
-from shared.settings import Settings
+from shared.service import service_factory
 
-
-def create_service(settings: Settings | None = None) -> Service:
-    service = Service("ledger", Path(__file__).parent / "migrations", settings)
-    register(service)
-    return service
-
-
+create_service = service_factory("ledger", __file__, register)
 service = create_service()
 app = service.app()

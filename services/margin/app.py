@@ -1,17 +1,8 @@
 """The margin service: ``python -m services.margin``."""
 
-from pathlib import Path
-
 from services.margin.handlers import register
-from shared.service import Service
-from shared.settings import Settings
+from shared.service import service_factory
 
-
-def create_service(settings: Settings | None = None) -> Service:
-    service = Service("margin", Path(__file__).parent / "migrations", settings)
-    register(service)
-    return service
-
-
+create_service = service_factory("margin", __file__, register)
 service = create_service()
 app = service.app()

@@ -1,17 +1,8 @@
 """The notification service: ``python -m services.notification``."""
 
-from pathlib import Path
-
 from services.notification.handlers import register
-from shared.service import Service
-from shared.settings import Settings
+from shared.service import service_factory
 
-
-def create_service(settings: Settings | None = None) -> Service:
-    service = Service("notification", Path(__file__).parent / "migrations", settings)
-    register(service)
-    return service
-
-
+create_service = service_factory("notification", __file__, register)
 service = create_service()
 app = service.app()

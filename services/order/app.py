@@ -1,17 +1,8 @@
 """The order service: ``python -m services.order``."""
 
-from pathlib import Path
-
 from services.order.handlers import register
-from shared.service import Service
-from shared.settings import Settings
+from shared.service import service_factory
 
-
-def create_service(settings: Settings | None = None) -> Service:
-    service = Service("order", Path(__file__).parent / "migrations", settings)
-    register(service)
-    return service
-
-
+create_service = service_factory("order", __file__, register)
 service = create_service()
 app = service.app()
