@@ -113,11 +113,15 @@ class Tx:
 
 
 async def write_outbox(conn: asyncpg.Connection, correlation_id: str, rows: list[Outgoing]) -> None:
-    if rows:
-        await conn.executemany(
+    if rows:  # one statement however many rows
+        await conn.execute(
             """INSERT INTO outbox (exchange, routing_key, message_id, correlation_id, message_type, headers, body)
-               VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7)""",
-            [(o.exchange, o.routing_key, o.message_id, correlation_id, o.message_type, json.dumps(o.headers), o.body) for o in rows],
+               SELECT e, r, m, $4, t, h::jsonb, b
+               FROM unnest($1::text[], $2::text[], $3::text[], $5::text[], $6::text[], $7::bytea[])
+                    WITH ORDINALITY AS u(e, r, m, t, h, b, n)
+               ORDER BY n""",
+            [o.exchange for o in rows], [o.routing_key for o in rows], [o.message_id for o in rows], correlation_id,
+            [o.message_type for o in rows], [json.dumps(o.headers) for o in rows], [o.body for o in rows],
         )
 
 
@@ -244,13 +248,15 @@ class Consumer:
             self._subscribe(queue, routes)
 
     def _subscribe(self, queue: QueueSpec, routes: dict[str, Route]) -> None:
-        async def raw_decoder(msg, original=None):  # keep the raw bytes; we parse ourselves
-            return msg.body
+        async def whole_message(msg, original=None):  # we parse the body ourselves, per routing key
+            return msg
 
-        @self.broker.subscriber(queue.rabbit_queue(), decoder=raw_decoder, ack_policy=AckPolicy.MANUAL,
+        # The broker runs with apply_types=False: the handler gets the message as it is, with no
+        # dependency injection per message (it cost a thread hand-off each time).
+        @self.broker.subscriber(queue.rabbit_queue(), decoder=whole_message, ack_policy=AckPolicy.MANUAL,
                                 title=queue.name)
-        async def subscriber(body: bytes, message: RabbitMessage) -> Any:
-            return await self._handle(queue, routes, body, message)
+        async def subscriber(message: RabbitMessage) -> Any:
+            return await self._handle(queue, routes, message.body, message)
 
     async def _handle(self, queue: QueueSpec, routes: dict[str, Route], body: bytes, message) -> Any:
         started = time.perf_counter()
@@ -281,7 +287,7 @@ class Consumer:
             inbox_key = message_id
             if parsed is not None:
                 outcome, reply = await self._run_handler(route.handler, parsed, route.idempotent, message_id,
-                                                         correlation_id, routing_key, body_hash)
+                                                         correlation_id, routing_key, body_hash, wants_reply)
                 if outcome == "conflict":
                     # Same id, different content: refuse and report, never accept silently.
                     inbox_key = f"{message_id}:conflict:{body_hash}"
@@ -334,7 +340,8 @@ class Consumer:
                     return await work(conn)
         raise AssertionError("unreachable")
 
-    async def _run_handler(self, handler, parsed, idempotent, message_id, correlation_id, routing_key, body_hash):
+    async def _run_handler(self, handler, parsed, idempotent, message_id, correlation_id, routing_key, body_hash,
+                           wants_reply):
         async def work(conn: asyncpg.Connection):
             if idempotent:
                 row = await conn.fetchrow(
@@ -352,7 +359,7 @@ class Consumer:
             tx = Tx(conn, self.service, message_id, correlation_id, routing_key, self.clock.now())
             result = await handler(tx, parsed)  # Rejected propagates: the whole transaction rolls back
             reply = Reply(ok=True, result=result.model_dump(mode="json") if result is not None else None)
-            if idempotent:
+            if idempotent and wants_reply:  # kept so that a repeated request gets the same answer
                 await conn.execute("UPDATE inbox SET reply = $2::jsonb WHERE message_id = $1", message_id,
                                    reply.model_dump_json())
             await write_outbox(conn, correlation_id, tx.outgoing)

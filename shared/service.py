@@ -57,6 +57,7 @@ class Service:
             logger=None,  # one JSON line per message comes from Consumer; FastStream's access log costs ~30%
             default_channel=Channel(prefetch_count=self.settings.prefetch, publisher_confirms=True),
             graceful_timeout=10.0,
+            apply_types=False,  # handlers take the raw message; see Consumer._subscribe
         )
         self.consumer = Consumer(name, self.broker, self.log, self.clock)
         self.handler = self.consumer.handler

@@ -10,6 +10,7 @@ from decimal import Decimal
 from shared.contracts import Execution, Fill, Residue, Side
 
 USD = "USD"
+CENT = Decimal("0.01")
 BANK = "firm:bank"
 STREET = "firm:street"
 RESIDUE = "firm:residue"

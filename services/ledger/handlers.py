@@ -62,30 +62,34 @@ def register(service: Service) -> None:
         return AccountBalances(account_id=query.account_id, kind=account["kind"], plan=account["plan"], cash=cash,
                                positions=positions, version=account["version"])
 
-    async def book_funding(tx: Tx, kind: str, funding_id, account_id: str, amount, make_postings) -> tuple[int, object]:
-        """Shared steps of a deposit and a withdrawal: checks, entry, funding row, version."""
+    async def book_funding(tx: Tx, kind: str, funding_id, account_id: str, amount, postings_for) -> tuple[int, object]:
+        """Shared steps of a deposit and a withdrawal: checks, entry, funding row. Returns the
+        account's new version and cash."""
         if tx.message_id != str(funding_id):
             raise Rejected(f"message_id {tx.message_id!r} must equal the {kind} id {funding_id}")
-        if await store.get_account(tx.conn, account_id, lock=True) is None:
+        version = await store.bump_version(tx.conn, account_id)  # also locks the account
+        if version is None:
             raise Rejected(f"unknown account {account_id}")
-        if (previous := await store.find_funding(tx.conn, funding_id)) is not None:
-            raise Rejected(f"{kind} {funding_id} was already booked as a {previous['kind']} of "
-                           f"{previous['amount']} for {previous['account_id']}")
-        cash = await store.cash_of(tx.conn, account_id)
         try:
-            postings = make_postings(cash)
+            postings = await postings_for()
         except domain.Refusal as exc:
             raise Rejected(str(exc)) from exc
-        entry_id = await store.book_entry(tx.conn, kind=kind, reference=str(funding_id), account_id=account_id,
-                                          correlation_id=tx.correlation_id, booked_at=tx.now, postings=postings)
+        booked = await store.book_entry(tx.conn, kind=kind, reference=str(funding_id), account_id=account_id,
+                                        correlation_id=tx.correlation_id, booked_at=tx.now, postings=postings)
+        if booked is None:
+            previous = await store.find_funding(tx.conn, funding_id)
+            raise Rejected(f"{kind} {funding_id} was already booked as a {previous['kind']} of "
+                           f"{previous['amount']} for {previous['account_id']}")
+        entry_id, moved = booked
         await store.insert_funding(tx.conn, funding_id, kind, account_id, amount, entry_id, tx.now)
-        version = (await store.bump_versions(tx.conn, [account_id]))[account_id]
-        return version, await store.cash_of(tx.conn, account_id)
+        return version, moved[(domain.cash_book(account_id), domain.USD)].quantize(domain.CENT)
 
     @on(topology.LEDGER_FUNDING, DepositReceived, on_reject=notify_funding_rejected)
     async def book_deposit(tx: Tx, event: DepositReceived) -> None:
-        version, cash = await book_funding(tx, "deposit", event.deposit_id, event.account_id, event.amount,
-                                           lambda _cash: domain.deposit(event.account_id, event.amount))
+        async def postings():
+            return domain.deposit(event.account_id, event.amount)
+
+        version, cash = await book_funding(tx, "deposit", event.deposit_id, event.account_id, event.amount, postings)
         tx.emit(DepositBooked(account_id=event.account_id, deposit_id=event.deposit_id, amount=event.amount,
                               cash=cash, booked_at=tx.now))
         tx.emit(CashChanged(account_id=event.account_id, cash=cash, delta=event.amount, cause="deposit",
@@ -93,8 +97,12 @@ def register(service: Service) -> None:
 
     @on(topology.LEDGER_FUNDING, WithdrawalRequested, on_reject=notify_funding_rejected)
     async def book_withdrawal(tx: Tx, event: WithdrawalRequested) -> None:
+        async def postings():
+            cash = await store.cash_of(tx.conn, event.account_id)
+            return domain.withdrawal(event.account_id, event.amount, cash)
+
         version, cash = await book_funding(tx, "withdrawal", event.withdrawal_id, event.account_id, event.amount,
-                                           lambda cash: domain.withdrawal(event.account_id, event.amount, cash))
+                                           postings)
         tx.emit(WithdrawalBooked(account_id=event.account_id, withdrawal_id=event.withdrawal_id,
                                  amount=event.amount, cash=cash, booked_at=tx.now))
         tx.emit(CashChanged(account_id=event.account_id, cash=cash, delta=-event.amount, cause="withdrawal",
@@ -110,9 +118,9 @@ def register(service: Service) -> None:
             postings = domain.fills(event.executions, event.fills, event.residues)
         except domain.Refusal as exc:
             raise Rejected(str(exc)) from exc
-        entry_id = await store.book_entry(tx.conn, kind="fill", reference=str(event.window_id), account_id=None,
-                                          correlation_id=tx.correlation_id, booked_at=tx.now, postings=postings)
-        if entry_id is None:
+        booked = await store.book_entry(tx.conn, kind="fill", reference=str(event.window_id), account_id=None,
+                                        correlation_id=tx.correlation_id, booked_at=tx.now, postings=postings)
+        if booked is None:
             return  # this window's fills were booked before (replayed under another message id)
         versions = await store.bump_versions(tx.conn, accounts)
         cash = await store.cash_of_many(tx.conn, accounts)

@@ -42,10 +42,24 @@ async def bump_versions(conn: asyncpg.Connection, account_ids: Sequence[str]) ->
     return {r["account_id"]: r["version"] for r in rows}
 
 
+async def bump_version(conn: asyncpg.Connection, account_id: str) -> int | None:
+    """Lock the account and bump its version; None when the account does not exist."""
+    return await conn.fetchval(
+        "UPDATE accounts SET version = version + 1 WHERE account_id = $1 RETURNING version", account_id
+    )
+
+
 async def book_entry(conn: asyncpg.Connection, *, kind: str, reference: str, account_id: str | None,
-                     correlation_id: str, booked_at: datetime, postings: Sequence[Posting]) -> int | None:
-    """Insert an entry and its postings, and move the balances. Returns None when an entry of
-    the same kind and reference already exists (it was booked before)."""
+                     correlation_id: str, booked_at: datetime, postings: Sequence[Posting]
+                     ) -> tuple[int, dict[tuple[str, str], Decimal]] | None:
+    """Insert an entry and its postings, and move the customer balances. Returns the entry id
+    and the new balance of every customer (book, asset) it moved, or None when an entry of the
+    same kind and reference already exists (it was booked before).
+
+    Firm books (``firm:*``) get no running balance: every deposit touches ``firm:bank``, and a
+    running row would serialise all bookings on its lock. Their balances are summed from
+    postings when read (``firm_balances``).
+    """
     entry_id = await conn.fetchval(
         """INSERT INTO entries (kind, reference, account_id, correlation_id, booked_at)
            VALUES ($1, $2, $3, $4, $5) ON CONFLICT (kind, reference) DO NOTHING RETURNING entry_id""",
@@ -62,14 +76,23 @@ async def book_entry(conn: asyncpg.Connection, *, kind: str, reference: str, acc
            SELECT $1, b, a, m FROM unnest($2::text[], $3::text[], $4::numeric[]) AS t(b, a, m)""",
         entry_id, books, assets, amounts,
     )
-    await conn.execute(
+    rows = await conn.fetch(
         """INSERT INTO balances (book, asset, amount)
            SELECT b, a, sum(m) FROM unnest($1::text[], $2::text[], $3::numeric[]) AS t(b, a, m)
+           WHERE b NOT LIKE 'firm:%'
            GROUP BY b, a ORDER BY b, a
-           ON CONFLICT (book, asset) DO UPDATE SET amount = balances.amount + EXCLUDED.amount""",
+           ON CONFLICT (book, asset) DO UPDATE SET amount = balances.amount + EXCLUDED.amount
+           RETURNING book, asset, amount""",
         books, assets, amounts,
     )
-    return entry_id
+    return entry_id, {(r["book"], r["asset"]): r["amount"] for r in rows}
+
+
+async def firm_balances(conn: asyncpg.Connection) -> list[asyncpg.Record]:
+    """The firm's books (bank, street, residue), summed from postings."""
+    return await conn.fetch(
+        "SELECT book, asset, sum(amount) AS amount FROM postings WHERE book LIKE 'firm:%' GROUP BY book, asset"
+    )
 
 
 async def cash_of(conn: asyncpg.Connection, account_id: str) -> Decimal:
