@@ -14,7 +14,7 @@ from pathlib import Path
 
 from shared import topology
 from shared.db import migrate
-from shared.settings import Settings
+from shared.settings import SERVICE_PORTS, Settings
 
 SERVICES_DIR = Path(__file__).resolve().parent.parent / "services"
 
@@ -48,7 +48,8 @@ class Supervisor:
         self._files = []
 
     def port(self, name: str) -> int:
-        return self.ports.get(name) or self.settings.port_for(name)
+        """Each child gets its own port: an explicit one, else its default plus the offset."""
+        return self.ports.get(name) or SERVICE_PORTS[name] + self.settings.http_port_offset
 
     def start(self) -> None:
         if self.log_dir:

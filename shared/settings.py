@@ -25,8 +25,11 @@ class Settings(BaseSettings):
     database_url: str = "postgresql://postgres@127.0.0.1:5432/m1"
     log_level: str = "INFO"
     http_host: str = "127.0.0.1"
-    # 0 means "the service's default port from SERVICE_PORTS".
+    # 0 means "the service's default port from SERVICE_PORTS" (plus http_port_offset).
     http_port: int = 0
+    # Added to every default port: lets a second system (a test run, a demo) run beside one
+    # already listening on 8101-8107.
+    http_port_offset: int = 0
     # Messages a consumer may hold unacknowledged at once.
     prefetch: int = 64
     # How often the outbox relay looks for rows even when nothing woke it (seconds).
@@ -35,7 +38,7 @@ class Settings(BaseSettings):
     request_timeout: float = 15.0
 
     def port_for(self, service: str) -> int:
-        return self.http_port or SERVICE_PORTS[service]
+        return self.http_port or SERVICE_PORTS[service] + self.http_port_offset
 
 
 @lru_cache(maxsize=1)
