@@ -9,6 +9,7 @@ consumers, and stops them cleanly on SIGINT/SIGTERM.
 from __future__ import annotations
 
 import asyncio
+import uuid
 import signal
 import sys
 from collections.abc import Awaitable, Callable
@@ -26,7 +27,7 @@ from shared import topology
 from shared.clock import Clock
 from shared.db import create_pool, migrate
 from shared.logs import setup_logging
-from shared.messaging import Consumer, OutboxRelay
+from shared.messaging import Consumer, OutboxRelay, Tx, write_outbox
 from shared.settings import Settings, get_settings
 
 ReadyHook = Callable[["Service"], Awaitable[None]]
@@ -133,6 +134,18 @@ class Service:
             after_startup=[self._after_startup],
             logger=None,
         )
+
+    @asynccontextmanager
+    async def emitting(self, origin: str):
+        """One transaction that may emit events outside any incoming message (start-up work,
+        schedules): ``async with service.emitting("schedule") as tx: ... tx.emit(event)``.
+        The events go through the outbox like any handler's."""
+        message_id = f"{self.name}:{origin}:{uuid.uuid4()}"
+        async with self.pool.acquire() as conn, conn.transaction():
+            tx = Tx(conn, self.name, message_id, message_id, origin, self.clock.now())
+            yield tx
+            await write_outbox(conn, message_id, tx.outgoing)
+        self.relay.wake()
 
     @asynccontextmanager
     async def running(self):

@@ -1,0 +1,42 @@
+"""The shared plumbing on the real broker: events emitted outside a message, the outbox relay."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import UTC, datetime
+
+import aio_pika
+import pytest
+
+from shared.contracts import PricesChanged
+from shared.topology import EVENTS_EXCHANGE
+from tests.support import fetchval
+
+pytestmark = pytest.mark.integration
+
+
+async def test_an_event_emitted_outside_any_message_is_published_once_with_confirm(service_factory, settings):
+    connection = await aio_pika.connect(settings.rabbitmq_url)
+    channel = await connection.channel()
+    probe = await channel.declare_queue(f"test.probe.{uuid.uuid4().hex[:6]}", exclusive=True)
+    symbol = "Z" + uuid.uuid4().hex[:5].upper()
+    await probe.bind(await channel.get_exchange(EVENTS_EXCHANGE), routing_key="market.prices.changed")
+    try:
+        async with service_factory("order").running() as svc:
+            async with svc.emitting("test") as tx:
+                tx.emit(PricesChanged(prices={symbol: "1.00"}, as_of=datetime.now(UTC)))
+            received = []
+            async with asyncio.timeout(10):
+                while not received:
+                    msg = await probe.get(fail=False, no_ack=True)
+                    if msg is None:
+                        await asyncio.sleep(0.05)
+                    elif symbol.encode() in msg.body:
+                        received.append(msg)
+            assert received[0].type == "market.prices.changed"
+            assert received[0].delivery_mode == aio_pika.DeliveryMode.PERSISTENT
+            assert received[0].headers["x-schema-version"] == 1
+            assert await fetchval(settings.database_url, "SELECT count(*) FROM \"order\".outbox") == 0
+    finally:
+        await connection.close()
