@@ -40,3 +40,33 @@ async def test_an_event_emitted_outside_any_message_is_published_once_with_confi
             assert await fetchval(settings.database_url, "SELECT count(*) FROM \"order\".outbox") == 0
     finally:
         await connection.close()
+
+
+async def test_a_handler_that_keeps_failing_is_dead_lettered_with_the_error_after_the_delivery_limit(
+        topology_declared, bus):
+    from pathlib import Path
+
+    from shared import topology
+    from shared.contracts import AccountOpened
+    from shared.service import Service
+    from tests.support import eventually
+
+    attempts = []
+    service = Service("order", Path("services/order/migrations"), topology_declared)
+
+    @service.handler(topology.ORDER_LEDGER, AccountOpened)
+    async def broken(tx, event):
+        attempts.append(event.account_id)
+        raise RuntimeError("boom")
+
+    account = f"acc-{uuid.uuid4().hex[:8]}"
+    message_id = str(uuid.uuid4())
+    async with service.running():
+        await bus.publish_json("ledger.account.opened", {"account_id": account, "kind": "individual",
+                                                         "plan": "basic", "opened_at": "2026-11-25T10:00:00Z"},
+                               message_id=message_id)
+        reason = await eventually(lambda: fetchval(topology_declared.database_url,
+                                                   'SELECT reason FROM "order".dead_letters WHERE message_id = $1',
+                                                   message_id), timeout=30)
+    assert "failed 5 times" in reason and "boom" in reason
+    assert attempts == [account] * 5
