@@ -52,7 +52,7 @@ async def test_a_handler_that_keeps_failing_is_dead_lettered_with_the_error_afte
     from tests.support import eventually
 
     attempts = []
-    service = Service("order", Path("services/order/migrations"), topology_declared)
+    service = Service("order", Path(__file__).parents[2] / "services/order/migrations", topology_declared)
 
     @service.handler(topology.ORDER_LEDGER, AccountOpened)
     async def broken(tx, event):
