@@ -288,6 +288,11 @@ def prices_set(pairs: Annotated[list[str], typer.Argument(help="SYMBOL=PRICE ...
     console.print("prices: " + ", ".join(f"{s}={p}" for s, p in sorted(result["prices"].items())))
 
 
+from m1 import window_commands  # noqa: E402  (needs window_app above)
+
+window_commands.register(window_app)
+
+
 def main() -> None:
     app()
 

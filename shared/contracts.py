@@ -175,6 +175,20 @@ class WithdrawalBooked(Message):
     booked_at: datetime
 
 
+class WithdrawalPending(Message):
+    """A withdrawal larger than the account's cash: held until sells raise the ``shortfall``
+    (the pie service sells, or refuses with ``pie.withdrawal.refused``); paid out once the
+    cash is there."""
+
+    TYPE: ClassVar[str] = "ledger.withdrawal.pending"
+    account_id: AccountId
+    withdrawal_id: UUID
+    amount: PositiveCash
+    cash: Cash
+    shortfall: PositiveCash
+    requested_at: datetime
+
+
 class FundingRejected(Message):
     """A funding event for a known account that was refused; the holder is told why."""
 
@@ -319,6 +333,107 @@ class PortfolioView(Message):
     slices: list[SliceView]
 
 
+class SetSettings(Message):
+    """Change an account's pie settings; a field left out (null) keeps its value, so a
+    command with none of them answers the current settings."""
+
+    TYPE: ClassVar[str] = "pie.settings.set"
+    account_id: AccountId
+    auto_invest: bool | None = None
+    minimum_cash: Annotated[Decimal, *_decimal(2, non_negative=True)] | None = None
+    dividends: Literal["cash", "reinvest"] | None = None
+
+
+class AccountSettings(Message):
+    TYPE: ClassVar[str] = "pie.settings.changed"
+    account_id: AccountId
+    auto_invest: bool
+    minimum_cash: Cash
+    dividends: Literal["cash", "reinvest"]
+
+
+class ListModels(Message):
+    """Query: the model pies shipped with the service."""
+
+    TYPE: ClassVar[str] = "pie.models.list"
+
+
+class ModelPie(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    key: str
+    description: str
+    pie: PieSpec
+
+
+class ModelPies(Message):
+    TYPE: ClassVar[str] = "pie.models.view"
+    models: list[ModelPie]
+
+
+class ApplyModel(Message):
+    """Set a model pie (by its key) as the account's pie: a copy the holder may edit later."""
+
+    TYPE: ClassVar[str] = "pie.model.apply"
+    account_id: AccountId
+    model: str = Field(min_length=1, max_length=100)
+
+
+class Rebalance(Message):
+    """Manual rebalance of the whole portfolio (``path`` empty) or of the pie at ``path``."""
+
+    TYPE: ClassVar[str] = "pie.rebalance.request"
+    account_id: AccountId
+    path: str = ""
+    top_level_only: bool = False
+
+
+class PlannedTrade(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    path: str
+    symbol: Symbol
+    side: Side
+    amount: PositiveCash
+
+
+class RebalancePlanned(Message):
+    TYPE: ClassVar[str] = "pie.rebalance.planned"
+    account_id: AccountId
+    batch_id: UUID | None  # None when nothing needs trading
+    path: str
+    top_level_only: bool
+    trades: list[PlannedTrade]
+    left_out: Cash  # buys under $1 not submitted
+    estimated_gain: Cash
+
+
+class CancelRebalance(Message):
+    """Record that the window cancelled these intents of a rebalance batch (the ids the
+    window's ``window.intents.cancel`` answered as cancelled)."""
+
+    TYPE: ClassVar[str] = "pie.rebalance.cancel"
+    account_id: AccountId
+    batch_id: UUID
+    intent_ids: list[UUID]
+
+
+class WithdrawalRefused(Message):
+    """The pie service cannot raise a pending withdrawal's shortfall (it exceeds what the
+    account can withdraw); the ledger rejects the withdrawal with this reason."""
+
+    TYPE: ClassVar[str] = "pie.withdrawal.refused"
+    account_id: AccountId
+    withdrawal_id: UUID
+    amount: PositiveCash
+    reason: str
+
+
+class RebalanceCancelled(Message):
+    TYPE: ClassVar[str] = "pie.rebalance.cancelled"
+    account_id: AccountId
+    batch_id: UUID
+    cancelled: list[UUID]
+
+
 # ---------------------------------------------------------------- window and market
 
 
@@ -365,6 +480,39 @@ class OrdersExecuted(Message):
     window_id: UUID
     executions: list[Execution]
     executed_at: datetime
+    # Ordered securities the venue did not trade (halted), with the reason: their intents
+    # carry over to the next window.
+    halted: dict[Symbol, str] = {}
+
+
+class HaltSecurity(Message):
+    """Operator command: halt one security until resumed."""
+
+    TYPE: ClassVar[str] = "market.halt.set"
+    symbol: Symbol
+    reason: str = Field(default="trading halted in this security", min_length=1, max_length=200)
+
+
+class ResumeSecurity(Message):
+    TYPE: ClassVar[str] = "market.halt.lift"
+    symbol: Symbol
+
+
+class SetIndexLevel(Message):
+    """The market index now and at the prior close: a fall of 7%, 13% or 20% trips the
+    market-wide circuit breaker of level 1, 2 or 3."""
+
+    TYPE: ClassVar[str] = "market.index.set"
+    level: Price
+    prior_close: Price
+
+
+class HaltsView(Message):
+    TYPE: ClassVar[str] = "market.halts.view"
+    halts: dict[Symbol, str]
+    # the market-wide halt in force, if any: its reason and when it ends
+    market_wide: str | None = None
+    until: datetime | None = None
 
 
 class Residue(BaseModel):
@@ -394,6 +542,82 @@ class PricesChanged(Message):
     TYPE: ClassVar[str] = "market.prices.changed"
     prices: dict[Symbol, Price]
     as_of: datetime
+
+
+class FillsBatch(Message):
+    """A window's fills for a batch of accounts (many accounts per message; every fill of an
+    account is in one batch). Batch 0 also carries the window's executions and residues (the
+    street and firm legs). The ledger books each batch once as one balanced entry, through
+    the window's clearing book, which nets to zero once all ``batches`` are booked."""
+
+    TYPE: ClassVar[str] = "window.fills.batch"
+    window_id: UUID
+    batch: int = Field(ge=0)
+    batches: int = Field(ge=1)
+    fills: list[Fill]
+    executions: list[Execution] = []
+    residues: list[Residue] = []
+
+
+class CancelIntents(Message):
+    """Cancel pending intents: the listed ids and/or every intent of a submitted batch. An
+    intent already in a window (started) is not cancelled; the answer says why."""
+
+    TYPE: ClassVar[str] = "window.intents.cancel"
+    intent_ids: list[UUID] = []
+    batch_id: UUID | None = None
+
+
+class IntentsCancelled(Message):
+    TYPE: ClassVar[str] = "window.intents.cancelled"
+    cancelled: list[UUID]
+    # intent id -> why it was not cancelled
+    refused: dict[str, str] = {}
+
+
+class GetWindow(Message):
+    """Query: one window's status and summary."""
+
+    TYPE: ClassVar[str] = "window.window.get"
+    window_id: UUID
+
+
+class WindowView(Message):
+    TYPE: ClassVar[str] = "window.window.view"
+    window_id: UUID
+    status: str
+    closed_at: datetime
+    summary: dict[str, Any] | None
+
+
+class SetTradeWindow(Message):
+    """The holder's choice of daily window (accounts under $25,000 equity on the basic plan
+    trade in one; plus accounts and larger ones trade in both whatever they chose)."""
+
+    TYPE: ClassVar[str] = "window.account.set_session"
+    account_id: AccountId
+    session: Literal["morning", "afternoon"]
+
+
+class IntentsCarriedOver(Message):
+    """Intents of one account that a window could not trade, waiting for the next window."""
+
+    TYPE: ClassVar[str] = "window.intents.carried_over"
+    account_id: AccountId
+    window_id: UUID
+    symbols: list[Symbol]
+    intents: list[UUID]
+    reason: str
+
+
+class IntentsRejected(Message):
+    """Intents of one account that a window dropped for good (e.g. a buy under $1 after
+    funding), with the reason per intent."""
+
+    TYPE: ClassVar[str] = "window.intents.rejected"
+    account_id: AccountId
+    window_id: UUID
+    reasons: dict[str, str]
 
 
 # ---------------------------------------------------------------- notification

@@ -36,6 +36,14 @@ class Settings(BaseSettings):
     relay_poll_seconds: float = 1.0
     # How long a CLI request waits for the service's answer (seconds).
     request_timeout: float = 15.0
+    # Accounts per window fills batch (one ledger entry and one message per batch).
+    window_fill_batch_accounts: int = 2000
+    # The window service closes windows on the NYSE schedule (off: only by command).
+    window_schedule: bool = True
+    # How often the window service checks whether a scheduled window is due (seconds).
+    window_schedule_poll_seconds: float = 15.0
+    # Venue slippage in basis points: buys fill this much above the price, sells below.
+    market_slippage_bps: int = 0
 
     def port_for(self, service: str) -> int:
         return self.http_port or SERVICE_PORTS[service] + self.http_port_offset

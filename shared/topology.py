@@ -69,14 +69,17 @@ def _commands(service: str) -> QueueSpec:
 
 # ---- ledger
 LEDGER_FUNDING = _events("ledger.funding", "funding.deposit.received", "funding.withdrawal.requested")
-LEDGER_FILLS = _events("ledger.fills", "window.fills.allocated")
+LEDGER_FILLS = _events("ledger.fills", "window.fills.allocated", "window.fills.batch")
 LEDGER_COMMANDS = _commands("ledger")
+# Withdrawals waiting for sells: paid out after the account's fills, or rejected by the pie.
+LEDGER_WITHDRAWALS = _events("ledger.withdrawals", "ledger.fills.booked", "pie.withdrawal.refused")
 # ---- pie
 PIE_LEDGER = _events(
     "pie.ledger", "ledger.account.opened", "ledger.cash.changed", "ledger.position.changed", "ledger.fills.booked"
 )
 PIE_MARKET = _events("pie.market", "market.prices.changed")
 PIE_COMMANDS = _commands("pie")
+PIE_WITHDRAWALS = _events("pie.withdrawals", "ledger.withdrawal.pending")
 # ---- order
 ORDER_LEDGER = _events("order.ledger", "ledger.account.opened")
 ORDER_COMMANDS = _commands("order")
@@ -84,6 +87,10 @@ ORDER_COMMANDS = _commands("order")
 WINDOW_INTENTS = _events("window.intents", "pie.intents.submitted")
 WINDOW_EXECUTIONS = _events("window.executions", "market.orders.executed")
 WINDOW_COMMANDS = _commands("window")
+WINDOW_LEDGER = _events(
+    "window.ledger", "ledger.account.opened", "ledger.cash.changed", "ledger.position.changed"
+)
+WINDOW_MARKET = _events("window.market", "market.prices.changed")
 # ---- margin
 MARGIN_LEDGER = _events("margin.ledger", "ledger.account.opened", "ledger.cash.changed", "ledger.position.changed")
 MARGIN_MARKET = _events("margin.market", "market.prices.changed")
@@ -96,6 +103,7 @@ NOTIFICATION_EVENTS = _events(
     "ledger.funding.rejected",
     "ledger.fills.booked",
 )
+NOTIFICATION_WINDOW = _events("notification.window", "window.intents.carried_over", "window.intents.rejected")
 NOTIFICATION_COMMANDS = _commands("notification")
 # ---- market
 MARKET_COMMANDS = _commands("market")

@@ -61,8 +61,8 @@ def deposit(account_id: str, amount: Decimal) -> list[Posting]:
 
 
 def withdrawal(account_id: str, amount: Decimal, cash: Decimal) -> list[Posting]:
-    """Money leaves the customer's cash for the bank. For now only from cash: the account
-    must hold the whole amount (selling to fund a withdrawal comes with the pie engine)."""
+    """Money leaves the customer's cash for the bank: the account must hold the whole amount
+    (a larger withdrawal is held while the pie service sells; see handlers.hold_if_short)."""
     if amount > cash:
         raise Refusal(f"insufficient cash: requested {amount}, available {cash}")
     return [Posting(cash_book(account_id), USD, -amount), Posting(BANK, USD, amount)]
@@ -75,6 +75,32 @@ def fills(executions: Sequence[Execution], allocations: Sequence[Fill], residues
     amount and receives its quantity (a seller the opposite); the residue books whatever the
     exact allocation left over, so every asset sums to zero.
     """
+    postings = _nonzero(_window_legs(executions, allocations, residues))
+    check_balanced(postings)
+    return postings
+
+
+def clearing_book(window_id: object) -> str:
+    return f"firm:clearing:{window_id}"
+
+
+def fills_batch(window_id: object, executions: Sequence[Execution], allocations: Sequence[Fill],
+                residues: Sequence[Residue]) -> list[Posting]:
+    """One batch of a window's fills (``window.fills.batch``): the batch's customer legs, the
+    street and residue legs when the batch carries them (batch 0), and per asset a leg to the
+    window's clearing book that makes this entry balance. Over all batches of a window the
+    clearing book sums to zero exactly when the window's allocation balances."""
+    legs = _window_legs(executions, allocations, residues)
+    totals: dict[str, Decimal] = defaultdict(Decimal)
+    for p in legs:
+        totals[p.asset] += p.amount
+    postings = _nonzero(legs + [Posting(clearing_book(window_id), a, -t) for a, t in sorted(totals.items())])
+    check_balanced(postings)
+    return postings
+
+
+def _window_legs(executions: Sequence[Execution], allocations: Sequence[Fill],
+                 residues: Sequence[Residue]) -> list[Posting]:
     postings: list[Posting] = []
     for e in executions:
         sign = 1 if e.side is Side.BUY else -1
@@ -87,6 +113,4 @@ def fills(executions: Sequence[Execution], allocations: Sequence[Fill], residues
         ]
     for r in residues:
         postings += [Posting(RESIDUE, USD, r.amount), Posting(RESIDUE, r.symbol, r.quantity)]
-    postings = _nonzero(postings)
-    check_balanced(postings)
     return postings

@@ -13,12 +13,15 @@ from shared.contracts import (
     DepositBooked,
     DepositReceived,
     FillsAllocated,
+    FillsBatch,
     FillsBooked,
     FundingRejected,
     GetAccount,
     OpenAccount,
     PositionChanged,
     WithdrawalBooked,
+    WithdrawalPending,
+    WithdrawalRefused,
     WithdrawalRequested,
 )
 from shared.messaging import Rejected, Tx
@@ -97,6 +100,8 @@ def register(service: Service) -> None:
 
     @on(topology.LEDGER_FUNDING, WithdrawalRequested, on_reject=notify_funding_rejected)
     async def book_withdrawal(tx: Tx, event: WithdrawalRequested) -> None:
+        if await hold_if_short(tx, event):
+            return
         async def postings():
             cash = await store.cash_of(tx.conn, event.account_id)
             return domain.withdrawal(event.account_id, event.amount, cash)
@@ -107,6 +112,59 @@ def register(service: Service) -> None:
                                  amount=event.amount, cash=cash, booked_at=tx.now))
         tx.emit(CashChanged(account_id=event.account_id, cash=cash, delta=-event.amount, cause="withdrawal",
                             cause_id=str(event.withdrawal_id), version=version))
+
+    # ---------------------------------------------------------------- withdrawals waiting for sells
+
+    async def hold_if_short(tx: Tx, event: WithdrawalRequested) -> bool:
+        """A withdrawal larger than the cash is held (``ledger.withdrawal.pending``) while the
+        pie service sells the shortfall. True when held (now or before)."""
+        if tx.message_id != str(event.withdrawal_id) or await store.get_account(
+                tx.conn, event.account_id, lock=True) is None:
+            return False  # book_funding rejects it with the reason
+        if await store.find_funding(tx.conn, event.withdrawal_id) is not None:
+            return False  # booked before: book_funding answers the duplicate
+        cash = await store.cash_of(tx.conn, event.account_id)
+        if event.amount <= cash:
+            return False
+        if await store.hold_withdrawal(tx.conn, event.withdrawal_id, event.account_id, event.amount, tx.now):
+            tx.emit(WithdrawalPending(account_id=event.account_id, withdrawal_id=event.withdrawal_id,
+                                      amount=event.amount, cash=cash, shortfall=event.amount - cash,
+                                      requested_at=event.requested_at))
+        return True
+
+    @on(topology.LEDGER_WITHDRAWALS, FillsBooked)
+    async def pay_out_held_withdrawals(tx: Tx, event: FillsBooked) -> None:
+        """After an account's fills, pay its held withdrawals, oldest first, while its cash
+        covers them."""
+        if await store.get_account(tx.conn, event.account_id, lock=True) is None:
+            return
+        for held in await store.open_withdrawals(tx.conn, event.account_id):
+            cash = await store.cash_of(tx.conn, event.account_id)
+            if held["amount"] > cash:
+                return
+            version = await store.bump_version(tx.conn, event.account_id)
+            booked = await store.book_entry(
+                tx.conn, kind="withdrawal", reference=str(held["withdrawal_id"]), account_id=event.account_id,
+                correlation_id=tx.correlation_id, booked_at=tx.now,
+                postings=domain.withdrawal(event.account_id, held["amount"], cash))
+            entry_id, moved = booked
+            cash = moved[(domain.cash_book(event.account_id), domain.USD)].quantize(domain.CENT)
+            await store.insert_funding(tx.conn, held["withdrawal_id"], "withdrawal", event.account_id,
+                                       held["amount"], entry_id, tx.now)
+            await store.close_withdrawal(tx.conn, held["withdrawal_id"], "paid")
+            tx.emit(WithdrawalBooked(account_id=event.account_id, withdrawal_id=held["withdrawal_id"],
+                                     amount=held["amount"], cash=cash, booked_at=tx.now))
+            tx.emit(CashChanged(account_id=event.account_id, cash=cash, delta=-held["amount"], cause="withdrawal",
+                                cause_id=str(held["withdrawal_id"]), version=version))
+
+    @on(topology.LEDGER_WITHDRAWALS, WithdrawalRefused)
+    async def reject_held_withdrawal(tx: Tx, event: WithdrawalRefused) -> None:
+        """The pie cannot raise the shortfall: the withdrawal is rejected and the holder told."""
+        closed = await store.close_withdrawal(tx.conn, event.withdrawal_id, "rejected", event.reason)
+        if closed is not None:
+            tx.emit(FundingRejected(account_id=closed["account_id"], funding_type="withdrawal",
+                                    funding_id=str(event.withdrawal_id), amount=format(closed["amount"], "f"),
+                                    reason=event.reason))
 
     @on(topology.LEDGER_FILLS, FillsAllocated)
     async def book_fills(tx: Tx, event: FillsAllocated) -> None:
@@ -122,20 +180,48 @@ def register(service: Service) -> None:
                                         correlation_id=tx.correlation_id, booked_at=tx.now, postings=postings)
         if booked is None:
             return  # this window's fills were booked before (replayed under another message id)
+        await emit_fills_booked(tx, event.window_id, event.fills, accounts)
+
+    @on(topology.LEDGER_FILLS, FillsBatch)
+    async def book_fills_batch(tx: Tx, event: FillsBatch) -> None:
+        """One batch of a window's fills: one entry (reference ``<window>:<batch>``), booked
+        once, all or nothing; the batch completing the window checks its clearing book."""
+        accounts = sorted({f.account_id for f in event.fills})
+        locked = await store.lock_accounts(tx.conn, accounts)
+        if missing := [a for a in accounts if a not in locked]:
+            raise Rejected(f"fills for unknown accounts: {', '.join(missing)}")
+        try:
+            postings = domain.fills_batch(event.window_id, event.executions, event.fills, event.residues)
+        except domain.Refusal as exc:
+            raise Rejected(str(exc)) from exc
+        booked = await store.book_entry(tx.conn, kind="fill", reference=f"{event.window_id}:{event.batch}",
+                                        account_id=None, correlation_id=tx.correlation_id, booked_at=tx.now,
+                                        postings=postings)
+        if booked is None:
+            return  # this batch was booked before (replayed under another message id)
+        if off := await store.unbalanced_clearing(tx.conn, str(event.window_id), event.batches,
+                                                  domain.clearing_book(event.window_id)):
+            raise Rejected(f"window {event.window_id} does not balance over its {event.batches} batches: "
+                           + ", ".join(f"{r['asset']} off by {r['amount']}" for r in off))
+        await emit_fills_booked(tx, event.window_id, event.fills, accounts)
+
+    async def emit_fills_booked(tx: Tx, window_id, all_fills, accounts: list[str]) -> None:
+        """Per account: its fills, new cash and positions (``FillsBooked``, ``CashChanged``,
+        ``PositionChanged``)."""
         versions = await store.bump_versions(tx.conn, accounts)
         cash = await store.cash_of_many(tx.conn, accounts)
         positions = await store.positions_of_many(tx.conn, accounts)
         by_account = defaultdict(list)
-        for fill in event.fills:
+        for fill in all_fills:
             by_account[fill.account_id].append(fill)
         for account_id in accounts:
             fills = by_account[account_id]
-            tx.emit(FillsBooked(account_id=account_id, window_id=event.window_id, fills=fills,
+            tx.emit(FillsBooked(account_id=account_id, window_id=window_id, fills=fills,
                                 cash=cash[account_id], positions=positions[account_id],
                                 version=versions[account_id], booked_at=tx.now))
             cash_delta = sum((f.amount if f.side == "sell" else -f.amount) for f in fills)
             tx.emit(CashChanged(account_id=account_id, cash=cash[account_id], delta=cash_delta, cause="fill",
-                                cause_id=str(event.window_id), version=versions[account_id]))
+                                cause_id=str(window_id), version=versions[account_id]))
             deltas = defaultdict(lambda: 0)
             for f in fills:
                 deltas[f.symbol] += f.quantity if f.side == "buy" else -f.quantity

@@ -88,6 +88,21 @@ async def book_entry(conn: asyncpg.Connection, *, kind: str, reference: str, acc
     return entry_id, {(r["book"], r["asset"]): r["amount"] for r in rows}
 
 
+async def unbalanced_clearing(conn: asyncpg.Connection, window_id: str, batches: int, book: str
+                              ) -> list[asyncpg.Record]:
+    """Once all ``batches`` fill entries of a window are booked: the assets on which its
+    clearing book does not sum to zero (none when the window balances). Before that: none."""
+    # Held to commit: of two batches booked at once, the later one sees the other's entry.
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtext('m1.ledger.window:' || $1))", window_id)
+    booked = await conn.fetchval(
+        "SELECT count(*) FROM entries WHERE kind = 'fill' AND reference LIKE $1 || ':%'", window_id)
+    if booked < batches:
+        return []
+    return await conn.fetch(
+        "SELECT asset, sum(amount) AS amount FROM postings WHERE book = $1 GROUP BY asset HAVING sum(amount) <> 0",
+        book)
+
+
 async def firm_balances(conn: asyncpg.Connection) -> list[asyncpg.Record]:
     """The firm's books (bank, street, residue), summed from postings."""
     return await conn.fetch(
@@ -137,3 +152,36 @@ async def insert_funding(conn: asyncpg.Connection, funding_id, kind: str, accoun
 async def trial_balance(conn: asyncpg.Connection) -> list[asyncpg.Record]:
     """Sum of every asset over all books: each must be zero when the books balance."""
     return await conn.fetch("SELECT asset, sum(amount) AS total FROM postings GROUP BY asset ORDER BY asset")
+
+
+# ---------------------------------------------------------------- withdrawals waiting for sells
+
+
+async def hold_withdrawal(conn: asyncpg.Connection, withdrawal_id, account_id: str, amount: Decimal,
+                          requested_at: datetime) -> bool:
+    """Keep a withdrawal pending; False when this id is already held (or was)."""
+    row = await conn.fetchrow(
+        """INSERT INTO pending_withdrawals (withdrawal_id, account_id, amount, requested_at) VALUES ($1, $2, $3, $4)
+           ON CONFLICT (withdrawal_id) DO NOTHING RETURNING withdrawal_id""",
+        withdrawal_id, account_id, amount, requested_at,
+    )
+    return row is not None
+
+
+async def open_withdrawals(conn: asyncpg.Connection, account_id: str) -> list[asyncpg.Record]:
+    """The account's pending withdrawals, oldest first, locked."""
+    return await conn.fetch(
+        """SELECT withdrawal_id, amount FROM pending_withdrawals WHERE account_id = $1 AND status = 'pending'
+           ORDER BY requested_at, withdrawal_id FOR UPDATE""",
+        account_id,
+    )
+
+
+async def close_withdrawal(conn: asyncpg.Connection, withdrawal_id, status: str, reason: str | None = None
+                           ) -> asyncpg.Record | None:
+    """Mark a pending withdrawal paid or rejected; None when it is not pending."""
+    return await conn.fetchrow(
+        """UPDATE pending_withdrawals SET status = $2, reason = $3 WHERE withdrawal_id = $1 AND status = 'pending'
+           RETURNING account_id, amount""",
+        withdrawal_id, status, reason,
+    )

@@ -5,13 +5,15 @@ from __future__ import annotations
 import csv
 import io
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from decimal import Decimal
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import ROUND_DOWN, ROUND_UP, Decimal
+from zoneinfo import ZoneInfo
 
 from pydantic import TypeAdapter, ValidationError
 
-from shared.contracts import Execution, NetOrder, Price, Symbol
+from shared.contracts import Execution, NetOrder, Price, Side, Symbol
 from shared.money import cents, shares_down
 
 _SYMBOL = TypeAdapter(Symbol)
@@ -58,6 +60,54 @@ def parse_price_list(text: str) -> list[Listing]:
     return listings
 
 
+PRICE_STEP = Decimal("0.000001")
+NEW_YORK = ZoneInfo("America/New_York")
+# Market-wide circuit breakers: the index's fall from the prior close that trips each level.
+BREAKER_LEVELS = ((3, Decimal("0.20")), (2, Decimal("0.13")), (1, Decimal("0.07")))
+BREAKER_HALT = timedelta(minutes=15)
+# Levels 1 and 2 tripped at or after 15:25 New York time do not halt.
+LATE_IN_THE_DAY = time(15, 25)
+
+
+def slipped(price: Decimal, side: Side, bps: int) -> Decimal:
+    """The venue's price with a slippage of ``bps`` basis points against the order: a buy
+    pays more (rounded up to the price's 6 decimals), a sell gets less (rounded down)."""
+    if bps == 0:
+        return price
+    if side is Side.BUY:
+        return (price * (1 + Decimal(bps) / 10000)).quantize(PRICE_STEP, rounding=ROUND_UP)
+    return (price * (1 - Decimal(bps) / 10000)).quantize(PRICE_STEP, rounding=ROUND_DOWN)
+
+
+@dataclass(frozen=True)
+class Breaker:
+    level: int
+    day: date
+    until: datetime  # equal to the trip time when it does not halt
+
+    def reason(self) -> str:
+        return f"market-wide circuit breaker level {self.level}: trading halted until {self.until.isoformat()}"
+
+
+def circuit_breaker(level: Decimal, prior_close: Decimal, now: datetime, tripped_today: Iterable[int]
+                    ) -> Breaker | None:
+    """The circuit breaker an index level trips, if any: level 3 at a 20% fall halts for the
+    rest of the New York day; levels 2 (13%) and 1 (7%) halt 15 minutes, or not at all at
+    or after 15:25. Each level trips once a day (a level already tripped returns None)."""
+    fall = (prior_close - level) / prior_close
+    tripped = next((n for n, threshold in BREAKER_LEVELS if fall >= threshold), None)
+    if tripped is None or tripped in set(tripped_today):
+        return None
+    local = now.astimezone(NEW_YORK)
+    if tripped == 3:
+        until = datetime.combine(local.date() + timedelta(days=1), time(0), NEW_YORK).astimezone(UTC)
+    elif local.time() >= LATE_IN_THE_DAY:
+        until = now
+    else:
+        until = now + BREAKER_HALT
+    return Breaker(tripped, local.date(), until)
+
+
 def fill(order: NetOrder, price: Decimal) -> Execution:
     """Fill one net order in full at ``price``: the whole shares and 1/100,000ths the notional
     buys (rounded down, so a buy never costs more than its notional), for the exact cents.
@@ -67,8 +117,11 @@ def fill(order: NetOrder, price: Decimal) -> Execution:
                      amount=cents(quantity * price))
 
 
-def execute(orders: Sequence[NetOrder], quotes: Mapping[str, Quote]) -> list[Execution]:
-    """Fill every order of one window, or refuse them all with every reason at once."""
+def execute(orders: Sequence[NetOrder], quotes: Mapping[str, Quote], halts: Mapping[str, str] | None = None,
+            market_wide: str | None = None, slippage_bps: int = 0) -> tuple[list[Execution], dict[str, str]]:
+    """Fill every order of one window, or refuse them all with every reason at once. Orders
+    in a halted security (or every order during a market-wide halt) are not filled: they
+    come back in the second result with the reason."""
     if not orders:
         raise Refusal("no orders to execute")
     problems = [f"{symbol} is ordered {n} times" for symbol, n in Counter(o.symbol for o in orders).items() if n > 1]
@@ -82,4 +135,8 @@ def execute(orders: Sequence[NetOrder], quotes: Mapping[str, Quote]) -> list[Exe
             problems.append(f"{order.symbol} is inactive and cannot be traded")
     if problems:
         raise Refusal("; ".join(problems))
-    return [fill(order, quotes[order.symbol].price) for order in orders]
+    halts = halts or {}
+    halted = {o.symbol: market_wide or halts[o.symbol] for o in orders if market_wide or o.symbol in halts}
+    executions = [fill(o, slipped(quotes[o.symbol].price, o.side, slippage_bps)) for o in orders
+                  if o.symbol not in halted]
+    return executions, halted

@@ -7,7 +7,17 @@ from uuid import uuid4
 
 from services.market import domain, store
 from shared import topology
-from shared.contracts import Execution, ExecuteOrders, OrdersExecuted, PricesChanged, SetPrices
+from shared.contracts import (
+    Execution,
+    ExecuteOrders,
+    HaltSecurity,
+    HaltsView,
+    OrdersExecuted,
+    PricesChanged,
+    ResumeSecurity,
+    SetIndexLevel,
+    SetPrices,
+)
 from shared.messaging import Rejected, Tx, write_outbox
 from shared.service import Service
 
@@ -44,17 +54,50 @@ def register(service: Service) -> None:
 
     @on(topology.MARKET_COMMANDS, ExecuteOrders)
     async def execute_orders(tx: Tx, cmd: ExecuteOrders) -> OrdersExecuted:
-        if done := await store.executions_of(tx.conn, cmd.window_id):
+        if await store.handled_window(tx.conn, cmd.window_id):
             # Executed before (the same orders sent again under another message id): answer
             # with the original executions and emit nothing.
-            return OrdersExecuted(window_id=cmd.window_id, executed_at=done[0]["executed_at"],
+            done = await store.executions_of(tx.conn, cmd.window_id)
+            halted = await store.halted_of(tx.conn, cmd.window_id)
+            executed_at = done[0]["executed_at"] if done else tx.now
+            return OrdersExecuted(window_id=cmd.window_id, executed_at=executed_at, halted=halted,
                                   executions=[Execution(**{k: r[k] for k in Execution.model_fields}) for r in done])
         quotes = await store.quotes(tx.conn, [o.symbol for o in cmd.orders])
+        breaker = await store.market_wide_halt(tx.conn, tx.now)
+        market_wide = (f"market-wide circuit breaker level {breaker['level']}: trading halted until "
+                       f"{breaker['until'].isoformat()}") if breaker else None
         try:
-            executions = domain.execute(cmd.orders, quotes)
+            executions, halted = domain.execute(cmd.orders, quotes, await store.halts(tx.conn), market_wide,
+                                                service.settings.market_slippage_bps)
         except domain.Refusal as exc:
             raise Rejected(str(exc)) from exc
-        await store.insert_executions(tx.conn, cmd.window_id, list(zip(cmd.orders, executions, strict=True)), tx.now)
-        event = OrdersExecuted(window_id=cmd.window_id, executions=executions, executed_at=tx.now)
+        by_symbol = {o.symbol: o for o in cmd.orders}
+        await store.insert_executions(tx.conn, cmd.window_id, [(by_symbol[e.symbol], e) for e in executions], tx.now)
+        await store.insert_halted(tx.conn, cmd.window_id, halted)
+        event = OrdersExecuted(window_id=cmd.window_id, executions=executions, executed_at=tx.now, halted=halted)
         tx.emit(event)
         return event
+
+    @on(topology.MARKET_COMMANDS, HaltSecurity)
+    async def halt_security(tx: Tx, cmd: HaltSecurity) -> HaltsView:
+        await store.halt(tx.conn, cmd.symbol, cmd.reason, tx.now)
+        return await halts_view(tx)
+
+    @on(topology.MARKET_COMMANDS, ResumeSecurity)
+    async def resume_security(tx: Tx, cmd: ResumeSecurity) -> HaltsView:
+        await store.resume(tx.conn, cmd.symbol)
+        return await halts_view(tx)
+
+    @on(topology.MARKET_COMMANDS, SetIndexLevel)
+    async def set_index_level(tx: Tx, cmd: SetIndexLevel) -> HaltsView:
+        day = tx.now.astimezone(domain.NEW_YORK).date()
+        breaker = domain.circuit_breaker(cmd.level, cmd.prior_close, tx.now, await store.breakers_on(tx.conn, day))
+        if breaker is not None:
+            await store.trip(tx.conn, breaker.day, breaker.level, tx.now, breaker.until)
+        return await halts_view(tx)
+
+    async def halts_view(tx: Tx) -> HaltsView:
+        breaker = await store.market_wide_halt(tx.conn, tx.now)
+        return HaltsView(halts=await store.halts(tx.conn),
+                         market_wide=f"circuit breaker level {breaker['level']}" if breaker else None,
+                         until=breaker["until"] if breaker else None)

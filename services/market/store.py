@@ -73,3 +73,52 @@ async def insert_executions(conn: asyncpg.Connection, window_id: UUID,
         window_id, [e.symbol for _, e in filled], [e.side.value for _, e in filled], [o.notional for o, _ in filled],
         [e.quantity for _, e in filled], [e.price for _, e in filled], [e.amount for _, e in filled], executed_at,
     )
+
+
+async def halt(conn: asyncpg.Connection, symbol: str, reason: str, now: datetime) -> None:
+    await conn.execute("""INSERT INTO halts (symbol, reason, halted_at) VALUES ($1, $2, $3)
+                          ON CONFLICT (symbol) DO UPDATE SET reason = EXCLUDED.reason""", symbol, reason, now)
+
+
+async def resume(conn: asyncpg.Connection, symbol: str) -> None:
+    await conn.execute("DELETE FROM halts WHERE symbol = $1", symbol)
+
+
+async def halts(conn: asyncpg.Connection) -> dict[str, str]:
+    return {r["symbol"]: r["reason"] for r in await conn.fetch("SELECT symbol, reason FROM halts ORDER BY symbol")}
+
+
+async def breakers_on(conn: asyncpg.Connection, day) -> list[int]:
+    return [r["level"] for r in await conn.fetch("SELECT level FROM circuit_breakers WHERE day = $1", day)]
+
+
+async def trip(conn: asyncpg.Connection, day, level: int, tripped_at: datetime, until: datetime) -> None:
+    await conn.execute("""INSERT INTO circuit_breakers (day, level, tripped_at, until) VALUES ($1, $2, $3, $4)
+                          ON CONFLICT (day, level) DO NOTHING""", day, level, tripped_at, until)
+
+
+async def market_wide_halt(conn: asyncpg.Connection, now: datetime) -> asyncpg.Record | None:
+    """The circuit breaker halting the market at ``now``, if any (the one ending last)."""
+    return await conn.fetchrow(
+        "SELECT level, until FROM circuit_breakers WHERE tripped_at <= $1 AND until > $1 ORDER BY until DESC LIMIT 1",
+        now)
+
+
+async def insert_halted(conn: asyncpg.Connection, window_id: UUID, halted: Mapping[str, str]) -> None:
+    symbols = sorted(halted)
+    await conn.execute(
+        """INSERT INTO halted_orders (window_id, symbol, reason)
+           SELECT $1, s, r FROM unnest($2::text[], $3::text[]) AS t(s, r)""",
+        window_id, symbols, [halted[s] for s in symbols])
+
+
+async def halted_of(conn: asyncpg.Connection, window_id: UUID) -> dict[str, str]:
+    rows = await conn.fetch("SELECT symbol, reason FROM halted_orders WHERE window_id = $1", window_id)
+    return {r["symbol"]: r["reason"] for r in rows}
+
+
+async def handled_window(conn: asyncpg.Connection, window_id: UUID) -> bool:
+    """Whether the venue answered this window before (executed or halted anything)."""
+    return bool(await conn.fetchval(
+        """SELECT EXISTS (SELECT 1 FROM executions WHERE window_id = $1)
+                  OR EXISTS (SELECT 1 FROM halted_orders WHERE window_id = $1)""", window_id))

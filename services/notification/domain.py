@@ -6,12 +6,23 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from shared.contracts import DepositBooked, Fill, FillsBooked, FundingRejected, Side, WithdrawalBooked
+from shared.contracts import (
+    DepositBooked,
+    Fill,
+    FillsBooked,
+    FundingRejected,
+    IntentsCarriedOver,
+    IntentsRejected,
+    Side,
+    WithdrawalBooked,
+)
 
 DEPOSIT_RECEIVED = "deposit_received"
 WITHDRAWAL_COMPLETED = "withdrawal_completed"
 FUNDING_REJECTED = "funding_rejected"
 TRADES_EXECUTED = "trades_executed"
+INTENTS_REJECTED = "intents_rejected"
+INTENTS_CARRIED_OVER = "intents_carried_over"
 
 
 @dataclass(frozen=True)
@@ -65,3 +76,18 @@ def trades_executed(event: FillsBooked) -> Notification:
     return Notification(event.account_id, TRADES_EXECUTED,
                         f"Trades executed in window {str(event.window_id)[:8]}: {trades}.",
                         event.model_dump(mode="json", include={"window_id", "fills", "cash", "booked_at"}))
+
+
+def intents_rejected(event: IntentsRejected) -> Notification:
+    reasons = sorted(set(event.reasons.values()))
+    n = len(event.reasons)
+    return Notification(event.account_id, INTENTS_REJECTED,
+                        f"{n} trade{'s' if n != 1 else ''} not placed in window {str(event.window_id)[:8]}: "
+                        + "; ".join(reasons) + ".",
+                        event.model_dump(mode="json", include={"window_id", "reasons"}))
+
+
+def intents_carried_over(event: IntentsCarriedOver) -> Notification:
+    return Notification(event.account_id, INTENTS_CARRIED_OVER,
+                        f"Trades in {', '.join(event.symbols)} wait for the next window: {event.reason}.",
+                        event.model_dump(mode="json", include={"window_id", "symbols", "intents", "reason"}))

@@ -7,7 +7,17 @@ import logging
 
 from services.notification import domain, store
 from shared import topology
-from shared.contracts import DepositBooked, Feed, FeedEntry, FillsBooked, FundingRejected, GetFeed, WithdrawalBooked
+from shared.contracts import (
+    DepositBooked,
+    Feed,
+    FeedEntry,
+    FillsBooked,
+    FundingRejected,
+    GetFeed,
+    IntentsCarriedOver,
+    IntentsRejected,
+    WithdrawalBooked,
+)
 from shared.messaging import Tx
 from shared.service import Service
 
@@ -44,6 +54,14 @@ def register(service: Service) -> None:
     @on(topology.NOTIFICATION_EVENTS, FillsBooked)
     async def fills_booked(tx: Tx, event: FillsBooked) -> None:
         await notify(tx, domain.trades_executed(event))
+
+    @on(topology.NOTIFICATION_WINDOW, IntentsRejected)
+    async def intents_rejected(tx: Tx, event: IntentsRejected) -> None:
+        await notify(tx, domain.intents_rejected(event))
+
+    @on(topology.NOTIFICATION_WINDOW, IntentsCarriedOver)
+    async def intents_carried_over(tx: Tx, event: IntentsCarriedOver) -> None:
+        await notify(tx, domain.intents_carried_over(event))
 
     @on(topology.NOTIFICATION_COMMANDS, GetFeed, idempotent=False)
     async def get_feed(tx: Tx, query: GetFeed) -> Feed:

@@ -1,4 +1,6 @@
-"""Pie rules: validating a pie tree, splitting cash across it, valuing it. Pure; no I/O.
+"""Pie rules: validating a pie tree, when auto-invest fires, valuing the tree. Pure; no I/O.
+
+What to buy and sell is decided in services/pie/rebalance.py.
 
 Vocabulary:
 - a *slice* is a security (``symbol``) or a nested pie, with a whole-percent ``target``
@@ -17,7 +19,7 @@ from dataclasses import dataclass
 from decimal import Decimal, localcontext
 
 from shared.contracts import PieSpec, SliceSpec, SliceView
-from shared.money import CENT, SHARE_STEP, ZERO, cents, cents_down
+from shared.money import SHARE_STEP, ZERO, cents, cents_down
 
 MAX_SLICES = 100
 MIN_TARGET = 1
@@ -111,45 +113,32 @@ def leaves(pie: PieSpec) -> list[Leaf]:
     return out
 
 
-# ---------------------------------------------------------------- splitting cash
+def pie_paths(pie: PieSpec, path: str = "") -> set[str]:
+    """The path of every pie in the tree, the root's being ""."""
+    out = {path}
+    for s in pie.slices:
+        if s.pie is not None:
+            out |= pie_paths(s.pie, join(path, s.pie.name))
+    return out
 
 
-@dataclass(frozen=True)
-class Share:
-    path: str
-    symbol: str
-    amount: Decimal
+def removed_slices(pie: PieSpec, held: Collection[str]) -> dict[str, str]:
+    """Held security paths that are no longer slices of ``pie``, each with the pie that
+    receives its proceeds: its nearest ancestor still in the tree (the root at worst)."""
+    kept = {leaf.path for leaf in leaves(pie)}
+    pies = pie_paths(pie)
+    out = {}
+    for path in sorted(held):
+        if path in kept:
+            continue
+        parts = path.split("/")[:-1]
+        while parts and "/".join(parts) not in pies:
+            parts.pop()
+        out[path] = "/".join(parts)
+    return out
 
 
-def split(amount: Decimal, pie: PieSpec) -> list[Share]:
-    """Split ``amount`` (whole cents) over the tree's securities by target, exactly to the cent.
-
-    Largest remainder over the leaves: each security's exact share (``amount`` times the
-    product of the targets on its path) is floored to the cent, then the cents still missing
-    go one by one to the largest remainders, ties to the earlier slice in tree order. So the
-    shares sum to ``amount`` exactly, none is negative, and each is within a cent of its
-    exact share. A sub-pie's share is the sum of its securities' shares.
-    """
-    if amount != cents(amount) or amount < 0:
-        raise ValueError(f"amount must be whole cents and not negative, got {amount}")
-    tree = leaves(pie)
-    with localcontext() as ctx:
-        ctx.prec = _EXACT
-        exact = [amount * leaf.weight for leaf in tree]
-        floors = [cents_down(x) for x in exact]
-        missing = int((amount - sum(floors, ZERO)) / CENT)
-        by_remainder = sorted(range(len(tree)), key=lambda i: (-(exact[i] - floors[i]), i))
-    extra = set(by_remainder[:missing])
-    return [Share(leaf.path, leaf.symbol, floors[i] + (CENT if i in extra else ZERO)) for i, leaf in enumerate(tree)]
-
-
-@dataclass(frozen=True)
-class Buys:
-    """What auto-invest would buy: the buys of at least $1, and the cash left uninvested
-    (the shares under $1 that were dropped)."""
-
-    buys: list[Share]
-    uninvested: Decimal
+# ---------------------------------------------------------------- auto-invest
 
 
 def investable(cash: Decimal, minimum_cash: Decimal, pending_buys: Decimal) -> Decimal:
@@ -157,20 +146,45 @@ def investable(cash: Decimal, minimum_cash: Decimal, pending_buys: Decimal) -> D
     return cash - minimum_cash - pending_buys
 
 
-def auto_invest(pie: PieSpec | None, *, enabled: bool, cash: Decimal, minimum_cash: Decimal,
-                pending_buys: Decimal) -> Buys | None:
-    """The buys to submit now, or None when auto-invest has nothing to do.
+def should_auto_invest(pie: PieSpec | None, *, enabled: bool, available: Decimal) -> bool:
+    """Auto-invest fires with a pie set, the setting on, and at least $25 investable."""
+    return enabled and pie is not None and available >= AUTO_INVEST_THRESHOLD
 
-    With auto-invest on and a pie set, once at least $25 is investable, all of it is split
-    by target; a buy under $1 is left out and its cash stays.
-    """
-    available = investable(cash, minimum_cash, pending_buys)
-    if not enabled or pie is None or available < AUTO_INVEST_THRESHOLD:
-        return None
-    shares = split(available, pie)
-    buys = [s for s in shares if s.amount >= MIN_BUY]
-    uninvested = sum((s.amount for s in shares if s.amount < MIN_BUY), ZERO)
-    return Buys(buys, uninvested)
+
+@dataclass(frozen=True)
+class WithdrawalNeed:
+    """What a held withdrawal needs from sells (``sell``), or why it cannot be paid."""
+
+    sell: Decimal
+    refusal: str | None = None
+
+
+def withdrawal_need(amount: Decimal, *, cash: Decimal, pending_buys: Decimal, held: Decimal,
+                    holdings: Decimal) -> WithdrawalNeed:
+    """Cash first: what the cash not promised to pending buys or earlier held withdrawals
+    covers; the rest must come from sells of the holdings (worth ``holdings``). A
+    withdrawal above cash plus holdings is refused with both figures."""
+    free = max(cash - pending_buys - held, ZERO)
+    sell = max(amount - free, ZERO)
+    if sell > holdings:
+        withdrawable = free + holdings
+        return WithdrawalNeed(sell, f"withdrawal of ${amount} exceeds the withdrawable value ${withdrawable} "
+                                    f"(cash ${free} + investments ${holdings})")
+    return WithdrawalNeed(sell)
+
+
+def slice_values(holdings: Mapping[str, Decimal], prices: Mapping[str, Decimal],
+                 pending: Mapping[str, Decimal]) -> dict[str, Decimal]:
+    """What each security slice is worth to the rebalancer, by path: its quantity times its
+    symbol's last price, rounded down to the cent (so a dollar sell of a slice's whole value
+    never needs more shares than it holds), plus the slice's pending buys minus its pending
+    sells (money already on its way), never below zero."""
+    symbols = {path: path.rsplit("/", 1)[-1] for path in (*holdings, *pending)}
+    out = {}
+    for path, symbol in symbols.items():
+        value = cents_down(holdings.get(path, ZERO) * prices.get(symbol, ZERO)) + pending.get(path, ZERO)
+        out[path] = max(value, cents(ZERO))
+    return out
 
 
 # ---------------------------------------------------------------- the portfolio view

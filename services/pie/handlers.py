@@ -1,29 +1,44 @@
-"""Pie subscribers: keep the ledger and market projections, set pies, auto-invest, answer
-portfolio queries."""
+"""Pie subscribers: keep the ledger and market projections, set pies and settings, turn cash
+and requests into trade intents (services/pie/rebalance.py decides which), answer queries."""
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
+from decimal import Decimal
 
-from services.pie import domain, store
+from services.pie import domain, models, rebalance, store
 from shared import topology
 from shared.contracts import (
     AccountOpened,
+    AccountSettings,
+    ApplyModel,
+    CancelRebalance,
     CashChanged,
     FillsBooked,
     GetPortfolio,
     Intent,
     IntentsSubmitted,
     IntentSource,
+    ListModels,
+    ModelPies,
     PieSet,
     PieSpec,
+    PlannedTrade,
     PortfolioView,
     PositionChanged,
     PricesChanged,
+    Rebalance,
+    RebalanceCancelled,
+    RebalancePlanned,
     SetPie,
+    SetSettings,
     Side,
+    WithdrawalPending,
+    WithdrawalRefused,
 )
 from shared.messaging import Rejected, Tx
+from shared.money import cents_down
 from shared.service import Service
 
 # Intent and batch ids derive from the causing message id, so a redone handler submits the
@@ -40,24 +55,83 @@ async def _pie_of(tx: Tx, account_id: str) -> PieSpec | None:
     return PieSpec.model_validate_json(text) if text is not None else None
 
 
-async def auto_invest(tx: Tx, account_id: str) -> None:
-    """Submit buys for the account's investable cash, split by its pie (the account's row is
-    locked by the caller)."""
-    account = await store.get_account(tx.conn, account_id)
-    pie = await _pie_of(tx, account_id)
-    plan = domain.auto_invest(pie, enabled=account["auto_invest"], cash=account["cash"],
-                              minimum_cash=account["minimum_cash"],
-                              pending_buys=await store.pending_buys(tx.conn, account_id))
-    if plan is None or not plan.buys:
-        return
-    batch_id = _id(tx, "batch")
-    new = [store.NewIntent(_id(tx, f"intent:{i}"), b.path, b.symbol, Side.BUY.value, b.amount,
-                           IntentSource.AUTO_INVEST.value) for i, b in enumerate(plan.buys)]
+async def _values(tx: Tx, account_id: str) -> tuple[dict[str, Decimal], dict[str, Decimal]]:
+    """Slice values for the rebalancer (holdings at last prices plus pending intents) and
+    the cost held, per path."""
+    held = await store.holdings(tx.conn, account_id)
+    prices = {h["symbol"]: h["price"] for h in held if h["price"] is not None}
+    values = domain.slice_values({h["path"]: h["quantity"] for h in held}, prices,
+                                 await store.pending_by_path(tx.conn, account_id))
+    return values, {h["path"]: h["cost"] for h in held}
+
+
+async def _submit(tx: Tx, account_id: str, tag: str, source: IntentSource, new: Sequence[store.NewIntent]) -> uuid.UUID:
+    """Store the intents and emit them as one batch for the window."""
+    batch_id = _id(tx, f"{tag}:batch")
     await store.insert_intents(tx.conn, account_id, batch_id, new, tx.now)
     tx.emit(IntentsSubmitted(account_id=account_id, batch_id=batch_id, intents=[
-        Intent(intent_id=n.intent_id, account_id=account_id, symbol=n.symbol, side=Side.BUY, amount=n.amount,
-               source=IntentSource.AUTO_INVEST) for n in new
+        Intent(intent_id=n.intent_id, account_id=account_id, symbol=n.symbol, side=Side(n.side), amount=n.amount,
+               source=source)
+        for n in new
     ]))
+    return batch_id
+
+
+def _intents(tx: Tx, tag: str, plan: rebalance.Plan, source: IntentSource) -> list[store.NewIntent]:
+    return [store.NewIntent(_id(tx, f"{tag}:{i}"), t.path, t.symbol, t.side.value, t.amount, source.value)
+            for i, t in enumerate(plan.trades)]
+
+
+async def auto_invest(tx: Tx, account_id: str) -> None:
+    """Submit buys for the account's investable cash, most underweight slices first (the
+    account's row is locked by the caller)."""
+    account = await store.get_account(tx.conn, account_id)
+    pie = await _pie_of(tx, account_id)
+    if pie is None:
+        return
+    values, _ = await _values(tx, account_id)
+    promised = await store.pending_buys(tx.conn, account_id) + await store.held_for_withdrawals(tx.conn, account_id)
+    plan = rebalance.auto_invest(pie, values, enabled=account["auto_invest"], cash=account["cash"],
+                                 minimum_cash=account["minimum_cash"], pending_buys=promised)
+    if plan is None or not plan.trades:
+        return
+    await _submit(tx, account_id, "auto", IntentSource.AUTO_INVEST,
+                  _intents(tx, "auto", plan, IntentSource.AUTO_INVEST))
+
+
+async def reinvest(tx: Tx, account_id: str, proceeds: dict[str, Decimal]) -> None:
+    """Buy, inside each pie, with the proceeds earmarked for it (a removed slice's sale),
+    whatever the auto-invest setting."""
+    pie = await _pie_of(tx, account_id)
+    if pie is None or not proceeds:
+        return
+    pies = domain.pie_paths(pie)
+    for n, (path, amount) in enumerate(sorted(proceeds.items())):
+        values, _ = await _values(tx, account_id)
+        plan = rebalance.deposit(pie, values, amount, path=path if path in pies else "")
+        if plan.trades:
+            tag = f"reinvest:{n}"
+            await _submit(tx, account_id, tag, IntentSource.REBALANCE,
+                          _intents(tx, tag, plan, IntentSource.REBALANCE))
+
+
+async def liquidate_removed(tx: Tx, account_id: str, pie: PieSpec) -> None:
+    """Sell every holding whose slice the new pie no longer has; its proceeds are earmarked
+    for the nearest pie still in the tree. The window takes dollar sells: each sells its
+    holding's value at the last price rounded down to the cent, so it never delivers more
+    shares than held (what is worth less than a cent stays)."""
+    held = {h["path"]: h for h in await store.holdings(tx.conn, account_id)}
+    selling = await store.pending_sell_paths(tx.conn, account_id)
+    removed = domain.removed_slices(pie, [p for p in held if p not in selling])
+    new = []
+    for i, (path, into) in enumerate(removed.items()):
+        h = held[path]
+        value = cents_down(h["quantity"] * (h["price"] or 0))
+        if value > 0:
+            new.append(store.NewIntent(_id(tx, f"removed:{i}"), path, h["symbol"], Side.SELL.value, value,
+                                       IntentSource.REBALANCE.value, reinvest_in=into))
+    if new:
+        await _submit(tx, account_id, "removed", IntentSource.REBALANCE, new)
 
 
 def register(service: Service) -> None:
@@ -72,6 +146,8 @@ def register(service: Service) -> None:
     @on(topology.PIE_LEDGER, CashChanged)
     async def cash_changed(tx: Tx, event: CashChanged) -> None:
         await store.lock_account(tx.conn, event.account_id)
+        if event.cause == "withdrawal":
+            await store.withdrawal_paid(tx.conn, uuid.UUID(event.cause_id), event.account_id, -event.delta, tx.now)
         if await store.apply_cash(tx.conn, event.account_id, event.cash, event.version):
             await auto_invest(tx, event.account_id)
 
@@ -85,9 +161,36 @@ def register(service: Service) -> None:
         await store.lock_account(tx.conn, event.account_id)
         cash_moved = await store.apply_cash(tx.conn, event.account_id, event.cash, event.version)
         await store.apply_positions(tx.conn, event.account_id, event.positions, event.version)
-        filled = await store.book_fills(tx.conn, event.account_id, event.window_id, event.fills, tx.now)
-        if cash_moved or filled:
+        booked = await store.book_fills(tx.conn, event.account_id, event.window_id, event.fills, tx.now)
+        await reinvest(tx, event.account_id, booked.reinvest)
+        if cash_moved or booked.filled:
             await auto_invest(tx, event.account_id)
+
+    @on(topology.PIE_WITHDRAWALS, WithdrawalPending)
+    async def withdrawal_pending(tx: Tx, event: WithdrawalPending) -> None:
+        """Cash first, then sells of the most overweight slices for the rest; or a refusal
+        when the account cannot cover the withdrawal."""
+        await store.lock_account(tx.conn, event.account_id)
+        pie = await _pie_of(tx, event.account_id)
+        values, _ = await _values(tx, event.account_id)
+        tree = rebalance.Tree(pie) if pie is not None else None
+        holdings = sum((values.get(p, Decimal("0.00")) for p in tree.paths), Decimal("0.00")) if tree else Decimal(0)
+        need = domain.withdrawal_need(event.amount, cash=event.cash,
+                                      pending_buys=await store.pending_buys(tx.conn, event.account_id),
+                                      held=await store.held_for_withdrawals(tx.conn, event.account_id),
+                                      holdings=holdings)
+        status = "refused" if need.refusal else "open"
+        if not await store.record_withdrawal(tx.conn, event.withdrawal_id, event.account_id, event.amount, status,
+                                             need.refusal, tx.now):
+            return  # seen before, or already paid
+        if need.refusal:
+            tx.emit(WithdrawalRefused(account_id=event.account_id, withdrawal_id=event.withdrawal_id,
+                                      amount=event.amount, reason=need.refusal))
+            return
+        plan = rebalance.withdrawal(tree, values, need.sell) if need.sell > 0 else rebalance.Plan([])
+        if plan.trades:
+            await _submit(tx, event.account_id, "withdrawal", IntentSource.REBALANCE,
+                          _intents(tx, "withdrawal", plan, IntentSource.REBALANCE))
 
     # ---------------------------------------------------------------- market projection
 
@@ -95,21 +198,89 @@ def register(service: Service) -> None:
     async def prices_changed(tx: Tx, event: PricesChanged) -> None:
         await store.apply_prices(tx.conn, event.prices, event.as_of)
 
-    # ---------------------------------------------------------------- commands and queries
+    # ---------------------------------------------------------------- pies and settings
+
+    async def set_tree(tx: Tx, account_id: str, pie: PieSpec) -> PieSet:
+        """Validate and store the account's pie; liquidate the holdings of removed slices.
+        New targets alone trade nothing."""
+        errors = []
+        if await store.get_account(tx.conn, account_id) is None:
+            errors.append(f"unknown account {account_id}")
+        symbols = sorted({leaf.symbol for leaf in domain.leaves(pie)})
+        errors += domain.validate(pie, (await store.prices_of(tx.conn, symbols)).keys())
+        if errors:
+            raise Rejected("pie refused: " + "; ".join(errors), errors=errors)
+        await store.lock_account(tx.conn, account_id)
+        await store.set_pie(tx.conn, account_id, pie.name, pie.model_dump_json(), tx.now)
+        await liquidate_removed(tx, account_id, pie)
+        event = PieSet(account_id=account_id, pie=pie)
+        tx.emit(event)
+        return event
 
     @on(topology.PIE_COMMANDS, SetPie)
     async def set_pie(tx: Tx, cmd: SetPie) -> PieSet:
-        errors = []
+        return await set_tree(tx, cmd.account_id, cmd.pie)
+
+    @on(topology.PIE_COMMANDS, ApplyModel)
+    async def apply_model(tx: Tx, cmd: ApplyModel) -> PieSet:
+        found = models.model(cmd.model)
+        if found is None:
+            known = ", ".join(m.key for m in models.all_models())
+            raise Rejected(f"unknown model pie {cmd.model!r} (known: {known})")
+        return await set_tree(tx, cmd.account_id, found.pie)
+
+    @on(topology.PIE_COMMANDS, ListModels, idempotent=False)
+    async def list_models(tx: Tx, query: ListModels) -> ModelPies:
+        return ModelPies(models=list(models.all_models()))
+
+    @on(topology.PIE_COMMANDS, SetSettings)
+    async def set_settings(tx: Tx, cmd: SetSettings) -> AccountSettings:
         if await store.get_account(tx.conn, cmd.account_id) is None:
-            errors.append(f"unknown account {cmd.account_id}")
-        symbols = sorted({leaf.symbol for leaf in domain.leaves(cmd.pie)})
-        errors += domain.validate(cmd.pie, (await store.prices_of(tx.conn, symbols)).keys())
-        if errors:
-            raise Rejected("pie refused: " + "; ".join(errors), errors=errors)
-        await store.set_pie(tx.conn, cmd.account_id, cmd.pie.name, cmd.pie.model_dump_json(), tx.now)
-        event = PieSet(account_id=cmd.account_id, pie=cmd.pie)
+            raise Rejected(f"unknown account {cmd.account_id}")
+        await store.lock_account(tx.conn, cmd.account_id)
+        row = await store.set_settings(tx.conn, cmd.account_id, cmd.auto_invest, cmd.minimum_cash, cmd.dividends)
+        event = AccountSettings(account_id=cmd.account_id, auto_invest=row["auto_invest"],
+                                minimum_cash=row["minimum_cash"], dividends=row["dividends"])
+        if (cmd.auto_invest, cmd.minimum_cash, cmd.dividends) != (None, None, None):
+            tx.emit(event)
+            await auto_invest(tx, cmd.account_id)  # cash may now be investable
+        return event
+
+    # ---------------------------------------------------------------- manual rebalance
+
+    @on(topology.PIE_COMMANDS, Rebalance)
+    async def rebalance_pie(tx: Tx, cmd: Rebalance) -> RebalancePlanned:
+        if await store.get_account(tx.conn, cmd.account_id) is None:
+            raise Rejected(f"unknown account {cmd.account_id}")
+        await store.lock_account(tx.conn, cmd.account_id)
+        pie = await _pie_of(tx, cmd.account_id)
+        if pie is None:
+            raise Rejected(f"account {cmd.account_id} has no pie to rebalance")
+        values, costs = await _values(tx, cmd.account_id)
+        try:
+            plan = rebalance.rebalance(pie, values, path=cmd.path, top_level_only=cmd.top_level_only)
+        except rebalance.RebalanceError as exc:
+            raise Rejected(str(exc)) from exc
+        new = _intents(tx, "rebalance", plan, IntentSource.REBALANCE)
+        batch_id = await _submit(tx, cmd.account_id, "rebalance", IntentSource.REBALANCE, new) if new else None
+        event = RebalancePlanned(
+            account_id=cmd.account_id, batch_id=batch_id, path=cmd.path, top_level_only=cmd.top_level_only,
+            trades=[PlannedTrade(path=n.path, symbol=n.symbol, side=Side(n.side), amount=n.amount) for n in new],
+            left_out=plan.left_out, estimated_gain=rebalance.estimated_gain(plan, values, costs))
         tx.emit(event)
         return event
+
+    @on(topology.PIE_COMMANDS, CancelRebalance)
+    async def cancel_rebalance(tx: Tx, cmd: CancelRebalance) -> RebalanceCancelled:
+        if await store.get_account(tx.conn, cmd.account_id) is None:
+            raise Rejected(f"unknown account {cmd.account_id}")
+        await store.lock_account(tx.conn, cmd.account_id)
+        cancelled = await store.cancel_batch(tx.conn, cmd.account_id, cmd.batch_id, cmd.intent_ids)
+        event = RebalanceCancelled(account_id=cmd.account_id, batch_id=cmd.batch_id, cancelled=cancelled)
+        tx.emit(event)
+        return event
+
+    # ---------------------------------------------------------------- queries
 
     @on(topology.PIE_COMMANDS, GetPortfolio, idempotent=False)
     async def get_portfolio(tx: Tx, query: GetPortfolio) -> PortfolioView:

@@ -123,51 +123,130 @@ class NewIntent:
     side: str
     amount: Decimal
     source: str
+    reinvest_in: str | None = None  # the pie whose slices receive this sell's proceeds
 
 
 async def insert_intents(conn: asyncpg.Connection, account_id: str, batch_id: UUID, intents: Sequence[NewIntent],
                          created_at: datetime) -> None:
     await conn.execute(
-        """INSERT INTO intents (intent_id, batch_id, account_id, path, symbol, side, amount, source, created_at)
-           SELECT i, $1, $2, p, s, d, a, o, $9
-           FROM unnest($3::uuid[], $4::text[], $5::text[], $6::text[], $7::numeric[], $8::text[])
-                AS t(i, p, s, d, a, o)""",
+        """INSERT INTO intents (intent_id, batch_id, account_id, path, symbol, side, amount, source, created_at,
+                                reinvest_in)
+           SELECT i, $1, $2, p, s, d, a, o, $9, r
+           FROM unnest($3::uuid[], $4::text[], $5::text[], $6::text[], $7::numeric[], $8::text[], $10::text[])
+                AS t(i, p, s, d, a, o, r)""",
         batch_id, account_id, [i.intent_id for i in intents], [i.path for i in intents],
         [i.symbol for i in intents], [i.side for i in intents], [i.amount for i in intents],
-        [i.source for i in intents], created_at,
+        [i.source for i in intents], created_at, [i.reinvest_in for i in intents],
     )
 
 
+async def pending_by_path(conn: asyncpg.Connection, account_id: str) -> dict[str, Decimal]:
+    """Money on its way into (+, buys) or out of (-, sells) each slice: pending intents."""
+    rows = await conn.fetch(
+        """SELECT path, sum(CASE WHEN side = 'buy' THEN amount ELSE -amount END) AS amount FROM intents
+           WHERE account_id = $1 AND status = 'pending' GROUP BY path""",
+        account_id,
+    )
+    return {r["path"]: r["amount"] for r in rows}
+
+
+async def pending_sell_paths(conn: asyncpg.Connection, account_id: str) -> set[str]:
+    rows = await conn.fetch(
+        "SELECT DISTINCT path FROM intents WHERE account_id = $1 AND status = 'pending' AND side = 'sell'", account_id)
+    return {r["path"] for r in rows}
+
+
+async def holdings(conn: asyncpg.Connection, account_id: str) -> list[asyncpg.Record]:
+    """Every slice holding some shares: path, symbol, quantity, cost, and the symbol's price."""
+    return await conn.fetch(
+        """SELECT h.path, h.symbol, h.quantity, h.cost, p.price FROM slice_holdings h LEFT JOIN prices p USING (symbol)
+           WHERE h.account_id = $1 AND h.quantity > 0 ORDER BY h.path""",
+        account_id,
+    )
+
+
+async def get_settings(conn: asyncpg.Connection, account_id: str) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        "SELECT auto_invest, minimum_cash, dividends FROM accounts WHERE account_id = $1", account_id)
+
+
+async def set_settings(conn: asyncpg.Connection, account_id: str, auto_invest: bool | None,
+                       minimum_cash: Decimal | None, dividends: str | None) -> asyncpg.Record | None:
+    """Change the given settings (None keeps one); the account's settings after, or None."""
+    return await conn.fetchrow(
+        """UPDATE accounts SET auto_invest = coalesce($2, auto_invest), minimum_cash = coalesce($3, minimum_cash),
+                               dividends = coalesce($4, dividends)
+           WHERE account_id = $1 RETURNING auto_invest, minimum_cash, dividends""",
+        account_id, auto_invest, minimum_cash, dividends,
+    )
+
+
+async def cancel_batch(conn: asyncpg.Connection, account_id: str, batch_id: UUID,
+                       intent_ids: Sequence[UUID]) -> list[UUID]:
+    """Mark the listed pending intents of the batch cancelled; the ids changed."""
+    rows = await conn.fetch(
+        """UPDATE intents SET status = 'cancelled' WHERE account_id = $1 AND batch_id = $2
+           AND intent_id = ANY($3::uuid[]) AND status = 'pending' RETURNING intent_id""",
+        account_id, batch_id, list(intent_ids),
+    )
+    return [r["intent_id"] for r in rows]
+
+
+async def batch_intents(conn: asyncpg.Connection, account_id: str, batch_id: UUID) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        "SELECT intent_id, status FROM intents WHERE account_id = $1 AND batch_id = $2 ORDER BY intent_id",
+        account_id, batch_id)
+
+
+@dataclass(frozen=True)
+class Booked:
+    filled: int  # intents of ours marked filled
+    reinvest: dict[str, Decimal]  # proceeds of filled sells earmarked for a pie, by pie path
+
+
 async def book_fills(conn: asyncpg.Connection, account_id: str, window_id: UUID, fills: Sequence[Fill],
-                     filled_at: datetime) -> int:
-    """Mark this service's pending intents among ``fills`` filled and add what they bought
-    (or sold) to their slices' holdings. Intents already filled, or not ours, are skipped,
-    so a replay changes nothing. Returns how many intents were marked filled."""
-    return await conn.fetchval(
+                     filled_at: datetime) -> Booked:
+    """Mark this service's pending intents among ``fills`` filled and move what they bought
+    (or sold) into their slices' holdings. A buy adds its quantity and amount paid to the
+    slice's cost; a sell removes its quantity and the sold fraction of the cost (average
+    cost, to the cent). Intents already filled, or not ours, are skipped, so a replay changes
+    nothing."""
+    rows = await conn.fetch(
         """WITH f AS (
                SELECT * FROM unnest($2::uuid[], $3::text[], $4::numeric[], $5::numeric[])
                    AS t(intent_id, side, quantity, amount)
            ), done AS (
                UPDATE intents i SET status = 'filled', filled_at = $6, window_id = $7
                FROM f WHERE i.intent_id = f.intent_id AND i.account_id = $1 AND i.status = 'pending'
-               RETURNING i.intent_id, i.path, i.symbol
+               RETURNING i.intent_id, i.path, i.symbol, i.reinvest_in
            ), moved AS (
                SELECT d.path, d.symbol,
-                      sum(CASE WHEN f.side = 'buy' THEN f.quantity ELSE -f.quantity END) AS quantity,
-                      sum(CASE WHEN f.side = 'buy' THEN f.amount ELSE -f.amount END) AS cost
+                      sum(CASE WHEN f.side = 'buy' THEN f.quantity ELSE 0 END) AS bought,
+                      sum(CASE WHEN f.side = 'buy' THEN f.amount ELSE 0 END) AS paid,
+                      sum(CASE WHEN f.side = 'sell' THEN f.quantity ELSE 0 END) AS sold
                FROM done d JOIN f USING (intent_id) GROUP BY d.path, d.symbol
            ), held AS (
-               INSERT INTO slice_holdings (account_id, path, symbol, quantity, cost)
-               SELECT $1, path, symbol, quantity, cost FROM moved ORDER BY path
+               INSERT INTO slice_holdings AS h (account_id, path, symbol, quantity, cost)
+               SELECT $1, path, symbol, bought - sold, paid FROM moved ORDER BY path
                ON CONFLICT (account_id, path) DO UPDATE
-                   SET quantity = slice_holdings.quantity + EXCLUDED.quantity,
-                       cost = slice_holdings.cost + EXCLUDED.cost
+                   SET quantity = h.quantity + EXCLUDED.quantity,
+                       cost = CASE WHEN h.quantity > 0
+                                   THEN round(h.cost * greatest(h.quantity - (SELECT sold FROM moved m
+                                                                               WHERE m.path = h.path), 0)
+                                              / h.quantity, 2)
+                                   ELSE 0 END
+                              + (SELECT paid FROM moved m WHERE m.path = h.path)
                RETURNING path
            )
-           SELECT count(*) FROM done""",
+           SELECT d.reinvest_in, f.side, f.amount FROM done d JOIN f USING (intent_id)""",
         account_id, [f.intent_id for f in fills], [f.side.value for f in fills], [f.quantity for f in fills],
         [f.amount for f in fills], filled_at, window_id,
     )
+    reinvest: dict[str, Decimal] = {}
+    for r in rows:
+        if r["reinvest_in"] is not None and r["side"] == "sell":
+            reinvest[r["reinvest_in"]] = reinvest.get(r["reinvest_in"], Decimal("0.00")) + r["amount"]
+    return Booked(len(rows), reinvest)
 
 
 @dataclass(frozen=True)
@@ -203,3 +282,33 @@ async def snapshot(conn: asyncpg.Connection, account_id: str) -> Snapshot | None
     return Snapshot(row["cash"], row["tree"], row["pending_buys"],
                     holdings={h["path"]: Decimal(h["quantity"]) for h in held},
                     prices={h["symbol"]: Decimal(h["price"]) for h in held if h["price"] is not None})
+
+
+async def record_withdrawal(conn: asyncpg.Connection, withdrawal_id: UUID, account_id: str, amount: Decimal,
+                            status: str, reason: str | None, created_at: datetime) -> bool:
+    """False when this withdrawal is already known (a replay, or its payout came first)."""
+    row = await conn.fetchrow(
+        """INSERT INTO withdrawals (withdrawal_id, account_id, amount, status, reason, created_at)
+           VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (withdrawal_id) DO NOTHING RETURNING withdrawal_id""",
+        withdrawal_id, account_id, amount, status, reason, created_at,
+    )
+    return row is not None
+
+
+async def withdrawal_paid(conn: asyncpg.Connection, withdrawal_id: UUID, account_id: str, amount: Decimal,
+                          paid_at: datetime) -> None:
+    """The ledger paid this withdrawal: it no longer holds cash back."""
+    await conn.execute(
+        """INSERT INTO withdrawals (withdrawal_id, account_id, amount, status, created_at)
+           VALUES ($1, $2, $3, 'paid', $4)
+           ON CONFLICT (withdrawal_id) DO UPDATE SET status = 'paid'""",
+        withdrawal_id, account_id, amount, paid_at,
+    )
+
+
+async def held_for_withdrawals(conn: asyncpg.Connection, account_id: str) -> Decimal:
+    return await conn.fetchval(
+        """SELECT coalesce(sum(amount), 0.00)::numeric(16, 2) FROM withdrawals
+           WHERE account_id = $1 AND status = 'open'""",
+        account_id,
+    )

@@ -1,12 +1,34 @@
-"""Window subscribers: parse the contract, one transaction, domain rules, emit what follows."""
+"""Window subscribers: parse the contract, one transaction, domain rules and set-based SQL,
+emit what follows."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import uuid
+from datetime import datetime
 
 from services.window import domain, store
 from shared import topology
-from shared.contracts import CloseWindow, ExecuteOrders, FillsAllocated, IntentsSubmitted, OrdersExecuted, WindowClosing
+from shared.contracts import (
+    AccountOpened,
+    CancelIntents,
+    CashChanged,
+    CloseWindow,
+    ExecuteOrders,
+    FillsBatch,
+    GetWindow,
+    IntentsCancelled,
+    IntentsCarriedOver,
+    IntentsRejected,
+    IntentsSubmitted,
+    OrdersExecuted,
+    PositionChanged,
+    PricesChanged,
+    SetTradeWindow,
+    WindowClosing,
+    WindowView,
+)
 from shared.messaging import Rejected, Tx
 from shared.service import Service
 
@@ -14,8 +36,91 @@ from shared.service import Service
 _WINDOW_NAMESPACE = uuid.UUID("3b0f4f0e-6f43-4c55-9d0e-5f2d7c1a8e21")
 
 
+async def close(tx: Tx, window_id: uuid.UUID, started_at: datetime | None = None,
+                session: str | None = None) -> WindowClosing:
+    """Close a window as one run: freeze what was pending when it started (of the accounts
+    trading in ``session``; all when None), fund, net, and send the net orders to the venue
+    (or finish at once when nothing is left to trade)."""
+    await store.lock_closing(tx.conn)
+    intents = await store.freeze_and_fund(tx.conn, window_id, started_at or tx.now, session,
+                                          domain.BOTH_WINDOWS_EQUITY, domain.UNDER_MINIMUM)
+    if not intents:
+        return WindowClosing(window_id=None, intents=0, accounts=0, orders=[])
+    await store.insert_window(tx.conn, window_id, tx.now, session)
+    for row in await store.rejected_of(tx.conn, window_id):
+        tx.emit(IntentsRejected(account_id=row["account_id"], window_id=window_id, reasons=json.loads(row["reasons"])))
+    orders = await store.insert_net_orders(tx.conn, window_id)
+    if orders:
+        tx.emit(ExecuteOrders(window_id=window_id, orders=orders), command=True)
+        summary = await store.summarise(tx.conn, window_id)
+    else:
+        summary = await store.mark_allocated(tx.conn, window_id, None, tx.now, 0)
+    return WindowClosing(window_id=window_id, intents=intents, accounts=summary["accounts"], orders=orders)
+
+
+async def run_schedule(service: Service) -> WindowClosing | None:
+    """Run the latest window the NYSE schedule owes, once: the one due now, or the last one
+    missed while the service was down. Windows due before the schedule first ran are not
+    owed. Returns what it closed (None when nothing was owed)."""
+    now = service.clock.now()
+    slot = domain.latest_slot(now)
+    async with service.emitting("schedule") as tx:
+        await store.lock_closing(tx.conn)
+        started = await store.schedule_started(tx.conn, now)
+        if slot is None or slot.starts_at < started or await store.slot_ran(tx.conn, slot.starts_at):
+            return None
+        window_id = uuid.uuid5(_WINDOW_NAMESPACE, f"slot:{slot.starts_at.isoformat()}")
+        closing = await close(tx, window_id, slot.starts_at, slot.session)
+        await store.record_slot(tx.conn, slot.starts_at, slot.session, closing.window_id, now)
+    service.log.info("scheduled window ran", extra={"slot": slot.starts_at.isoformat(), "session": slot.session,
+                                                    "window_id": str(closing.window_id), "intents": closing.intents})
+    return closing
+
+
+async def start_schedule(service: Service) -> None:
+    """At start: run a window missed while down (once), then keep to the schedule."""
+    if not service.settings.window_schedule:
+        return
+
+    async def keep() -> None:
+        while service.pool is not None and not service.pool.is_closing():
+            try:
+                await run_schedule(service)
+            except Exception:  # logged; the next tick tries again
+                if service.pool is None or service.pool.is_closing():
+                    return
+                service.log.exception("scheduled window failed")
+            await asyncio.sleep(service.settings.window_schedule_poll_seconds)
+
+    await run_schedule(service)
+    _tasks.add(task := asyncio.get_running_loop().create_task(keep()))
+    task.add_done_callback(_tasks.discard)
+
+
+_tasks: set[asyncio.Task] = set()
+
+
 def register(service: Service) -> None:
     on = service.handler
+    accounts_per_batch = service.settings.window_fill_batch_accounts
+    service.on_ready(start_schedule)
+
+    @on(topology.WINDOW_LEDGER, AccountOpened)
+    async def account_opened(tx: Tx, event: AccountOpened) -> None:
+        await store.set_account(tx.conn, event.account_id, event.plan.value)
+
+    @on(topology.WINDOW_LEDGER, PositionChanged)
+    async def position_changed(tx: Tx, event: PositionChanged) -> None:
+        await store.set_position(tx.conn, event.account_id, event.symbol, event.quantity, event.version)
+
+    @on(topology.WINDOW_MARKET, PricesChanged)
+    async def prices_changed(tx: Tx, event: PricesChanged) -> None:
+        await store.set_prices(tx.conn, event.prices)
+
+    @on(topology.WINDOW_COMMANDS, SetTradeWindow)
+    async def set_trade_window(tx: Tx, cmd: SetTradeWindow) -> SetTradeWindow:
+        await store.set_session(tx.conn, cmd.account_id, cmd.session)
+        return cmd
 
     @on(topology.WINDOW_INTENTS, IntentsSubmitted)
     async def collect_intents(tx: Tx, event: IntentsSubmitted) -> None:
@@ -27,19 +132,33 @@ def register(service: Service) -> None:
             raise Rejected("intent ids already used for different intents: " + ", ".join(map(str, conflicts)))
         await store.insert_intents(tx.conn, event.batch_id, event.intents, tx.now)
 
+    @on(topology.WINDOW_LEDGER, CashChanged)
+    async def cash_changed(tx: Tx, event: CashChanged) -> None:
+        await store.set_cash(tx.conn, event.account_id, event.cash, event.version)
+
+    @on(topology.WINDOW_COMMANDS, CancelIntents)
+    async def cancel_intents(tx: Tx, cmd: CancelIntents) -> IntentsCancelled:
+        if not cmd.intent_ids and cmd.batch_id is None:
+            raise Rejected("name the intents to cancel: intent_ids, batch_id or both")
+        cancelled, refused = await store.cancel(tx.conn, cmd.intent_ids, cmd.batch_id)
+        return IntentsCancelled(cancelled=cancelled, refused=refused)
+
     @on(topology.WINDOW_COMMANDS, CloseWindow)
     async def close_window(tx: Tx, cmd: CloseWindow) -> WindowClosing:
-        await store.lock_closing(tx.conn)
-        window_id = uuid.uuid5(_WINDOW_NAMESPACE, tx.message_id)
-        intents = await store.freeze_pending(tx.conn, window_id)
-        if not intents:
-            return WindowClosing(window_id=None, intents=0, accounts=0, orders=[])
-        orders = domain.net_orders(intents)
-        await store.insert_window(tx.conn, window_id, tx.now)
-        await store.insert_orders(tx.conn, window_id, orders)
-        tx.emit(ExecuteOrders(window_id=window_id, orders=orders), command=True)
-        return WindowClosing(window_id=window_id, intents=len(intents), accounts=len({i.account_id for i in intents}),
-                             orders=orders)
+        return await close(tx, uuid.uuid5(_WINDOW_NAMESPACE, tx.message_id))
+
+    @on(topology.WINDOW_COMMANDS, GetWindow, idempotent=False)
+    async def get_window(tx: Tx, query: GetWindow) -> WindowView:
+        row = await store.window_of(tx.conn, query.window_id)
+        if row is None:
+            raise Rejected(f"unknown window {query.window_id}")
+        summary = row["summary"]
+        if summary is None:
+            summary = await store.summarise(tx.conn, query.window_id)
+        elif isinstance(summary, str):
+            summary = json.loads(summary)
+        return WindowView(window_id=row["window_id"], status=row["status"], closed_at=row["closed_at"],
+                          summary=summary)
 
     @on(topology.WINDOW_EXECUTIONS, OrdersExecuted)
     async def allocate_fills(tx: Tx, event: OrdersExecuted) -> None:
@@ -48,15 +167,20 @@ def register(service: Service) -> None:
             raise Rejected(f"unknown window {event.window_id}")
         if window["status"] == "allocated":
             return  # allocated before (the same executions again under another message id)
-        intents = await store.intents_of(tx.conn, event.window_id)
         try:
-            allocation = domain.allocate(intents, event.executions)
+            domain.check_executions(await store.orders_of(tx.conn, event.window_id), event.executions, event.halted)
         except domain.Refusal as exc:
             raise Rejected(str(exc)) from exc
+        if event.halted:
+            for row in await store.carry_over(tx.conn, event.window_id, event.halted):
+                tx.emit(IntentsCarriedOver(account_id=row["account_id"], window_id=event.window_id,
+                                           symbols=row["symbols"], intents=row["intents"], reason=row["reason"]))
         await store.record_executions(tx.conn, event.window_id, event.executions)
-        await store.insert_fills(tx.conn, event.window_id, allocation.fills)
-        await store.insert_residues(tx.conn, event.window_id, allocation.residues)
-        await store.mark_allocated(tx.conn, event.window_id, event.executed_at, tx.now,
-                                   domain.summary(intents, event.executions, allocation.residues))
-        tx.emit(FillsAllocated(window_id=event.window_id, executions=event.executions, fills=allocation.fills,
-                               residues=allocation.residues))
+        await store.allocate(tx.conn, event.window_id)
+        batches = await store.fills_by_batch(tx.conn, event.window_id, accounts_per_batch)
+        await store.mark_allocated(tx.conn, event.window_id, event.executed_at, tx.now, len(batches))
+        residues = await store.residues_of(tx.conn, event.window_id)
+        for index, fills in enumerate(batches):
+            tx.emit(FillsBatch.model_construct(
+                window_id=event.window_id, batch=index, batches=len(batches), fills=fills,
+                executions=list(event.executions) if index == 0 else [], residues=residues if index == 0 else []))

@@ -10,7 +10,9 @@ from uuid import UUID
 
 import asyncpg
 
-from shared.contracts import Execution, Fill, Intent, NetOrder, Residue
+from decimal import Decimal
+
+from shared.contracts import Execution, Fill, Intent, NetOrder, Residue, Side
 
 _INTENT_COLUMNS = "intent_id, account_id, symbol, side, amount, quantity, source"
 
@@ -62,28 +64,305 @@ async def lock_closing(conn: asyncpg.Connection) -> None:
     await conn.execute("SELECT pg_advisory_xact_lock(hashtext('m1.window.close'))")
 
 
-async def freeze_pending(conn: asyncpg.Connection, window_id: UUID) -> list[Intent]:
-    """Move every pending intent into ``window_id``; returns them in arrival order."""
-    rows = await conn.fetch(
-        f"""WITH frozen AS (UPDATE intents SET status = 'frozen', window_id = $1 WHERE status = 'pending'
-                            RETURNING {_INTENT_COLUMNS}, created_at)
-            SELECT {_INTENT_COLUMNS} FROM frozen ORDER BY created_at, intent_id""",
-        window_id,
-    )
-    return [_intent(r) for r in rows]
+async def set_account(conn: asyncpg.Connection, account_id: str, plan: str) -> None:
+    await conn.execute("""INSERT INTO accounts (account_id, plan) VALUES ($1, $2)
+                          ON CONFLICT (account_id) DO UPDATE SET plan = EXCLUDED.plan""", account_id, plan)
 
 
-async def insert_window(conn: asyncpg.Connection, window_id: UUID, closed_at: datetime) -> None:
-    await conn.execute("INSERT INTO windows (window_id, status, closed_at) VALUES ($1, 'executing', $2)",
-                       window_id, closed_at)
+async def set_session(conn: asyncpg.Connection, account_id: str, session: str) -> None:
+    await conn.execute("""INSERT INTO accounts (account_id, session) VALUES ($1, $2)
+                          ON CONFLICT (account_id) DO UPDATE SET session = EXCLUDED.session""", account_id, session)
 
 
-async def insert_orders(conn: asyncpg.Connection, window_id: UUID, orders: Sequence[NetOrder]) -> None:
+async def set_position(conn: asyncpg.Connection, account_id: str, symbol: str, quantity: Decimal,
+                       version: int) -> None:
     await conn.execute(
+        """INSERT INTO positions (account_id, symbol, quantity, version) VALUES ($1, $2, $3, $4)
+           ON CONFLICT (account_id, symbol) DO UPDATE SET quantity = EXCLUDED.quantity, version = EXCLUDED.version
+           WHERE positions.version < EXCLUDED.version""", account_id, symbol, quantity, version)
+
+
+async def set_prices(conn: asyncpg.Connection, prices: dict[str, Decimal]) -> None:
+    symbols = sorted(prices)
+    await conn.execute(
+        """INSERT INTO prices (symbol, price) SELECT s, p FROM unnest($1::text[], $2::numeric[]) AS t(s, p)
+           ON CONFLICT (symbol) DO UPDATE SET price = EXCLUDED.price""", symbols, [prices[x] for x in symbols])
+
+
+async def schedule_started(conn: asyncpg.Connection, now: datetime) -> datetime:
+    """When the schedule first ran (recorded now on the first call): earlier slots are not owed."""
+    await conn.execute("INSERT INTO schedule (id, started_at) VALUES (1, $1) ON CONFLICT (id) DO NOTHING", now)
+    return await conn.fetchval("SELECT started_at FROM schedule WHERE id = 1")
+
+
+async def slot_ran(conn: asyncpg.Connection, starts_at: datetime) -> bool:
+    return bool(await conn.fetchval("SELECT count(*) FROM slots WHERE starts_at = $1", starts_at))
+
+
+async def record_slot(conn: asyncpg.Connection, starts_at: datetime, session: str, window_id: UUID | None,
+                      ran_at: datetime) -> None:
+    await conn.execute("INSERT INTO slots (starts_at, session, window_id, ran_at) VALUES ($1, $2, $3, $4)",
+                       starts_at, session, window_id, ran_at)
+
+
+# Funding tier of a buy (services/window/domain.py PRIORITY).
+_TIER = "CASE source WHEN 'liquidation' THEN 0 WHEN 'order' THEN 1 ELSE 2 END"
+
+
+async def freeze_and_fund(conn: asyncpg.Connection, window_id: UUID, started_at: datetime, session: str | None,
+                          both_windows_equity: Decimal, under_minimum: str) -> int:
+    """Freeze and fund a window in one statement; returns how many intents it took.
+
+    Freeze: every intent pending when the window started, of the accounts that trade in
+    ``session`` (every account when None: an operator's close); services/window/domain.py
+    ``trades_in`` is the rule. Fund (``domain.fund`` is the reference): sells in full; each
+    account's buys by tier from its cash plus its sells' proceeds, the first tier short of
+    money scaled pro rata (cents rounded down, exactly, with ``div``), later tiers nothing; a
+    buy funded under $1 is rejected with ``under_minimum``."""
+    result = await conn.execute(
+        f"""WITH pend AS (SELECT DISTINCT account_id FROM intents WHERE status = 'pending' AND created_at <= $2),
+                 eligible AS (
+                     SELECT pend.account_id FROM pend
+                     LEFT JOIN accounts a USING (account_id) LEFT JOIN cash c USING (account_id)
+                     WHERE $3::text IS NULL OR a.plan = 'plus' OR coalesce(a.session, 'morning') = $3
+                        OR coalesce(c.cash, 0) + coalesce((SELECT sum(p.quantity * pr.price) FROM positions p
+                                                           JOIN prices pr USING (symbol)
+                                                           WHERE p.account_id = pend.account_id), 0) >= $4),
+                 t AS (SELECT i.intent_id, i.account_id, i.side, i.amount, {_TIER} AS tier,
+                              coalesce(c.cash, 0) AS cash,
+                              CASE WHEN i.side = 'buy' THEN i.amount ELSE 0 END AS buy,
+                              CASE WHEN i.side = 'sell' THEN i.amount ELSE 0 END AS sell
+                       FROM intents i LEFT JOIN cash c USING (account_id)
+                       WHERE i.status = 'pending' AND i.created_at <= $2
+                         AND i.account_id IN (SELECT account_id FROM eligible)),
+                 w AS (SELECT intent_id, side, amount,
+                              cash + sum(sell) OVER (PARTITION BY account_id) AS available,
+                              sum(buy) OVER (PARTITION BY account_id, tier) AS demand,
+                              coalesce(sum(buy) OVER (PARTITION BY account_id ORDER BY tier
+                                                      RANGE BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS before
+                       FROM t),
+                 funded AS (SELECT intent_id,
+                                   CASE WHEN side = 'sell' OR available - before >= demand THEN amount
+                                        WHEN available - before <= 0 THEN 0
+                                        ELSE div(amount * (available - before) * 100, demand) / 100
+                                   END AS amount
+                            FROM w)
+            UPDATE intents i
+            SET window_id = $1,
+                funded_amount = CASE WHEN f.amount >= 1 THEN f.amount END,
+                status = CASE WHEN f.amount >= 1 THEN 'frozen' ELSE 'rejected' END,
+                reason = CASE WHEN f.amount >= 1 THEN NULL ELSE $5 END
+            FROM funded f WHERE i.intent_id = f.intent_id""",
+        window_id, started_at, session, both_windows_equity, under_minimum)
+    return int(result.split()[-1])
+
+
+async def rejected_of(conn: asyncpg.Connection, window_id: UUID) -> list[asyncpg.Record]:
+    """Per account: the intents the window rejected and why."""
+    return await conn.fetch(
+        """SELECT account_id, jsonb_object_agg(intent_id, reason) AS reasons FROM intents
+           WHERE window_id = $1 AND status = 'rejected' GROUP BY account_id ORDER BY account_id""", window_id)
+
+
+async def insert_net_orders(conn: asyncpg.Connection, window_id: UUID) -> list[NetOrder]:
+    """Net the window's funded intents per security into its orders, in one statement
+    (services/window/domain.py ``net_orders`` is the reference)."""
+    rows = await conn.fetch(
         """INSERT INTO orders (window_id, symbol, side, notional)
-           SELECT $1, s, d, n FROM unnest($2::text[], $3::text[], $4::numeric[]) AS t(s, d, n)""",
-        window_id, [o.symbol for o in orders], [o.side.value for o in orders], [o.notional for o in orders],
-    )
+           SELECT $1, symbol, CASE WHEN net >= 0 THEN 'buy' ELSE 'sell' END, abs(net)
+           FROM (SELECT symbol, sum(CASE side WHEN 'buy' THEN funded_amount ELSE -funded_amount END) AS net
+                 FROM intents WHERE window_id = $1 AND status = 'frozen' GROUP BY symbol) n
+           ORDER BY symbol
+           RETURNING symbol, side, notional""", window_id)
+    return sorted((NetOrder(symbol=r["symbol"], side=r["side"], notional=r["notional"]) for r in rows),
+                  key=lambda o: o.symbol)
+
+
+async def orders_of(conn: asyncpg.Connection, window_id: UUID) -> list[NetOrder]:
+    rows = await conn.fetch("SELECT symbol, side, notional FROM orders WHERE window_id = $1 ORDER BY symbol",
+                            window_id)
+    return [NetOrder(symbol=r["symbol"], side=r["side"], notional=r["notional"]) for r in rows]
+
+
+# Every frozen intent's fill at its security's executed price (services/window/domain.py
+# ``fill_of`` is the reference): a buy gets floor(amount / p) shares to 1/100,000, a sell
+# delivers the ceiling; exact, with integer ``div``. Used to allocate and to replay.
+_ALLOCATION = """
+    o AS (SELECT symbol, side, executed_quantity AS q, executed_price AS p, executed_amount AS a
+          FROM orders WHERE window_id = $1 AND executed_price IS NOT NULL),
+    f AS (SELECT i.intent_id, i.account_id, i.symbol, i.side, i.funded_amount AS amount, o.p AS price,
+                 div(i.funded_amount * 100000, o.p) AS down, i.funded_amount * 100000 AS scaled
+          FROM intents i JOIN o USING (symbol) WHERE i.window_id = $1 AND i.status IN {statuses}),
+    allocation AS (SELECT intent_id, account_id, symbol, side, amount, price,
+                          ((down + CASE WHEN side = 'sell' AND down * price <> scaled THEN 1 ELSE 0 END) / 100000
+                          )::numeric(20, 5) AS quantity
+                   FROM f)"""
+
+
+async def allocate(conn: asyncpg.Connection, window_id: UUID) -> None:
+    """Allocate the window's executions to its frozen intents and book the firm's residue per
+    security, in one statement."""
+    await conn.execute(
+        f"""WITH {_ALLOCATION.format(statuses="('frozen')")},
+            ins AS (INSERT INTO fills (intent_id, window_id, account_id, symbol, side, quantity, amount, price)
+                    SELECT intent_id, $1, account_id, symbol, side, quantity, amount, price FROM allocation
+                    RETURNING symbol, side, quantity, amount)
+            INSERT INTO residues (window_id, symbol, quantity, amount)
+            SELECT $1, o.symbol,
+                   CASE o.side WHEN 'buy' THEN o.q ELSE -o.q END
+                     - coalesce(sum(CASE ins.side WHEN 'buy' THEN ins.quantity ELSE -ins.quantity END), 0),
+                   coalesce(sum(CASE ins.side WHEN 'buy' THEN ins.amount ELSE -ins.amount END), 0)
+                     - CASE o.side WHEN 'buy' THEN o.a ELSE -o.a END
+            FROM o LEFT JOIN ins USING (symbol) GROUP BY o.symbol, o.side, o.q, o.a""",
+        window_id)
+
+
+def _fill(r: asyncpg.Record) -> Fill:
+    # Rows come from our own table with its types and checks: no re-validation.
+    return Fill.model_construct(intent_id=r["intent_id"], account_id=r["account_id"], symbol=r["symbol"],
+                                side=Side(r["side"]), quantity=r["quantity"], amount=r["amount"], price=r["price"])
+
+
+async def replay_allocation(conn: asyncpg.Connection, window_id: UUID) -> list[Fill]:
+    """Re-run the allocation of an allocated window from its stored intents and executions
+    (writes nothing): the fills it computes, by intent id."""
+    rows = await conn.fetch(
+        "WITH " + _ALLOCATION.format(statuses="('frozen', 'filled')") + " SELECT * FROM allocation ORDER BY intent_id",
+        window_id)
+    return [_fill(r) for r in rows]
+
+
+async def fills_by_batch(conn: asyncpg.Connection, window_id: UUID, accounts_per_batch: int) -> list[list[Fill]]:
+    """The window's stored fills, every account's in one batch, ``accounts_per_batch``
+    accounts per batch, in account order."""
+    rows = await conn.fetch(
+        """SELECT (dense_rank() OVER (ORDER BY account_id) - 1) / $2 AS batch,
+                  intent_id, account_id, symbol, side, quantity, amount, price
+           FROM fills WHERE window_id = $1 ORDER BY account_id, intent_id""",
+        window_id, accounts_per_batch)
+    batches: list[list[Fill]] = []
+    for r in rows:
+        if r["batch"] == len(batches):
+            batches.append([])
+        batches[-1].append(_fill(r))
+    return batches
+
+
+async def fills_of(conn: asyncpg.Connection, window_id: UUID) -> list[Fill]:
+    rows = await conn.fetch("SELECT * FROM fills WHERE window_id = $1 ORDER BY intent_id", window_id)
+    return [_fill(r) for r in rows]
+
+
+async def executions_of(conn: asyncpg.Connection, window_id: UUID) -> list[Execution]:
+    rows = await conn.fetch(
+        """SELECT symbol, side, executed_quantity, executed_price, executed_amount FROM orders
+           WHERE window_id = $1 AND executed_price IS NOT NULL ORDER BY symbol""", window_id)
+    return [Execution(symbol=r["symbol"], side=r["side"], quantity=r["executed_quantity"],
+                      price=r["executed_price"], amount=r["executed_amount"]) for r in rows]
+
+
+async def residues_of(conn: asyncpg.Connection, window_id: UUID) -> list[Residue]:
+    rows = await conn.fetch("SELECT symbol, quantity, amount FROM residues WHERE window_id = $1 ORDER BY symbol",
+                            window_id)
+    return [Residue(symbol=r["symbol"], quantity=r["quantity"], amount=r["amount"]) for r in rows]
+
+
+async def summarise(conn: asyncpg.Connection, window_id: UUID) -> dict[str, Any]:
+    """The window's summary from its rows, in one statement: intents, accounts, rejected,
+    carried over, and per security the gross funded buys and sells, the net, the execution
+    and the residue (decimals as strings)."""
+    text = await conn.fetchval(
+        """WITH per AS (
+               SELECT i.symbol, count(*) AS intents,
+                      coalesce(sum(i.funded_amount) FILTER (WHERE i.side = 'buy'), 0.00) AS gross_buy,
+                      coalesce(sum(i.funded_amount) FILTER (WHERE i.side = 'sell'), 0.00) AS gross_sell
+               FROM intents i WHERE i.window_id = $1 AND i.status IN ('frozen', 'filled') GROUP BY i.symbol)
+           SELECT jsonb_build_object(
+               'intents', (SELECT count(*) FROM intents WHERE window_id = $1)
+                          + (SELECT count(*) FROM carried_over WHERE window_id = $1),
+               'accounts', (SELECT count(DISTINCT account_id) FROM intents WHERE window_id = $1),
+               'rejected', (SELECT count(*) FROM intents WHERE window_id = $1 AND status = 'rejected'),
+               'carried_over', (SELECT count(*) FROM carried_over WHERE window_id = $1),
+               'halted', coalesce((SELECT jsonb_object_agg(symbol, halted) FROM orders
+                                   WHERE window_id = $1 AND halted IS NOT NULL), '{}'::jsonb),
+               'securities', coalesce((SELECT jsonb_object_agg(per.symbol, jsonb_build_object(
+                   'intents', per.intents, 'gross_buy', per.gross_buy::text, 'gross_sell', per.gross_sell::text,
+                   'net', (per.gross_buy - per.gross_sell)::text, 'side', o.side,
+                   'price', o.executed_price::text, 'quantity', o.executed_quantity::text,
+                   'amount', o.executed_amount::text,
+                   'residue_quantity', r.quantity::text, 'residue_amount', r.amount::text))
+                   FROM per JOIN orders o ON o.window_id = $1 AND o.symbol = per.symbol
+                   LEFT JOIN residues r ON r.window_id = $1 AND r.symbol = per.symbol), '{}'::jsonb))::text""",
+        window_id)
+    return json.loads(text)
+
+
+async def window_of(conn: asyncpg.Connection, window_id: UUID) -> asyncpg.Record | None:
+    return await conn.fetchrow("SELECT window_id, status, closed_at, summary FROM windows WHERE window_id = $1",
+                               window_id)
+
+
+async def cancel(conn: asyncpg.Connection, intent_ids: Sequence[UUID], batch_id: UUID | None
+                 ) -> tuple[list[UUID], dict[str, str]]:
+    """Cancel the pending intents among ``intent_ids`` and the batch's; returns the cancelled
+    ids and, for the others, why not (unknown, or no longer pending)."""
+    rows = await conn.fetch(
+        """WITH wanted AS (SELECT unnest($1::uuid[]) AS intent_id
+                           UNION SELECT intent_id FROM intents WHERE batch_id = $2),
+                done AS (UPDATE intents SET status = 'cancelled', reason = 'cancelled before its window'
+                         WHERE intent_id IN (SELECT intent_id FROM wanted) AND status = 'pending'
+                         RETURNING intent_id)
+           SELECT w.intent_id, d.intent_id IS NOT NULL AS cancelled, i.status, i.window_id
+           FROM wanted w LEFT JOIN done d USING (intent_id) LEFT JOIN intents i USING (intent_id)
+           ORDER BY w.intent_id""",
+        list(intent_ids), batch_id)
+    cancelled = [r["intent_id"] for r in rows if r["cancelled"]]
+    refused = {}
+    for r in rows:
+        if r["cancelled"]:
+            continue
+        if r["status"] is None:
+            refused[str(r["intent_id"])] = "unknown intent"
+        elif r["status"] == "cancelled":
+            refused[str(r["intent_id"])] = "already cancelled"
+        else:
+            refused[str(r["intent_id"])] = f"its window {r['window_id']} has started (intent {r['status']})"
+    return cancelled, refused
+
+
+async def carry_over(conn: asyncpg.Connection, window_id: UUID, halted: dict[str, str]) -> list[asyncpg.Record]:
+    """Send the window's intents in halted securities back to pending for the next window,
+    with the reason, in one statement; returns per account the symbols, intents and reason."""
+    symbols = sorted(halted)
+    return await conn.fetch(
+        """WITH h AS (SELECT * FROM unnest($2::text[], $3::text[]) AS t(symbol, reason)),
+                halted AS (UPDATE orders o SET halted = h.reason FROM h
+                           WHERE o.window_id = $1 AND o.symbol = h.symbol RETURNING o.symbol),
+                moved AS (UPDATE intents i SET status = 'pending', window_id = NULL, funded_amount = NULL,
+                                               reason = h.reason
+                          FROM h WHERE i.window_id = $1 AND i.status = 'frozen' AND i.symbol = h.symbol
+                          RETURNING i.intent_id, i.account_id, i.symbol, h.reason),
+                kept AS (INSERT INTO carried_over (window_id, intent_id, reason)
+                         SELECT $1, intent_id, reason FROM moved)
+           SELECT account_id, array_agg(DISTINCT symbol ORDER BY symbol) AS symbols,
+                  array_agg(intent_id ORDER BY intent_id) AS intents,
+                  string_agg(DISTINCT reason, '; ') AS reason
+           FROM moved GROUP BY account_id ORDER BY account_id""",
+        window_id, symbols, [halted[x] for x in symbols])
+
+
+async def set_cash(conn: asyncpg.Connection, account_id: str, cash: Decimal, version: int) -> None:
+    """Keep the newest cash the ledger reported for the account (older versions are ignored)."""
+    await conn.execute(
+        """INSERT INTO cash (account_id, cash, version) VALUES ($1, $2, $3)
+           ON CONFLICT (account_id) DO UPDATE SET cash = EXCLUDED.cash, version = EXCLUDED.version
+           WHERE cash.version < EXCLUDED.version""", account_id, cash, version)
+
+
+async def insert_window(conn: asyncpg.Connection, window_id: UUID, closed_at: datetime,
+                        session: str | None = None) -> None:
+    await conn.execute("INSERT INTO windows (window_id, status, closed_at, session) VALUES ($1, 'executing', $2, $3)",
+                       window_id, closed_at, session)
 
 
 async def lock_window(conn: asyncpg.Connection, window_id: UUID) -> asyncpg.Record | None:
@@ -106,32 +385,15 @@ async def record_executions(conn: asyncpg.Connection, window_id: UUID, execution
     )
 
 
-async def insert_fills(conn: asyncpg.Connection, window_id: UUID, fills: Sequence[Fill]) -> None:
-    await conn.execute(
-        """INSERT INTO fills (intent_id, window_id, account_id, symbol, side, quantity, amount, price)
-           SELECT i, $1, a, s, d, q, m, p
-           FROM unnest($2::uuid[], $3::text[], $4::text[], $5::text[], $6::numeric[], $7::numeric[], $8::numeric[])
-                AS t(i, a, s, d, q, m, p)""",
-        window_id, [f.intent_id for f in fills], [f.account_id for f in fills], [f.symbol for f in fills],
-        [f.side.value for f in fills], [f.quantity for f in fills], [f.amount for f in fills],
-        [f.price for f in fills],
-    )
-
-
-async def insert_residues(conn: asyncpg.Connection, window_id: UUID, residues: Sequence[Residue]) -> None:
-    await conn.execute(
-        """INSERT INTO residues (window_id, symbol, quantity, amount)
-           SELECT $1, s, q, a FROM unnest($2::text[], $3::numeric[], $4::numeric[]) AS t(s, q, a)""",
-        window_id, [r.symbol for r in residues], [r.quantity for r in residues], [r.amount for r in residues],
-    )
-
-
-async def mark_allocated(conn: asyncpg.Connection, window_id: UUID, executed_at: datetime, allocated_at: datetime,
-                         summary: dict[str, Any]) -> None:
-    """Mark the window's intents filled and the window allocated, with its summary."""
+async def mark_allocated(conn: asyncpg.Connection, window_id: UUID, executed_at: datetime | None,
+                         allocated_at: datetime, batches: int) -> dict[str, Any]:
+    """Mark the window's intents filled and the window allocated, with its summary (returned)."""
     await conn.execute("UPDATE intents SET status = 'filled' WHERE window_id = $1 AND status = 'frozen'", window_id)
+    summary = await summarise(conn, window_id)
     await conn.execute(
-        """UPDATE windows SET status = 'allocated', executed_at = $2, allocated_at = $3, summary = $4::jsonb
+        """UPDATE windows SET status = 'allocated', executed_at = $2, allocated_at = $3, summary = $4::jsonb,
+                              batches = $5
            WHERE window_id = $1""",
-        window_id, executed_at, allocated_at, json.dumps(summary),
+        window_id, executed_at, allocated_at, json.dumps(summary), batches,
     )
+    return summary

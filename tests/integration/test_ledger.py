@@ -48,19 +48,74 @@ async def test_deposit_is_booked_once_and_balances(ledger, bus, settings):
     assert all(r["t"] == 0 for r in totals)
 
 
-async def test_withdrawal_beyond_cash_is_refused_with_reason(ledger, bus, settings):
+def withdrawal_body(account_id: str, amount: str) -> dict:
+    wid = str(uuid.uuid4())
+    return {"withdrawal_id": wid, "account_id": account_id, "amount": amount, "currency": "USD",
+            "requested_at": "2026-11-25T15:00:00+00:00"}
+
+
+async def test_a_withdrawal_beyond_cash_is_held_and_paid_after_the_accounts_fills(ledger, bus, settings):
     account = f"acc-{uuid.uuid4().hex[:8]}"
     assert (await bus.request(OpenAccount(account_id=account))).ok
     dep = deposit_body(account, "40.00")
     await bus.publish_json("funding.deposit.received", dep, message_id=dep["deposit_id"])
-    wid = str(uuid.uuid4())
-    await bus.publish_json("funding.withdrawal.requested",
-                           {"withdrawal_id": wid, "account_id": account, "amount": "40.01", "currency": "USD",
-                            "requested_at": "2026-11-25T15:00:00+00:00"}, message_id=wid)
-    reason = await eventually(lambda: fetchval(settings.database_url,
-                                               "SELECT reason FROM ledger.dead_letters WHERE message_id = $1", wid))
-    assert "insufficient cash" in reason
+    await eventually(lambda: fetchval(settings.database_url, "SELECT count(*) FROM ledger.funding "
+                                                             "WHERE account_id = $1", account))
+    body = withdrawal_body(account, "40.01")
+    for _ in range(2):
+        await bus.publish_json("funding.withdrawal.requested", body, message_id=body["withdrawal_id"])
+    wid = uuid.UUID(body["withdrawal_id"])
+    status = "SELECT status FROM ledger.pending_withdrawals WHERE withdrawal_id = $1"
+    assert await eventually(lambda: fetchval(settings.database_url, status, wid)) == "pending"
+    assert await fetchval(settings.database_url, "SELECT count(*) FROM ledger.pending_withdrawals "
+                                                 "WHERE account_id = $1", account) == 1
     assert await cash(bus, account) == Decimal("40.00")
+
+    # Fills booked while the cash is still short pay nothing; once it covers the amount, they do.
+    fills = {"account_id": account, "window_id": str(uuid.uuid4()), "fills": [], "cash": "40.00",
+             "positions": {}, "version": 99, "booked_at": "2026-11-25T15:30:00+00:00"}
+    first = str(uuid.uuid4())
+    await bus.publish_json("ledger.fills.booked", fills, message_id=first)
+    await eventually(lambda: fetchval(settings.database_url, "SELECT count(*) FROM ledger.inbox WHERE message_id = $1",
+                                      first))
+    assert await fetchval(settings.database_url, status, wid) == "pending"
+    dep = deposit_body(account, "0.01")
+    await bus.publish_json("funding.deposit.received", dep, message_id=dep["deposit_id"])
+    await eventually(lambda: _cash_is(bus, account, "40.01"))
+    await bus.publish_json("ledger.fills.booked", fills, message_id=str(uuid.uuid4()))
+    assert await eventually(lambda: fetchval(settings.database_url, status + " AND status = 'paid'", wid)) == "paid"
+    assert await cash(bus, account) == Decimal("0.00")
+    assert await fetchval(settings.database_url, "SELECT kind FROM ledger.funding WHERE funding_id = $1",
+                          wid) == "withdrawal"
+
+
+async def test_a_held_withdrawal_refused_by_the_pie_is_rejected_with_its_reason(ledger, bus, settings):
+    account = f"acc-{uuid.uuid4().hex[:8]}"
+    assert (await bus.request(OpenAccount(account_id=account))).ok
+    body = withdrawal_body(account, "10.00")
+    await bus.publish_json("funding.withdrawal.requested", body, message_id=body["withdrawal_id"])
+    wid = uuid.UUID(body["withdrawal_id"])
+    await eventually(lambda: fetchval(settings.database_url, "SELECT count(*) FROM ledger.pending_withdrawals "
+                                                             "WHERE withdrawal_id = $1", wid))
+    channel = await bus.connection.channel()
+    told = await channel.declare_queue(exclusive=True, auto_delete=True)
+    await told.bind("m1.events", routing_key="ledger.funding.rejected")
+    refusal = {"account_id": account, "withdrawal_id": body["withdrawal_id"], "amount": "10.00",
+               "reason": "withdrawal of $10.00 exceeds the withdrawable value $0.00"}
+    await bus.publish_json("pie.withdrawal.refused", refusal, message_id=str(uuid.uuid4()))
+    message = await eventually(lambda: told.get(fail=False, no_ack=True))
+    assert json.loads(message.body) | {} == {"account_id": account, "funding_type": "withdrawal",
+                                             "funding_id": body["withdrawal_id"], "amount": "10.00",
+                                             "reason": refusal["reason"]}
+    await channel.close()
+    row = await eventually(lambda: fetch(settings.database_url, "SELECT status, reason FROM ledger.pending_withdrawals "
+                                                                "WHERE withdrawal_id = $1 AND status = 'rejected'", wid))
+    assert row[0]["reason"] == refusal["reason"]
+    assert await fetchval(settings.database_url, "SELECT count(*) FROM ledger.funding WHERE funding_id = $1", wid) == 0
+
+
+async def _cash_is(bus, account, amount):
+    return await cash(bus, account) == Decimal(amount)
 
 
 BAD_BODIES = {

@@ -3,23 +3,29 @@ published by the test itself."""
 
 from __future__ import annotations
 
+import itertools
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
 
 from shared.contracts import (
     AccountOpened,
+    ApplyModel,
+    CancelRebalance,
     CashChanged,
     Fill,
     FillsBooked,
     GetPortfolio,
     IntentsSubmitted,
+    ListModels,
     Message,
     PieSpec,
     PricesChanged,
+    Rebalance,
     SetPie,
+    SetSettings,
     Side,
 )
 from shared.topology import EVENTS_EXCHANGE
@@ -217,3 +223,147 @@ async def test_setting_a_pie_trades_nothing(pie, bus, settings, intents_queue):
     view = (await bus.request(GetPortfolio(account_id=account))).result
     assert view["pie_name"] == "Balanced" and view["pending_buys"] == "0.00"
     assert await submitted(intents_queue, account) == []
+
+
+# ---------------------------------------------------------------- dynamic rebalancing
+
+_ticks = itertools.count(1)
+
+
+def later() -> datetime:
+    """A price time after every one used so far (prices older than the stored one are ignored)."""
+    return NOW + timedelta(minutes=next(_ticks))
+
+
+async def move_prices(bus, settings, prices: dict[str, Decimal]) -> None:
+    await publish(bus, PricesChanged(prices=prices, as_of=later()))
+    symbols = sorted(prices)
+    await eventually(lambda: fetchval(
+        settings.database_url, "SELECT count(*) = $3 FROM pie.prices p JOIN unnest($1::text[], $2::numeric[]) "
+                               "AS t(s, q) ON p.symbol = t.s AND p.price = t.q",
+        symbols, [prices[k] for k in symbols], len(symbols)))
+
+
+async def fill_batch(bus, settings, account: str, batch: IntentsSubmitted, prices: dict[str, Decimal], *,
+                     cash: str, version: int) -> None:
+    """Book every intent of ``batch`` as filled at ``prices`` (as the ledger would report it)."""
+    fills = [Fill(intent_id=i.intent_id, account_id=account, symbol=i.symbol, side=i.side,
+                  quantity=(i.amount / prices[i.symbol]).quantize(D("0.00001")), amount=i.amount,
+                  price=prices[i.symbol]) for i in batch.intents]
+    positions = {r["symbol"]: r["quantity"] for r in await fetch(
+        settings.database_url, "SELECT symbol, sum(quantity) AS quantity FROM pie.slice_holdings "
+                               "WHERE account_id = $1 GROUP BY symbol", account)}
+    for f in fills:
+        positions[f.symbol] = positions.get(f.symbol, D(0)) + (f.quantity if f.side is Side.BUY else -f.quantity)
+    mid = await publish(bus, FillsBooked(account_id=account, window_id=uuid.uuid4(), fills=fills, cash=D(cash),
+                                         positions=positions, version=version, booked_at=NOW))
+    await eventually(lambda: handled(settings, mid))
+
+
+def trades(batch: IntentsSubmitted) -> dict[str, tuple[str, Decimal]]:
+    return {i.symbol: (i.side.value, i.amount) for i in batch.intents}
+
+
+async def test_a_second_deposit_into_a_drifted_portfolio_buys_only_the_underweight_slice(
+        pie, bus, settings, intents_queue):
+    account = await open_account_with_pie(bus, settings, SIXTY_FORTY)
+    await publish(bus, cash_changed(account, "100.00", "100.00", version=1))
+    (first,) = await eventually(lambda: submitted(intents_queue, account))
+    await fill_batch(bus, settings, account, first, PRICES, cash="0.00", version=2)
+    # VTI doubles: 120 / 40 of 160, far above 60%. $40 more all goes to BND (bonds 80 of 200 = 40%).
+    await move_prices(bus, settings, {"VTI": D("500.00")})
+    await publish(bus, cash_changed(account, "40.00", "40.00", version=3))
+    (second,) = await eventually(lambda: submitted(intents_queue, account))
+    assert trades(second) == {"BND": ("buy", D("40.00"))}
+    await move_prices(bus, settings, PRICES)
+
+
+async def test_removing_a_slice_liquidates_it_and_reinvests_in_the_same_pie_even_with_auto_invest_off(
+        pie, bus, settings, intents_queue):
+    account = await open_account_with_pie(bus, settings, TWO_CORES)
+    await publish(bus, cash_changed(account, "100.00", "100.00", version=1))
+    (first,) = await eventually(lambda: submitted(intents_queue, account))
+    await fill_batch(bus, settings, account, first, PRICES, cash="0.00", version=2)
+    assert (await bus.request(SetSettings(account_id=account, auto_invest=False))).result["auto_invest"] is False
+
+    # Core loses VXUS: its $30 is sold, and the proceeds go to what is left of Core (VTI).
+    without = PieSpec.model_validate({"name": "Two cores", "slices": [
+        {"target": 60, "pie": {"name": "Core", "slices": [{"symbol": "VTI", "target": 100}]}},
+        {"target": 40, "pie": {"name": "Growth", "slices": [{"symbol": "VTI", "target": 100}]}},
+    ]})
+    assert (await bus.request(SetPie(account_id=account, pie=without))).ok
+    (sale,) = await eventually(lambda: submitted(intents_queue, account))
+    assert trades(sale) == {"VXUS": ("sell", D("30.00"))}
+    assert await fetchval(settings.database_url, "SELECT reinvest_in FROM pie.intents WHERE intent_id = $1",
+                          sale.intents[0].intent_id) == "Core"
+    await fill_batch(bus, settings, account, sale, PRICES, cash="30.00", version=3)
+    (buy,) = await eventually(lambda: submitted(intents_queue, account))
+    assert {(i.side.value, i.amount) for i in buy.intents} == {("buy", D("30.00"))}
+    path = await fetchval(settings.database_url, "SELECT path FROM pie.intents WHERE intent_id = $1",
+                          buy.intents[0].intent_id)
+    assert path == "Core/VTI"
+
+
+async def test_editing_targets_trades_nothing(pie, bus, settings, intents_queue):
+    account = await open_account_with_pie(bus, settings, SIXTY_FORTY)
+    await publish(bus, cash_changed(account, "100.00", "100.00", version=1))
+    (first,) = await eventually(lambda: submitted(intents_queue, account))
+    await fill_batch(bus, settings, account, first, PRICES, cash="0.00", version=2)
+    edited = PieSpec.model_validate({"name": "Balanced", "slices": [{"symbol": "VTI", "target": 30},
+                                                                    {"symbol": "BND", "target": 70}]})
+    assert (await bus.request(SetPie(account_id=account, pie=edited))).ok
+    assert await submitted(intents_queue, account) == []
+
+
+async def test_settings_change_and_auto_invest_respects_them(pie, bus, settings, intents_queue):
+    account = await open_account_with_pie(bus, settings, SIXTY_FORTY)
+    reply = await bus.request(SetSettings(account_id=account))
+    assert reply.result == {"account_id": account, "auto_invest": True, "minimum_cash": "0.00", "dividends": "cash"}
+    reply = await bus.request(SetSettings(account_id=account, minimum_cash=D("100.00"), dividends="reinvest"))
+    assert (reply.result["minimum_cash"], reply.result["dividends"]) == ("100.00", "reinvest")
+    await publish(bus, cash_changed(account, "124.99", "124.99", version=1))  # 24.99 above the minimum: waits
+    await publish(bus, cash_changed(account, "125.00", "0.01", version=2))
+    (batch,) = await eventually(lambda: submitted(intents_queue, account))
+    assert trades(batch) == {"VTI": ("buy", D("15.00")), "BND": ("buy", D("10.00"))}
+    refused = await bus.request(SetSettings(account_id="nobody-" + uuid.uuid4().hex[:8], auto_invest=False))
+    assert not refused.ok and "unknown account" in refused.reason
+
+
+async def test_model_pies_are_listed_and_applied_by_name(pie, bus, settings):
+    account = await open_account_with_pie(bus, settings, SIXTY_FORTY)
+    models = {m["key"]: m for m in (await bus.request(ListModels())).result["models"]}
+    assert {"three-fund", "balanced-60-40", "all-equity-growth", "core-satellite", "target-date-2055"} <= set(models)
+    reply = await bus.request(ApplyModel(account_id=account, model="three-fund"))
+    assert reply.ok and reply.result["pie"] == models["three-fund"]["pie"]
+    missing = await bus.request(ApplyModel(account_id=account, model="all-equity-growth"))
+    assert not missing.ok and any("unknown symbol VOO" in e for e in missing.errors)
+    unknown = await bus.request(ApplyModel(account_id=account, model="nope"))
+    assert not unknown.ok and "unknown model pie" in unknown.reason
+
+
+async def test_a_manual_rebalance_trades_back_to_target_states_the_gain_and_can_be_cancelled(
+        pie, bus, settings, intents_queue):
+    account = await open_account_with_pie(bus, settings, SIXTY_FORTY)
+    await publish(bus, cash_changed(account, "100.00", "100.00", version=1))
+    (first,) = await eventually(lambda: submitted(intents_queue, account))
+    await fill_batch(bus, settings, account, first, PRICES, cash="0.00", version=2)
+    await move_prices(bus, settings, {"VTI": D("500.00")})
+    # VTI 0.24 x 500 = 120.00 (cost 60), BND 0.55172 x 72.50 = 39.9997 -> 39.99 (rounded down): of 159.99,
+    # 95.99 / 64.00. Sell 24.01 of VTI (gain 24.01 - 60 x 24.01 / 120 = 12.005 -> 12.01), buy 24.01 of BND.
+    reply = await bus.request(Rebalance(account_id=account))
+    assert reply.ok, reply.reason
+    plan = reply.result
+    assert [(t["symbol"], t["side"], t["amount"]) for t in plan["trades"]] == [("VTI", "sell", "24.01"),
+                                                                              ("BND", "buy", "24.01")]
+    assert plan["estimated_gain"] == "12.01"
+    (batch,) = await eventually(lambda: submitted(intents_queue, account))
+    assert str(batch.batch_id) == plan["batch_id"]
+    cancelled = await bus.request(CancelRebalance(account_id=account, batch_id=batch.batch_id,
+                                                  intent_ids=[i.intent_id for i in batch.intents]))
+    assert len(cancelled.result["cancelled"]) == 2
+    statuses = await fetch(settings.database_url, "SELECT DISTINCT status FROM pie.intents WHERE batch_id = $1",
+                           batch.batch_id)
+    assert [r["status"] for r in statuses] == ["cancelled"]
+    refused = await bus.request(Rebalance(account_id=account, path="Nope"))
+    assert not refused.ok and "no pie at path" in refused.reason
+    await move_prices(bus, settings, PRICES)

@@ -12,9 +12,10 @@ import pytest
 from services.ledger.domain import fills as ledger_entry
 from shared import topology
 from shared.contracts import (
+    CashChanged,
     CloseWindow,
     ExecuteOrders,
-    FillsAllocated,
+    FillsBatch,
     Intent,
     IntentsSubmitted,
     IntentSource,
@@ -53,6 +54,15 @@ async def submit(bus, settings, account: str, *intents: Intent) -> IntentsSubmit
     await bus.publish_json(IntentsSubmitted.TYPE, batch.model_dump(mode="json"), message_id=message_id)
     await handled(settings, message_id)
     return batch
+
+
+async def give_cash(bus, settings, account: str, amount: str, version: int = 1) -> None:
+    """What the ledger would report: the account's cash, for the window's funding."""
+    event = CashChanged(account_id=account, cash=amount, delta=amount, cause="deposit", cause_id=str(uuid.uuid4()),
+                        version=version)
+    message_id = str(uuid.uuid4())
+    await bus.publish_json(CashChanged.TYPE, event.model_dump(mode="json"), message_id=message_id)
+    await handled(settings, message_id)
 
 
 async def handled(settings, message_id: str) -> None:
@@ -110,6 +120,7 @@ async def test_a_window_nets_executes_and_allocates_every_intent_exactly_once(se
     assert (await set_prices(bus, **{vti_like: "250.00", bnd_like: "72.50"}))["prices"] == {
         vti_like: "250.00", bnd_like: "72.50"}
     a, b = new_account(), new_account()
+    await give_cash(bus, settings, a, "140.00")
     a_buy, a_buy2 = intent(a, vti_like, BUY, "100.00"), intent(a, bnd_like, BUY, "40.00")
     b_sell, b_sell2 = intent(b, vti_like, SELL, "30.00"), intent(b, bnd_like, SELL, "100.00")
     await submit(bus, settings, a, a_buy, a_buy2)
@@ -124,7 +135,8 @@ async def test_a_window_nets_executes_and_allocates_every_intent_exactly_once(se
 
     window_id = str(closing.window_id)
     [body] = await eventually(lambda: allocated.where(window_id=window_id))
-    event = FillsAllocated.model_validate(body)
+    event = FillsBatch.model_validate(body)
+    assert (event.batch, event.batches) == (0, 1)
     fills = {f.intent_id: f for f in event.fills}
     assert (fills[a_buy.intent_id].quantity, fills[a_buy.intent_id].amount) == (D("0.40000"), D("100.00"))
     assert (fills[b_sell.intent_id].quantity, fills[b_sell.intent_id].amount) == (D("0.12000"), D("30.00"))
@@ -172,6 +184,7 @@ async def test_a_window_nets_executes_and_allocates_every_intent_exactly_once(se
 
 async def test_set_prices_changes_the_execution_price(services, bus, settings):
     symbol, account = new_symbol(), new_account()
+    await give_cash(bus, settings, account, "100.00")
     assert (await set_prices(bus, **{symbol: "10.00"}))["prices"] == {symbol: "10.00"}
     assert (await set_prices(bus, **{symbol: "10.00"}))["prices"] == {}  # nothing changed
     allocated = Seen(await listen(bus, "window.fills.#"))
@@ -180,7 +193,7 @@ async def test_set_prices_changes_the_execution_price(services, bus, settings):
         await submit(bus, settings, account, intent(account, symbol, BUY, "25.00"))
         closing = await close_window(bus)
         [body] = await eventually(lambda: allocated.where(window_id=str(closing.window_id)))
-        [fill] = FillsAllocated.model_validate(body).fills
+        [fill] = FillsBatch.model_validate(body).fills
         return fill.price, fill.quantity
 
     assert await fill_at_the_next_window() == (D("10.00"), D("2.50000"))

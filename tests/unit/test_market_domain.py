@@ -26,23 +26,23 @@ QUOTES = {"VTI": Quote("VTI", D("250.00"), True), "BND": Quote("BND", D("72.50")
 
 
 def test_a_buy_gets_the_shares_its_notional_buys_rounded_down():
-    [e] = domain.execute([order("BND", "400.00")], QUOTES)
+    [e], _ = domain.execute([order("BND", "400.00")], QUOTES)
     assert (e.symbol, e.side, e.quantity, e.price) == ("BND", Side.BUY, D("5.51724"), D("72.50"))
     assert e.amount == D("400.00")  # 5.51724 x 72.50 = 399.9999 -> to the cent
 
 
 def test_the_amount_is_the_filled_shares_times_the_price_to_the_cent():
-    [e] = domain.execute([order("VGT", "322.00")], {"VGT": Quote("VGT", D("620.15"), True)})
+    [e], _ = domain.execute([order("VGT", "322.00")], {"VGT": Quote("VGT", D("620.15"), True)})
     assert (e.quantity, e.amount) == (D("0.51922"), D("321.99"))  # 321.994283 -> 321.99
 
 
 def test_a_sell_is_filled_the_same_way():
-    [e] = domain.execute([order("VTI", "125.00", Side.SELL)], QUOTES)
+    [e], _ = domain.execute([order("VTI", "125.00", Side.SELL)], QUOTES)
     assert (e.side, e.quantity, e.amount) == (Side.SELL, D("0.50000"), D("125.00"))
 
 
 def test_a_zero_order_fills_nothing_but_reports_the_price():
-    [e] = domain.execute([order("VTI", "0.00")], QUOTES)
+    [e], _ = domain.execute([order("VTI", "0.00")], QUOTES)
     assert (e.quantity, e.amount, e.price) == (D("0"), D("0"), D("250.00"))
 
 
@@ -99,3 +99,55 @@ def test_a_fill_never_exceeds_its_notional_and_misses_it_by_less_than_one_share_
     assert e.amount == e.amount.quantize(D("0.01"))
     assert e.amount <= notional
     assert notional - e.amount < price * D("0.00001") + D("0.005")
+
+
+# ---------------------------------------------------------------- halts, breakers, slippage
+
+from datetime import UTC, datetime  # noqa: E402
+
+
+def test_an_order_in_a_halted_security_is_not_filled_and_says_why():
+    executions, halted = domain.execute([order("VTI", "10.00"), order("BND", "10.00")], QUOTES,
+                                        halts={"VTI": "news pending"})
+    assert [e.symbol for e in executions] == ["BND"] and halted == {"VTI": "news pending"}
+
+
+def test_a_market_wide_halt_fills_nothing():
+    executions, halted = domain.execute([order("VTI", "10.00")], QUOTES, market_wide="circuit breaker")
+    assert executions == [] and halted == {"VTI": "circuit breaker"}
+
+
+def test_slippage_moves_the_price_against_the_order():
+    assert domain.slipped(D("100.00"), Side.BUY, 5) == D("100.050000")
+    assert domain.slipped(D("100.00"), Side.SELL, 5) == D("99.950000")
+    assert domain.slipped(D("33.333333"), Side.BUY, 1) == D("33.336667")  # rounded up for a buy
+    [e], _ = domain.execute([order("VTI", "100.00")], QUOTES, slippage_bps=10)
+    assert e.price == domain.slipped(QUOTES["VTI"].price, Side.BUY, 10)
+
+
+def test_a_seven_percent_fall_halts_the_market_fifteen_minutes():
+    now = datetime(2026, 11, 25, 15, 0, tzinfo=UTC)  # 10:00 New York
+    breaker = domain.circuit_breaker(D("93"), D("100"), now, [])
+    assert (breaker.level, breaker.until) == (1, datetime(2026, 11, 25, 15, 15, tzinfo=UTC))
+
+
+def test_a_thirteen_percent_fall_trips_level_two_once_a_day():
+    now = datetime(2026, 11, 25, 15, 0, tzinfo=UTC)
+    assert domain.circuit_breaker(D("87"), D("100"), now, []).level == 2
+    assert domain.circuit_breaker(D("87"), D("100"), now, [1, 2]) is None
+
+
+def test_levels_one_and_two_do_not_halt_at_or_after_1525():
+    late = datetime(2026, 11, 25, 20, 25, tzinfo=UTC)  # 15:25 New York
+    breaker = domain.circuit_breaker(D("86"), D("100"), late, [])
+    assert breaker.level == 2 and breaker.until == late
+
+
+def test_a_twenty_percent_fall_halts_for_the_rest_of_the_day():
+    late = datetime(2026, 11, 25, 20, 30, tzinfo=UTC)
+    breaker = domain.circuit_breaker(D("80"), D("100"), late, [1, 2])
+    assert (breaker.level, breaker.until) == (3, datetime(2026, 11, 26, 5, 0, tzinfo=UTC))  # midnight New York
+
+
+def test_a_small_fall_trips_nothing():
+    assert domain.circuit_breaker(D("93.01"), D("100"), datetime(2026, 11, 25, 15, tzinfo=UTC), []) is None

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 from services.notification import domain
-from shared.contracts import DepositBooked, Fill, FillsBooked, FundingRejected, WithdrawalBooked
+from shared.contracts import DepositBooked, Fill, FillsBooked, FundingRejected, IntentsRejected, WithdrawalBooked
 
 D = Decimal
 AT = datetime(2026, 11, 25, 14, 0, tzinfo=UTC)
@@ -81,3 +81,11 @@ def test_the_data_is_plain_json():
     note = domain.trades_executed(FillsBooked(account_id="acc-1", window_id=WINDOW, cash=D("0.00"), positions={},
                                               version=1, booked_at=AT, fills=[fill("VTI", "buy", "1", "2.00", "2")]))
     assert json.loads(json.dumps(note.data)) == note.data
+
+
+def test_rejected_trades_tell_the_holder_why():
+    event = IntentsRejected(account_id="a", window_id=uuid.UUID(int=1),
+                            reasons={str(uuid.UUID(int=2)): "insufficient cash: under $1"})
+    note = domain.intents_rejected(event)
+    assert note.kind == domain.INTENTS_REJECTED
+    assert note.message == "1 trade not placed in window 00000000: insufficient cash: under $1."

@@ -1,4 +1,5 @@
-"""Pie rules: validation, the exact split of cash over a tree, auto-invest, the portfolio view."""
+"""Pie rules: validation, a first deposit split by target, auto-invest, removed slices, the portfolio view.
+(Rebalancing against existing holdings: test_pie_rebalance.py.)"""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from decimal import Decimal
 from hypothesis import given
 from hypothesis import strategies as st
 
-from services.pie import domain
+from services.pie import domain, rebalance
 from shared.contracts import PieSpec
 
 D = Decimal
@@ -24,8 +25,14 @@ SIXTY_FORTY = pie("Balanced", (60, "VTI"), (40, "BND"))
 NESTED = pie("Root", (60, pie("Stocks", (50, "VTI"), (50, "VXUS"))), (40, "BND"))
 
 
-def amounts(shares) -> dict[str, Decimal]:
-    return {s.path: s.amount for s in shares}
+def amounts(trades) -> dict[str, Decimal]:
+    return {t.path: t.amount for t in trades}
+
+
+def split(amount: Decimal, tree: PieSpec) -> dict[str, Decimal]:
+    """A first deposit (nothing held), every security's buy including zeros."""
+    bought = amounts(rebalance.deposit(tree, {}, amount, min_buy=D(0)).trades)
+    return {leaf.path: bought.get(leaf.path, D("0.00")) for leaf in domain.leaves(tree)}
 
 
 # ---------------------------------------------------------------- validation
@@ -121,44 +128,44 @@ def test_every_reason_is_reported_at_once():
     ]
 
 
-# ---------------------------------------------------------------- split
+# ---------------------------------------------------------------- a first deposit: split by target
 
 
 def test_100_dollars_into_five_20_percent_slices_buys_20_each():
     five = pie("Five", *[(20, s) for s in ("VTI", "VXUS", "BND", "BNDX", "VNQ")])
-    assert amounts(domain.split(D("100.00"), five)) == {s: D("20.00") for s in ("VTI", "VXUS", "BND", "BNDX", "VNQ")}
+    assert (split(D("100.00"), five)) == {s: D("20.00") for s in ("VTI", "VXUS", "BND", "BNDX", "VNQ")}
 
 
 def test_a_60_40_pie_splits_100_into_60_and_40():
-    assert amounts(domain.split(D("100.00"), SIXTY_FORTY)) == {"VTI": D("60.00"), "BND": D("40.00")}
+    assert (split(D("100.00"), SIXTY_FORTY)) == {"VTI": D("60.00"), "BND": D("40.00")}
 
 
 def test_nested_60_40_with_inner_50_50_gives_30_30_40():
-    assert amounts(domain.split(D("100.00"), NESTED)) == {"Stocks/VTI": D("30.00"), "Stocks/VXUS": D("30.00"),
+    assert (split(D("100.00"), NESTED)) == {"Stocks/VTI": D("30.00"), "Stocks/VXUS": D("30.00"),
                                                           "BND": D("40.00")}
 
 
 def test_leftover_cents_go_to_the_largest_remainders():
     thirds = pie("Thirds", (34, "VTI"), (33, "VXUS"), (33, "BND"))
     # 10.00 x 34% = 3.40, 3.30, 3.30: no leftover
-    assert amounts(domain.split(D("10.00"), thirds)) == {"VTI": D("3.40"), "VXUS": D("3.30"), "BND": D("3.30")}
+    assert (split(D("10.00"), thirds)) == {"VTI": D("3.40"), "VXUS": D("3.30"), "BND": D("3.30")}
     # 0.10 x 34% = 0.034 -> 0.03 (remainder .004); 0.033 -> 0.03 (.003) twice; the cent left -> VTI
-    assert amounts(domain.split(D("0.10"), thirds)) == {"VTI": D("0.04"), "VXUS": D("0.03"), "BND": D("0.03")}
+    assert (split(D("0.10"), thirds)) == {"VTI": D("0.04"), "VXUS": D("0.03"), "BND": D("0.03")}
 
 
 def test_a_tie_in_remainders_goes_to_the_earlier_slice_in_the_tree():
     halves = pie("Halves", (50, "VTI"), (50, "BND"))
-    assert amounts(domain.split(D("0.01"), halves)) == {"VTI": D("0.01"), "BND": D("0.00")}
+    assert (split(D("0.01"), halves)) == {"VTI": D("0.01"), "BND": D("0.00")}
 
 
 def test_the_same_symbol_in_two_sub_pies_gets_two_shares():
     tree = pie("P", (50, pie("A", (100, "VTI"))), (50, pie("B", (100, "VTI"))))
-    assert amounts(domain.split(D("25.00"), tree)) == {"A/VTI": D("12.50"), "B/VTI": D("12.50")}
+    assert (split(D("25.00"), tree)) == {"A/VTI": D("12.50"), "B/VTI": D("12.50")}
 
 
 def test_a_split_refuses_fractions_of_a_cent():
     try:
-        domain.split(D("1.005"), SIXTY_FORTY)
+        split(D("1.005"), SIXTY_FORTY)
     except ValueError:
         return
     raise AssertionError("expected ValueError")
@@ -183,20 +190,21 @@ money = st.decimals(min_value=0, max_value=D("10000000.00"), places=2, allow_nan
 
 @given(tree=trees(), amount=money)
 def test_a_split_sums_exactly_to_the_amount(tree, amount):
-    assert sum(s.amount for s in domain.split(amount, tree)) == amount
+    assert sum(split(amount, tree).values()) == amount
 
 
 @given(tree=trees(), amount=money)
 def test_no_share_is_negative_and_each_is_whole_cents(tree, amount):
-    for s in domain.split(amount, tree):
-        assert s.amount >= 0 and s.amount == s.amount.quantize(D("0.01"))
+    for value in split(amount, tree).values():
+        assert value >= 0 and value == value.quantize(D("0.01"))
 
 
 @given(tree=trees(), amount=money)
-def test_each_share_is_within_a_cent_of_its_exact_target_share(tree, amount):
+def test_each_share_is_within_a_cent_per_level_of_its_exact_target_share(tree, amount):
+    depth = {leaf.path: leaf.path.count("/") + 1 for leaf in domain.leaves(tree)}
     weights = {leaf.path: leaf.weight for leaf in domain.leaves(tree)}
-    for s in domain.split(amount, tree):
-        assert abs(s.amount - amount * weights[s.path]) < D("0.01")
+    for path, value in split(amount, tree).items():
+        assert abs(value - amount * weights[path]) < D("0.01") * depth[path]
 
 
 @given(tree=trees())
@@ -210,12 +218,12 @@ def test_every_tree_is_valid_and_its_weights_sum_to_one(tree):
 
 def plan(**kw):
     args = {"enabled": True, "cash": D("100.00"), "minimum_cash": D("0.00"), "pending_buys": D("0.00")} | kw
-    return domain.auto_invest(args.pop("pie", SIXTY_FORTY), **args)
+    return rebalance.auto_invest(args.pop("pie", SIXTY_FORTY), args.pop("values", {}), **args)
 
 
 def test_auto_invest_buys_all_investable_cash_by_target():
     buys = plan()
-    assert amounts(buys.buys) == {"VTI": D("60.00"), "BND": D("40.00")} and buys.uninvested == 0
+    assert amounts(buys.trades) == {"VTI": D("60.00"), "BND": D("40.00")} and buys.left_out == 0
 
 
 def test_auto_invest_waits_until_25_dollars_are_investable():
@@ -225,14 +233,19 @@ def test_auto_invest_waits_until_25_dollars_are_investable():
 
 def test_auto_invest_keeps_the_minimum_cash():
     buys = plan(cash=D("150.00"), minimum_cash=D("50.00"))
-    assert amounts(buys.buys) == {"VTI": D("60.00"), "BND": D("40.00")}
+    assert amounts(buys.trades) == {"VTI": D("60.00"), "BND": D("40.00")}
     assert plan(cash=D("74.99"), minimum_cash=D("50.00")) is None
 
 
 def test_auto_invest_does_not_spend_cash_already_promised_to_pending_buys():
     assert plan(cash=D("100.00"), pending_buys=D("100.00")) is None
-    buys = plan(cash=D("150.00"), pending_buys=D("100.00"))
-    assert amounts(buys.buys) == {"VTI": D("30.00"), "BND": D("20.00")}
+    buys = plan(cash=D("150.00"), pending_buys=D("100.00"), values={"VTI": D("60.00"), "BND": D("40.00")})
+    assert amounts(buys.trades) == {"VTI": D("30.00"), "BND": D("20.00")}
+
+
+def test_auto_invest_buys_the_underweight_slice_of_a_drifted_portfolio():
+    buys = plan(cash=D("30.00"), values={"VTI": D("80.00"), "BND": D("20.00")})
+    assert amounts(buys.trades) == {"BND": D("30.00")}  # 80 / 50 of 130: VTI is still above its 60%
 
 
 def test_auto_invest_off_buys_nothing():
@@ -246,7 +259,25 @@ def test_auto_invest_without_a_pie_buys_nothing():
 def test_a_buy_under_one_dollar_is_left_out_and_its_cash_stays():
     tree = pie("P", (97, "VTI"), (3, "BND"))
     buys = plan(pie=tree, cash=D("30.00"))  # BND's share is 0.90
-    assert amounts(buys.buys) == {"VTI": D("29.10")} and buys.uninvested == D("0.90")
+    assert amounts(buys.trades) == {"VTI": D("29.10")} and buys.left_out == D("0.90")
+
+
+def test_a_slice_is_worth_its_holding_rounded_down_plus_its_pending_intents():
+    values = domain.slice_values({"VTI": D("0.33333"), "Bonds/BND": D("1")}, {"VTI": D("3.00"), "BND": D("50")},
+                                 {"VTI": D("5.00"), "Bonds/BND": D("-60.00"), "VXUS": D("2.00")})
+    assert values == {"VTI": D("5.99"), "Bonds/BND": D("0.00"), "VXUS": D("2.00")}
+
+
+# ---------------------------------------------------------------- removed slices
+
+
+def test_a_removed_slices_proceeds_go_to_its_nearest_pie_still_in_the_tree():
+    held = ["Stocks/VTI", "Stocks/VXUS", "BND", "Gone/Deeper/X", "Stocks/Old/Y", "OLD"]
+    assert domain.removed_slices(NESTED, held) == {"Gone/Deeper/X": "", "OLD": "", "Stocks/Old/Y": "Stocks"}
+
+
+def test_a_tree_names_every_pie_by_its_path():
+    assert domain.pie_paths(NESTED) == {"", "Stocks"}
 
 
 # ---------------------------------------------------------------- portfolio view

@@ -6,7 +6,7 @@ import uuid
 from decimal import Decimal
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from services.ledger.domain import fills as ledger_entry
@@ -192,3 +192,153 @@ def test_fills_are_exact_and_the_residue_stays_tiny(intents, window_prices):
         assert r.amount == r.amount.quantize(D("0.01")) and r.quantity == r.quantity.quantize(D("0.00001"))
         assert abs(r.quantity) < D("0.00001") * n + D("0.00001")
         assert abs(r.amount) < D("0.01") * (n + 1)
+
+
+# ---------------------------------------------------------------- funding and priority
+
+
+def sourced(account: str, side: Side, amount: str, source: IntentSource) -> Intent:
+    return Intent(intent_id=uuid.uuid4(), account_id=account, symbol="VTI", side=side, amount=amount, source=source)
+
+
+def test_buys_within_the_cash_are_funded_in_full():
+    buy = sourced("a", BUY, "40.00", IntentSource.AUTO_INVEST)
+    assert domain.fund([buy], {"a": D("40.00")}).funded == {buy.intent_id: D("40.00")}
+
+
+def test_a_sells_proceeds_fund_the_same_accounts_buys():
+    sell, buy = sourced("a", SELL, "30.00", IntentSource.REBALANCE), sourced("a", BUY, "35.00", IntentSource.REBALANCE)
+    funding = domain.fund([sell, buy], {"a": D("5.00")})
+    assert funding.funded == {sell.intent_id: D("30.00"), buy.intent_id: D("35.00")}
+
+
+def test_orders_are_funded_before_automated_trades():
+    auto, order = sourced("a", BUY, "30.00", IntentSource.AUTO_INVEST), sourced("a", BUY, "40.00", IntentSource.ORDER)
+    funding = domain.fund([auto, order], {"a": D("50.00")})
+    assert funding.funded == {order.intent_id: D("40.00"), auto.intent_id: D("10.00")}
+
+
+def test_liquidations_are_funded_before_orders():
+    order = sourced("a", BUY, "40.00", IntentSource.ORDER)
+    liquidation = sourced("a", BUY, "40.00", IntentSource.LIQUIDATION)
+    funding = domain.fund([order, liquidation], {"a": D("45.00")})
+    assert funding.funded == {liquidation.intent_id: D("40.00"), order.intent_id: D("5.00")}
+
+
+def test_a_short_tier_is_scaled_pro_rata_to_the_cent_rounded_down():
+    one, two = sourced("a", BUY, "20.00", IntentSource.AUTO_INVEST), sourced("a", BUY, "10.00", IntentSource.REBALANCE)
+    funding = domain.fund([one, two], {"a": D("10.00")})
+    assert funding.funded == {one.intent_id: D("6.66"), two.intent_id: D("3.33")}
+
+
+def test_a_buy_under_one_dollar_after_scaling_is_dropped_with_the_reason():
+    big, small = sourced("a", BUY, "90.00", IntentSource.AUTO_INVEST), sourced("a", BUY, "5.00", IntentSource.AUTO_INVEST)
+    funding = domain.fund([big, small], {"a": D("10.00")})
+    assert funding.funded == {big.intent_id: D("9.47")}
+    assert funding.rejected == {small.intent_id: domain.UNDER_MINIMUM}
+
+
+def test_an_account_without_cash_buys_nothing():
+    buy = sourced("a", BUY, "5.00", IntentSource.ORDER)
+    assert domain.fund([buy], {"a": D("-3.00")}).rejected == {buy.intent_id: domain.UNDER_MINIMUM}
+
+
+funding_intents = st.lists(
+    st.builds(lambda a, s, m, o: sourced(a, s, m, o), st.sampled_from(["a", "b", "c"]), st.sampled_from([BUY, SELL]),
+              st.decimals(min_value=D("0.01"), max_value=D("5000"), places=2), st.sampled_from(list(IntentSource))),
+    min_size=1, max_size=30)
+cash_of = st.fixed_dictionaries({a: st.decimals(min_value=D("-100"), max_value=D("5000"), places=2)
+                                 for a in ["a", "b", "c"]})
+
+
+@settings(max_examples=300, deadline=None)
+@given(funding_intents, cash_of)
+def test_no_account_spends_cash_it_does_not_have(intents, cash):
+    funding = domain.fund(intents, cash)
+    for account in cash:
+        mine = [i for i in intents if i.account_id == account]
+        sells = sum((i.amount for i in mine if i.side is SELL), D(0))
+        buys = sum((funding.funded.get(i.intent_id, D(0)) for i in mine if i.side is BUY), D(0))
+        assert buys <= max(cash[account] + sells, D(0)) or buys == 0
+        assert all(funding.funded.get(i.intent_id, i.amount) <= i.amount for i in mine)
+    assert all(v >= domain.MINIMUM_BUY and v == v.quantize(D("0.01")) for i, v in funding.funded.items()
+               if i in {x.intent_id for x in intents if x.side is BUY})
+    assert set(funding.funded).isdisjoint(funding.rejected)
+    assert set(funding.funded) | set(funding.rejected) == {i.intent_id for i in intents}
+
+
+@settings(max_examples=200, deadline=None)
+@given(funding_intents, cash_of, st.decimals(min_value=D("0.5"), max_value=D("900"), places=2))
+def test_funded_allocations_sum_exactly_to_the_fills(intents, cash, price):
+    funded = domain.fund(intents, cash).apply(intents)
+    if not funded:
+        return
+    executions = [venue(o, price) for o in domain.net_orders(funded)]
+    allocation = domain.allocate(funded, executions)
+    ledger_entry(executions, allocation.fills, allocation.residues)  # street + customers + residue sum to zero
+    for e in executions:
+        fills = [f for f in allocation.fills if f.symbol == e.symbol]
+        signed = sum((f.amount if f.side is BUY else -f.amount for f in fills), D(0))
+        residue = next(r for r in allocation.residues if r.symbol == e.symbol)
+        assert signed - residue.amount == (e.amount if e.side is BUY else -e.amount)
+
+
+@settings(max_examples=100, deadline=None)
+@given(intents_strategy, st.fixed_dictionaries({s: prices for s in SYMBOLS}), st.integers(1, 3))
+def test_a_window_booked_in_batches_balances_each_entry_and_clears_to_zero(intents, window_prices, per_batch):
+    from services.ledger.domain import clearing_book, fills_batch
+
+    executions, allocation = run_window(intents, window_prices)
+    accounts = sorted({f.account_id for f in allocation.fills})
+    groups = [accounts[i:i + per_batch] for i in range(0, len(accounts), per_batch)]
+    clearing: dict[str, D] = {}
+    for n, group in enumerate(groups):
+        fills = [f for f in allocation.fills if f.account_id in group]
+        postings = fills_batch("w", executions if n == 0 else [], fills, allocation.residues if n == 0 else [])
+        for p in postings:  # each entry balances (fills_batch checks), the clearing legs add up
+            if p.book == clearing_book("w"):
+                clearing[p.asset] = clearing.get(p.asset, D(0)) + p.amount
+    assert all(v == 0 for v in clearing.values())
+
+
+# ---------------------------------------------------------------- schedule
+
+from datetime import UTC, date, datetime  # noqa: E402
+
+
+def utc(*args) -> datetime:
+    return datetime(*args, tzinfo=UTC)
+
+
+def test_a_trading_day_has_a_morning_window_at_930_and_an_afternoon_one_at_1500_new_york_time():
+    assert domain.slots_on(date(2026, 11, 25)) == [domain.Slot(utc(2026, 11, 25, 14, 30), domain.MORNING),
+                                                   domain.Slot(utc(2026, 11, 25, 20, 0), domain.AFTERNOON)]
+
+
+def test_summer_time_moves_the_windows_in_utc():
+    assert [s.starts_at for s in domain.slots_on(date(2026, 7, 6))] == [utc(2026, 7, 6, 13, 30), utc(2026, 7, 6, 19)]
+
+
+def test_holidays_and_weekends_have_no_windows():
+    assert domain.slots_on(date(2026, 11, 26)) == []  # Thanksgiving
+    assert domain.slots_on(date(2026, 11, 28)) == []  # Saturday
+
+
+def test_on_an_early_close_the_afternoon_window_runs_half_an_hour_before_the_close():
+    # The day after Thanksgiving closes at 13:00: the afternoon window runs at 12:30.
+    assert domain.slots_on(date(2026, 11, 27))[1] == domain.Slot(utc(2026, 11, 27, 17, 30), domain.AFTERNOON)
+
+
+def test_the_latest_and_next_slot_skip_the_holiday():
+    thanksgiving_noon = utc(2026, 11, 26, 17)
+    assert domain.latest_slot(thanksgiving_noon) == domain.Slot(utc(2026, 11, 25, 20), domain.AFTERNOON)
+    assert domain.next_slot(thanksgiving_noon) == domain.Slot(utc(2026, 11, 27, 14, 30), domain.MORNING)
+
+
+def test_plus_and_large_accounts_trade_in_both_windows_others_in_their_choice():
+    assert domain.trades_in(domain.AFTERNOON, "plus", None, D(0))
+    assert domain.trades_in(domain.AFTERNOON, "basic", None, D("25000"))
+    assert not domain.trades_in(domain.AFTERNOON, "basic", None, D("24999.99"))
+    assert domain.trades_in(domain.MORNING, "basic", None, D(0))  # morning by default
+    assert domain.trades_in(domain.AFTERNOON, "basic", domain.AFTERNOON, D(0))
+    assert not domain.trades_in(domain.MORNING, "basic", domain.AFTERNOON, D(0))

@@ -1,0 +1,68 @@
+"""``m1 window show`` and ``m1 window cancel``: a window's audited summary, and cancelling
+pending intents before their window starts."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from shared.contracts import CancelIntents, GetWindow
+
+
+def _cli():
+    from m1 import cli  # the shared helpers (run, _call, console, print_json) live there
+
+    return cli
+
+
+def summary_table(view: dict) -> Table:
+    summary = view.get("summary") or {}
+    table = Table(title=f"window {view['window_id']} ({view['status']}, closed {view['closed_at']})")
+    for column in ("symbol", "intents", "gross buy", "gross sell", "net", "side", "price", "quantity", "amount",
+                   "residue qty", "residue $"):
+        table.add_column(column)
+    for symbol, s in sorted(summary.get("securities", {}).items()):
+        table.add_row(symbol, str(s["intents"]), s["gross_buy"], s["gross_sell"], s["net"], s["side"],
+                      str(s["price"]), str(s["quantity"]), str(s["amount"]), str(s["residue_quantity"]),
+                      str(s["residue_amount"]))
+    return table
+
+
+def show(window_id: str, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """A window's summary: counts, and per security gross, net, fill and residue."""
+    cli = _cli()
+    try:
+        query = GetWindow(window_id=uuid.UUID(window_id))
+    except ValueError:
+        raise typer.BadParameter(f"not a window id: {window_id}") from None
+    view = cli.run(cli._call(query))
+    if as_json:
+        cli.print_json(view)
+        return
+    summary = view.get("summary") or {}
+    cli.console.print(f"{summary.get('intents', 0)} intents from {summary.get('accounts', 0)} accounts; "
+                      f"{summary.get('rejected', 0)} rejected, {summary.get('carried_over', 0)} carried over")
+    cli.console.print(summary_table(view))
+
+
+def cancel(intent_ids: Annotated[list[str] | None, typer.Argument(help="intent ids")] = None,
+           batch: Annotated[str | None, typer.Option("--batch", help="every intent of this batch")] = None) -> None:
+    """Cancel pending intents (by id and/or batch) before their window starts."""
+    cli = _cli()
+    try:
+        command = CancelIntents(intent_ids=[uuid.UUID(i) for i in intent_ids or []],
+                                batch_id=uuid.UUID(batch) if batch else None)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    result = cli.run(cli._call(command))
+    cli.console.print(f"cancelled {len(result['cancelled'])}")
+    for intent_id, reason in sorted(result["refused"].items()):
+        cli.console.print(f"  not cancelled {intent_id}: {reason}")
+
+
+def register(window_app: typer.Typer) -> None:
+    window_app.command("show")(show)
+    window_app.command("cancel")(cancel)

@@ -1,0 +1,84 @@
+"""Halts through the real ledger, market, window and notification services: intents in a
+halted security (or during a market-wide circuit breaker) carry over to the next window and
+the holder is told why; the books reconcile after every window."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from shared import topology
+from shared.contracts import GetFeed, HaltSecurity, ResumeSecurity, SetIndexLevel, Side
+from tests.conftest import make_service
+from tests.integration.test_window_ledger import booked, intent, open_funded, reconcile, submit
+from tests.integration.test_window_market import close_window, new_symbol, set_prices
+from tests.support import eventually, fetch
+
+pytestmark = pytest.mark.integration
+
+
+async def feed_kinds(bus, account: str, kind: str) -> list[dict]:
+    reply = await bus.request(GetFeed(account_id=account))
+    assert reply.ok, reply
+    return [e for e in reply.result["entries"] if e["kind"] == kind]
+
+
+@pytest.fixture
+async def system(service_factory, bus, settings):
+    await (await bus.channel.get_queue(topology.WINDOW_INTENTS.name, ensure=False)).purge()
+    async with service_factory("ledger").running(), service_factory("notification").running(), \
+            service_factory("window").running():
+        yield
+
+
+async def test_a_halted_security_carries_over_and_the_holder_is_told_why(system, service_factory, bus, settings):
+    async with service_factory("market").running():
+        await close_window(bus)
+        halted, trading = new_symbol(), new_symbol()
+        await set_prices(bus, **{halted: "10.00", trading: "20.00"})
+        account = await open_funded(bus, settings, "100.00")
+        stuck, fine = intent(account, halted, Side.BUY, "30.00"), intent(account, trading, Side.BUY, "40.00")
+        await submit(bus, settings, stuck, fine)
+        assert (await bus.request(HaltSecurity(symbol=halted, reason="news pending"))).ok
+
+        first = await close_window(bus)
+        await booked(settings, first.window_id)
+        rows = await fetch(settings.database_url, 'SELECT intent_id, status, reason, window_id FROM "window".intents '
+                                                  "WHERE account_id = $1", account)
+        by_id = {r["intent_id"]: r for r in rows}
+        assert (by_id[stuck.intent_id]["status"], by_id[stuck.intent_id]["reason"]) == ("pending", "news pending")
+        assert by_id[fine.intent_id]["status"] == "filled"
+        [note] = await eventually(lambda: feed_kinds(bus, account, "intents_carried_over"))
+        assert halted in note["message"] and "news pending" in note["message"]
+        view = (await fetch(settings.database_url, 'SELECT summary FROM "window".windows WHERE window_id = $1',
+                            first.window_id))[0]
+        assert '"carried_over": 1' in view["summary"] and "news pending" in view["summary"]
+        await reconcile(settings, first.window_id)
+
+        assert (await bus.request(ResumeSecurity(symbol=halted))).ok
+        second = await close_window(bus)
+        assert [o.symbol for o in second.orders] == [halted]
+        await booked(settings, second.window_id)
+        await reconcile(settings, second.window_id)
+
+
+async def test_a_market_wide_circuit_breaker_carries_every_intent_over(system, bus, settings):
+    market = make_service("market", settings)
+    market.clock.set(datetime(2026, 1, 5, 15, 0, tzinfo=UTC))  # 10:00 New York, a day long past
+    async with market.running():
+        await close_window(bus)
+        symbol = new_symbol()
+        await set_prices(bus, **{symbol: "10.00"})
+        account = await open_funded(bus, settings, "100.00")
+        await submit(bus, settings, intent(account, symbol, Side.BUY, "30.00"))
+        reply = await bus.request(SetIndexLevel(level="4650.00", prior_close="5000.00"))  # -7%: level 1
+        assert reply.ok and reply.result["market_wide"] == "circuit breaker level 1"
+        closing = await close_window(bus)
+        [note] = await eventually(lambda: feed_kinds(bus, account, "intents_carried_over"))
+        assert "circuit breaker level 1" in note["message"]
+        market.clock.set(datetime(2026, 1, 5, 15, 16, tzinfo=UTC))  # the 15 minutes are over
+        after = await close_window(bus)
+        assert after.window_id != closing.window_id and [o.symbol for o in after.orders] == [symbol]
+        await booked(settings, after.window_id)
+        await reconcile(settings, after.window_id)

@@ -1,0 +1,93 @@
+"""The window's NYSE schedule through the real services, on the service clock: a missed
+window runs once when the service comes back; the afternoon window trades only the accounts
+that trade in it."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from services.window.handlers import run_schedule
+from shared import topology
+from shared.contracts import OpenAccount, Plan, SetTradeWindow, Side
+from tests.conftest import make_service
+from tests.integration.test_window_ledger import booked, intent, open_funded, reconcile, submit
+from tests.integration.test_window_market import new_account, new_symbol, set_prices
+from tests.support import eventually, fetch, fetchval
+
+pytestmark = pytest.mark.integration
+
+
+def window_at(settings, moment: datetime):
+    service = make_service("window", settings)
+    service.clock.set(moment)
+    return service
+
+
+@pytest.fixture
+async def others(service_factory, bus):
+    await (await bus.channel.get_queue(topology.WINDOW_INTENTS.name, ensure=False)).purge()
+    async with service_factory("ledger").running(), service_factory("market").running():
+        yield
+
+
+async def test_a_window_missed_while_the_service_was_down_runs_once_when_it_comes_back(others, bus, settings):
+    symbol = new_symbol()
+    await set_prices(bus, **{symbol: "20.00"})
+    before_the_morning = datetime(2026, 11, 25, 14, 0, tzinfo=UTC)  # 09:00 New York
+    async with window_at(settings, before_the_morning).running():
+        account = await open_funded(bus, settings, "100.00")
+        mine = intent(account, symbol, Side.BUY, "50.00")
+        await submit(bus, settings, mine)
+    # Down over 09:30; back at 10:00: the 09:30 window runs now, once.
+    async with window_at(settings, datetime(2026, 11, 25, 15, 0, tzinfo=UTC)).running() as window:
+        window_id = await eventually(lambda: fetchval(
+            settings.database_url, 'SELECT window_id FROM "window".intents WHERE intent_id = $1', mine.intent_id))
+        assert await run_schedule(window) is None
+        await booked(settings, window_id)
+    async with window_at(settings, datetime(2026, 11, 25, 15, 30, tzinfo=UTC)).running() as window:
+        assert await run_schedule(window) is None
+    slots = await fetch(settings.database_url, 'SELECT session, window_id FROM "window".slots WHERE starts_at = $1',
+                        datetime(2026, 11, 25, 14, 30, tzinfo=UTC))
+    assert [(r["session"], r["window_id"]) for r in slots] == [("morning", window_id)]
+    await reconcile(settings, window_id)
+
+
+async def test_the_afternoon_window_trades_plus_accounts_and_those_who_chose_it(others, bus, settings):
+    symbol = new_symbol()
+    await set_prices(bus, **{symbol: "20.00"})
+    before_the_afternoon = datetime(2026, 12, 1, 19, 0, tzinfo=UTC)  # 14:00 New York
+    async with window_at(settings, before_the_afternoon).running() as window:
+        await run_schedule(window)  # the 09:30 window of the day, whatever it holds
+        basic = await open_funded(bus, settings, "100.00")
+        chose = await open_funded(bus, settings, "100.00")
+        plus = new_account()
+        assert (await bus.request(OpenAccount(account_id=plus, plan=Plan.PLUS))).ok
+        assert (await bus.request(SetTradeWindow(account_id=chose, session="afternoon"))).ok
+        await eventually(lambda: fetchval(settings.database_url,
+                                          'SELECT count(*) = 2 FROM "window".accounts WHERE account_id IN ($1, $2) '
+                                          "AND (plan = 'plus' OR session = 'afternoon')", plus, chose))
+        intents = {a: intent(a, symbol, Side.BUY, "10.00") for a in (basic, chose, plus)}
+        for one in intents.values():
+            await submit(bus, settings, one)
+        window.clock.set(datetime(2026, 12, 1, 20, 1, tzinfo=UTC))
+        closing = await run_schedule(window)
+        assert closing is not None and closing.accounts == 2
+        rows = await fetch(settings.database_url, 'SELECT account_id, status, reason FROM "window".intents '
+                                                  "WHERE intent_id = ANY($1::uuid[])",
+                           [i.intent_id for i in intents.values()])
+        status = {r["account_id"]: (r["status"], r["reason"]) for r in rows}
+        assert status[basic] == ("pending", None)  # waits for the next morning
+        assert status[chose][0] == "frozen" or status[chose][0] == "filled"
+        assert status[plus][0] == "rejected"  # a plus account with no cash: in the window, funded nothing
+        await booked(settings, closing.window_id)
+        await reconcile(settings, closing.window_id)
+        # the next morning takes the basic account's intent
+        window.clock.set(datetime(2026, 12, 2, 14, 31, tzinfo=UTC))
+        morning = await run_schedule(window)
+        assert morning is not None
+        assert await fetchval(settings.database_url, 'SELECT window_id FROM "window".intents WHERE intent_id = $1',
+                              intents[basic].intent_id) == morning.window_id
+        await booked(settings, morning.window_id)
+        await reconcile(settings, morning.window_id)

@@ -1,0 +1,38 @@
+"""``m1 window show`` prints a window's summary from the window service's answer."""
+
+from __future__ import annotations
+
+import uuid
+
+from rich.console import Console
+from typer.testing import CliRunner
+
+from m1 import cli
+
+VIEW = {"window_id": "5b0c5d3e-0000-4000-8000-000000000001", "status": "allocated",
+        "closed_at": "2026-11-25T14:30:00+00:00",
+        "summary": {"intents": 4, "accounts": 2, "rejected": 1, "carried_over": 0, "securities": {
+            "BND": {"intents": 2, "gross_buy": "40.00", "gross_sell": "100.00", "net": "-60.00", "side": "sell",
+                    "price": "72.50", "quantity": "0.82758", "amount": "60.00", "residue_quantity": "0.00002",
+                    "residue_amount": "0.00"}}}}
+
+
+def test_window_show_prints_the_summary(monkeypatch):
+    asked = []
+
+    async def answer(command):
+        asked.append(command)
+        return VIEW
+
+    monkeypatch.setattr(cli, "_call", answer)
+    monkeypatch.setattr(cli, "console", Console(width=200))
+    result = CliRunner().invoke(cli.app, ["window", "show", VIEW["window_id"]])
+    assert result.exit_code == 0, result.output
+    assert "4 intents from 2 accounts; 1 rejected, 0 carried over" in result.output
+    assert "BND" in result.output and "0.82758" in result.output and "0.00002" in result.output
+    assert asked[0].window_id == uuid.UUID(VIEW["window_id"])
+
+
+def test_window_show_refuses_a_malformed_id():
+    result = CliRunner().invoke(cli.app, ["window", "show", "nope"])
+    assert result.exit_code != 0
