@@ -129,8 +129,11 @@ async def bench_close(settings: Settings, rows: list[tuple]) -> tuple[float, dic
     from services.window.app import create_service as window
 
     marks: dict[str, float] = {}
-    async with ledger(settings).running(), market(settings).running(), window(settings).running(), \
+    services = [ledger(settings), market(settings), window(settings)]
+    async with services[0].running(), services[1].running(), services[2].running(), \
             Bus(settings.rabbitmq_url) as bus:
+        for service in services:  # one line per handled message would cost more than the work
+            service.log.setLevel(logging.WARNING)
         conn = await asyncpg.connect(settings.database_url)
         try:
             start = time.perf_counter()

@@ -223,11 +223,12 @@ def pie_set(account_id: str, file: Annotated[Path, typer.Argument(exists=True, d
 
 def portfolio_table(view: dict) -> Table:
     table = Table(title=f"{view['account_id']}: {view.get('pie_name') or 'no pie'}")
-    for col in ("slice", "target %", "actual %", "value", "quantity"):
+    for col in ("slice", "target %", "actual %", "drift", "value", "quantity"):
         table.add_column(col, justify="left" if col == "slice" else "right")
     for s in view["slices"]:
         name = "  " * s["depth"] + s["path"].rsplit("/", 1)[-1]
-        table.add_row(name, f"{Decimal(s['target_pct']):.0f}", f"{Decimal(s['actual_pct']):.2f}",
+        drift = Decimal(s["actual_pct"]) - Decimal(s["target_pct"])  # percentage points within the parent pie
+        table.add_row(name, f"{Decimal(s['target_pct']):.0f}", f"{Decimal(s['actual_pct']):.2f}", f"{drift:+.2f}",
                       f"${s['value']}", s["quantity"] or "")
     table.add_section()
     table.add_row("cash", "", "", f"${view['cash']}", "")
@@ -239,7 +240,8 @@ def portfolio_table(view: dict) -> Table:
 
 @app.command()
 def portfolio(account_id: str, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
-    """Per slice: target %, actual %, value, quantity; then cash and total."""
+    """Per slice through the nested tree: target %, actual %, drift (points), value, quantity;
+    then cash and total."""
     view = run(_call(GetPortfolio(account_id=account_id)))
     if as_json:
         print_json(view)
@@ -248,9 +250,10 @@ def portfolio(account_id: str, as_json: Annotated[bool, typer.Option("--json")] 
 
 
 @app.command()
-def notifications(account_id: str, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+def notifications(account_id: str, as_json: Annotated[bool, typer.Option("--json")] = False,
+                  since: Annotated[str | None, typer.Option(help="ISO time, or an age: 30m, 2h, 1d.")] = None) -> None:
     """The account's notification feed, oldest first."""
-    feed = run(_call(GetFeed(account_id=account_id)))
+    feed = run(_call(GetFeed(account_id=account_id, since=notification_commands.parse_since(since))))
     if as_json:
         print_json(feed["entries"])
         return
@@ -291,6 +294,12 @@ def prices_set(pairs: Annotated[list[str], typer.Argument(help="SYMBOL=PRICE ...
 from m1 import window_commands  # noqa: E402  (needs window_app above)
 
 window_commands.register(window_app)
+from m1 import notification_commands  # noqa: E402
+
+notification_commands.register(app)
+from m1 import pie_commands  # noqa: E402
+
+pie_commands.register(app, pie_app)
 
 
 def main() -> None:

@@ -646,6 +646,82 @@ class Feed(Message):
     entries: list[FeedEntry]
 
 
+WebhookUrl = Annotated[str, StringConstraints(pattern=r"^https?://[^\s]+$", max_length=2000)]
+EmailAddress = Annotated[str, StringConstraints(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", max_length=254)]
+
+
+class SetChannels(Message):
+    """Replace an account's delivery channels (the log is always on): a channel left out is
+    turned off. A webhook needs its signing secret."""
+
+    TYPE: ClassVar[str] = "notification.channels.set"
+    account_id: AccountId
+    webhook_url: WebhookUrl | None = None
+    webhook_secret: Annotated[str, StringConstraints(min_length=16, max_length=200)] | None = None
+    email: EmailAddress | None = None
+
+    @model_validator(mode="after")
+    def _secret_with_webhook(self) -> SetChannels:
+        if (self.webhook_url is None) != (self.webhook_secret is None):
+            raise ValueError("a webhook needs both webhook_url and webhook_secret")
+        return self
+
+
+class GetChannels(Message):
+    TYPE: ClassVar[str] = "notification.channels.get"
+    account_id: AccountId
+
+
+class ChannelsView(Message):
+    """An account's channels; the webhook secret is never sent back, only whether it is set."""
+
+    TYPE: ClassVar[str] = "notification.channels.view"
+    account_id: AccountId
+    webhook_url: str | None = None
+    webhook_secret_set: bool = False
+    email: str | None = None
+    updated_at: datetime | None = None
+
+
+DeliveryStatus = Literal["pending", "delivered", "failed"]
+
+
+class GetDeliveries(Message):
+    TYPE: ClassVar[str] = "notification.deliveries.get"
+    account_id: AccountId
+    status: DeliveryStatus | None = None
+    limit: int = Field(default=100, ge=1, le=1000)
+
+
+class DeliveryEntry(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    id: UUID
+    feed_id: int
+    kind: str
+    channel: str
+    status: DeliveryStatus
+    attempts: int
+    last_error: str | None
+    next_attempt_at: datetime | None
+    delivered_at: datetime | None
+    created_at: datetime
+
+
+class Deliveries(Message):
+    TYPE: ClassVar[str] = "notification.deliveries.view"
+    account_id: AccountId
+    deliveries: list[DeliveryEntry]
+
+
+class ResendDeliveries(Message):
+    """Send an account's failed deliveries again (all of them, or those of ``ids``), each
+    with a fresh set of attempts; replies ``Deliveries`` with the ones queued again."""
+
+    TYPE: ClassVar[str] = "notification.deliveries.resend"
+    account_id: AccountId
+    ids: list[UUID] = []
+
+
 # ---------------------------------------------------------------- replies
 
 

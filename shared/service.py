@@ -65,10 +65,17 @@ class Service:
         self.pool: asyncpg.Pool | None = None
         self.relay: OutboxRelay | None = None
         self._ready_hooks: list[ReadyHook] = []
+        self._stop_hooks: list[ReadyHook] = []
 
     def on_ready(self, hook: ReadyHook) -> ReadyHook:
         """Run ``hook(service)`` once the pool, topology and broker are up."""
         self._ready_hooks.append(hook)
+        return hook
+
+    def on_stop(self, hook: ReadyHook) -> ReadyHook:
+        """Run ``hook(service)`` at shutdown, before the relay and the pool close (stop
+        background work started by an ``on_ready`` hook)."""
+        self._stop_hooks.append(hook)
         return hook
 
     async def _declare_topology(self) -> None:
@@ -94,6 +101,11 @@ class Service:
         try:
             yield
         finally:
+            for hook in reversed(self._stop_hooks):
+                try:
+                    await hook(self)
+                except Exception:
+                    self.log.exception("stop hook failed")
             await self.relay.stop()
             await self.pool.close()
             self.log.info("stopped")

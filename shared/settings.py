@@ -44,6 +44,19 @@ class Settings(BaseSettings):
     window_schedule_poll_seconds: float = 15.0
     # Venue slippage in basis points: buys fill this much above the price, sells below.
     market_slippage_bps: int = 0
+    # Notification email channel: the SMTP server and the sender address.
+    smtp_host: str = "localhost"
+    smtp_port: int = 1025
+    smtp_from: str = "notifications@m1.local"
+    # Notification deliveries (webhook, email): how often the worker looks for due rows when
+    # nothing woke it, how many attempts before a delivery is failed, and the retry backoff
+    # (base * 2^(attempt-1) seconds, capped).
+    notification_delivery_poll_seconds: float = 1.0
+    notification_delivery_max_attempts: int = 8
+    notification_retry_base_seconds: float = 2.0
+    notification_retry_max_seconds: float = 3600.0
+    # How long one webhook POST or SMTP session may take (seconds).
+    notification_send_timeout: float = 10.0
 
     def port_for(self, service: str) -> int:
         return self.http_port or SERVICE_PORTS[service] + self.http_port_offset

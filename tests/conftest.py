@@ -20,7 +20,10 @@ def settings() -> Settings:
     database = unique_name("m1_test")
     rabbit_url = create_vhost(vhost)
     env = {"M1_RABBITMQ_URL": rabbit_url, "M1_DATABASE_URL": f"{PG_BASE}/{database}",
-           "M1_RELAY_POLL_SECONDS": "0.2", "M1_LOG_LEVEL": "WARNING"}
+           "M1_RELAY_POLL_SECONDS": "0.2", "M1_LOG_LEVEL": "WARNING",
+           # No window closes by itself on the NYSE schedule in the middle of a test: the
+           # schedule's own tests turn it on, with the service clock set.
+           "M1_WINDOW_SCHEDULE": "false"}
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     get_settings.cache_clear()

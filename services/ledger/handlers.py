@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from decimal import Decimal
 
 from services.ledger import domain, store
 from shared import topology
@@ -26,6 +27,9 @@ from shared.contracts import (
 )
 from shared.messaging import Rejected, Tx
 from shared.service import Service
+
+# A position sold down to nothing is reported as zero shares (a Decimal: contracts refuse numbers).
+NO_SHARES = Decimal("0.00000")
 
 
 def register(service: Service) -> None:
@@ -227,5 +231,5 @@ def register(service: Service) -> None:
                 deltas[f.symbol] += f.quantity if f.side == "buy" else -f.quantity
             for symbol, delta in sorted(deltas.items()):
                 tx.emit(PositionChanged(account_id=account_id, symbol=symbol,
-                                        quantity=positions[account_id].get(symbol, 0), delta=delta,
+                                        quantity=positions[account_id].get(symbol, NO_SHARES), delta=delta,
                                         version=versions[account_id]))

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import json
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -91,3 +94,47 @@ def intents_carried_over(event: IntentsCarriedOver) -> Notification:
     return Notification(event.account_id, INTENTS_CARRIED_OVER,
                         f"Trades in {', '.join(event.symbols)} wait for the next window: {event.reason}.",
                         event.model_dump(mode="json", include={"window_id", "symbols", "intents", "reason"}))
+
+
+# ---------------------------------------------------------------- delivery channels
+
+SIGNATURE_HEADER = "X-M1-Signature"
+TIMESTAMP_HEADER = "X-M1-Timestamp"
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+
+
+def signature(secret: str, timestamp: int, body: bytes) -> str:
+    """The webhook signature: ``sha256=`` + hex HMAC-SHA256, keyed by the account's secret,
+    of ``<timestamp>.<body>`` (the unix seconds of the timestamp header, a dot, the exact
+    bytes posted). Signing the timestamp too lets a receiver refuse an old, replayed body."""
+    mac = hmac.new(secret.encode(), str(timestamp).encode() + b"." + body, hashlib.sha256)
+    return "sha256=" + mac.hexdigest()
+
+
+def signature_valid(secret: str, timestamp: int, body: bytes, header: str) -> bool:
+    """What a receiver checks (in constant time)."""
+    return hmac.compare_digest(signature(secret, timestamp, body), header)
+
+
+def retry_delay(attempts: int, base: float, cap: float) -> float:
+    """Seconds to wait after the ``attempts``-th failed attempt: base, 2 base, 4 base, ...,
+    never more than ``cap``."""
+    if attempts < 1:
+        raise ValueError("attempts count from 1")
+    return min(cap, base * 2 ** min(attempts - 1, 62))
+
+
+def after_failure(attempts: int, max_attempts: int, base: float, cap: float) -> float | None:
+    """Seconds until the next attempt, or None when the delivery has used its attempts."""
+    return None if attempts >= max_attempts else retry_delay(attempts, base, cap)
+
+
+def webhook_body(delivery_id: str, entry: dict[str, Any]) -> bytes:
+    """The JSON posted to a webhook: the feed entry plus the delivery id, compact, in a
+    stable key order (the signature covers these exact bytes)."""
+    return json.dumps({"delivery_id": delivery_id, **entry}, separators=(",", ":"), sort_keys=True,
+                      default=str).encode()
+
+
+def email_subject(kind: str) -> str:
+    return "M1: " + kind.replace("_", " ")

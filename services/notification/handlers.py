@@ -6,38 +6,60 @@ import json
 import logging
 
 from services.notification import domain, store
+from services.notification.channels import Delivery, EmailChannel, LogChannel, WebhookChannel
+from services.notification.delivery import DeliveryWorker
 from shared import topology
 from shared.contracts import (
+    ChannelsView,
+    Deliveries,
+    DeliveryEntry,
     DepositBooked,
     Feed,
     FeedEntry,
     FillsBooked,
     FundingRejected,
+    GetChannels,
+    GetDeliveries,
     GetFeed,
     IntentsCarriedOver,
     IntentsRejected,
+    ResendDeliveries,
+    SetChannels,
     WithdrawalBooked,
 )
 from shared.messaging import Tx
 from shared.service import Service
 
-# The log delivery channel: one INFO line per new notification (its message is the text the
-# holder reads; account_id and kind ride along). On whatever the service's log level.
-deliveries = logging.getLogger("m1.notification.deliveries")
+# The log delivery channel: one INFO line per new notification, written in the handler.
+log_channel = LogChannel(logging.getLogger("m1.notification.deliveries"))
 
 
 async def notify(tx: Tx, note: domain.Notification) -> None:
-    """Store the notification, keyed by the causing message's id, and deliver it if new."""
+    """Store the notification, keyed by the causing message's id, with one pending delivery
+    per channel the account has on (the worker sends them after commit); log it if new."""
     feed_id = await store.add(tx.conn, note.account_id, note.kind, note.message, json.dumps(note.data),
                               tx.message_id, tx.now)
     if feed_id is not None:
-        deliveries.info(note.message, extra={"account_id": note.account_id, "kind": note.kind, "feed_id": feed_id,
-                                             "cause_id": tx.message_id, "correlation_id": tx.correlation_id})
+        await log_channel.send(Delivery(None, feed_id, note.account_id, note.kind, note.message, note.data,
+                                        tx.message_id, tx.now, extra={"correlation_id": tx.correlation_id}))
 
 
 def register(service: Service) -> None:
     on = service.handler
-    deliveries.setLevel(logging.INFO)
+    worker: list[DeliveryWorker] = []
+
+    @service.on_ready
+    async def start_deliveries(service: Service) -> None:
+        s = service.settings
+        channels = {"webhook": WebhookChannel(s.notification_send_timeout),
+                    "email": EmailChannel(s.smtp_host, s.smtp_port, s.smtp_from, s.notification_send_timeout)}
+        worker.append(DeliveryWorker(service.pool, channels, s, service.log))
+        await worker[0].start()
+
+    @service.on_stop
+    async def stop_deliveries(service: Service) -> None:
+        while worker:
+            await worker.pop().stop()
 
     @on(topology.NOTIFICATION_EVENTS, DepositBooked)
     async def deposit_booked(tx: Tx, event: DepositBooked) -> None:
@@ -68,3 +90,25 @@ def register(service: Service) -> None:
         rows = await store.feed(tx.conn, query.account_id, query.since, query.limit)
         return Feed(account_id=query.account_id,
                     entries=[FeedEntry(**{**dict(r), "data": json.loads(r["data"])}) for r in rows])
+
+    @on(topology.NOTIFICATION_COMMANDS, SetChannels)
+    async def set_channels(tx: Tx, cmd: SetChannels) -> ChannelsView:
+        row = await store.set_channels(tx.conn, cmd.account_id, cmd.webhook_url, cmd.webhook_secret, cmd.email,
+                                       tx.now)
+        return ChannelsView(**dict(row))
+
+    @on(topology.NOTIFICATION_COMMANDS, GetChannels, idempotent=False)
+    async def get_channels(tx: Tx, query: GetChannels) -> ChannelsView:
+        row = await store.channels(tx.conn, query.account_id)
+        return ChannelsView(**dict(row)) if row else ChannelsView(account_id=query.account_id)
+
+    @on(topology.NOTIFICATION_COMMANDS, GetDeliveries, idempotent=False)
+    async def get_deliveries(tx: Tx, query: GetDeliveries) -> Deliveries:
+        rows = await store.deliveries(tx.conn, query.account_id, query.status, query.limit)
+        return Deliveries(account_id=query.account_id, deliveries=[DeliveryEntry(**dict(r)) for r in rows])
+
+    @on(topology.NOTIFICATION_COMMANDS, ResendDeliveries)
+    async def resend_deliveries(tx: Tx, cmd: ResendDeliveries) -> Deliveries:
+        rows = await store.resend(tx.conn, cmd.account_id, cmd.ids)
+        return Deliveries(account_id=cmd.account_id,
+                          deliveries=[DeliveryEntry(**dict(r)) for r in rows])

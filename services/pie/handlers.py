@@ -163,6 +163,8 @@ def register(service: Service) -> None:
         await store.apply_positions(tx.conn, event.account_id, event.positions, event.version)
         booked = await store.book_fills(tx.conn, event.account_id, event.window_id, event.fills, tx.now)
         await reinvest(tx, event.account_id, booked.reinvest)
+        if booked.filled and (pie := await _pie_of(tx, event.account_id)) is not None:
+            await liquidate_removed(tx, event.account_id, pie)  # a buy that filled into a removed slice
         if cash_moved or booked.filled:
             await auto_invest(tx, event.account_id)
 
@@ -174,7 +176,8 @@ def register(service: Service) -> None:
         pie = await _pie_of(tx, event.account_id)
         values, _ = await _values(tx, event.account_id)
         tree = rebalance.Tree(pie) if pie is not None else None
-        holdings = sum((values.get(p, Decimal("0.00")) for p in tree.paths), Decimal("0.00")) if tree else Decimal(0)
+        paths = tree.paths if tree is not None else []
+        holdings = sum((values.get(p, Decimal("0.00")) for p in paths), Decimal("0.00"))
         need = domain.withdrawal_need(event.amount, cash=event.cash,
                                       pending_buys=await store.pending_buys(tx.conn, event.account_id),
                                       held=await store.held_for_withdrawals(tx.conn, event.account_id),

@@ -286,7 +286,7 @@ class Trade:
     symbol: str
     side: Side
     amount: Decimal
-    # A sell of the slice's whole value: submitted as its whole quantity.
+    # A sell of the slice's whole value (the slice is emptied).
     everything: bool = False
 
 

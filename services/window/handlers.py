@@ -52,10 +52,10 @@ async def close(tx: Tx, window_id: uuid.UUID, started_at: datetime | None = None
     orders = await store.insert_net_orders(tx.conn, window_id)
     if orders:
         tx.emit(ExecuteOrders(window_id=window_id, orders=orders), command=True)
-        summary = await store.summarise(tx.conn, window_id)
     else:
-        summary = await store.mark_allocated(tx.conn, window_id, None, tx.now, 0)
-    return WindowClosing(window_id=window_id, intents=intents, accounts=summary["accounts"], orders=orders)
+        await store.mark_allocated(tx.conn, window_id, None, tx.now, 0)
+    return WindowClosing(window_id=window_id, intents=intents, accounts=await store.accounts_in(tx.conn, window_id),
+                         orders=orders)
 
 
 async def run_schedule(service: Service) -> WindowClosing | None:

@@ -297,6 +297,10 @@ async def summarise(conn: asyncpg.Connection, window_id: UUID) -> dict[str, Any]
     return json.loads(text)
 
 
+async def accounts_in(conn: asyncpg.Connection, window_id: UUID) -> int:
+    return await conn.fetchval("SELECT count(DISTINCT account_id) FROM intents WHERE window_id = $1", window_id)
+
+
 async def window_of(conn: asyncpg.Connection, window_id: UUID) -> asyncpg.Record | None:
     return await conn.fetchrow("SELECT window_id, status, closed_at, summary FROM windows WHERE window_id = $1",
                                window_id)

@@ -77,12 +77,13 @@ def test_up_with_the_demo_then_the_cli_then_ctrl_c_stops_everything_cleanly(cli_
                      and v)
         assert [s["symbol"] for s in view["slices"]] == ["VTI", "BND"]
         assert Decimal(view["cash"]) == Decimal("0.00")
-        refused = m1(cli_env, "withdraw", account, "1.00")  # published: the ledger refuses it (no cash)
+        # Published: more than cash + investments ($500), so the pie refuses it and the ledger rejects it.
+        refused = m1(cli_env, "withdraw", account, "600.00")
         assert "requested" in refused.stdout
         feed = until(lambda: (f := json.loads(m1(cli_env, "notifications", account, "--json").stdout))
                      and len(f) >= 3 and f)
         assert [e["kind"] for e in feed] == ["deposit_received", "trades_executed", "funding_rejected"]
-        assert "insufficient cash" in feed[-1]["message"]
+        assert "exceeds the withdrawable value" in feed[-1]["message"]
         table = m1(cli_env, "portfolio", account).stdout
         assert "VTI" in table and "total" in table
         bad = m1(cli_env, "pie", "set", account, str(_bad_pie(tmp_path)), check=False)

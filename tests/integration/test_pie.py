@@ -4,6 +4,7 @@ published by the test itself."""
 from __future__ import annotations
 
 import itertools
+import json
 import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -27,6 +28,7 @@ from shared.contracts import (
     SetPie,
     SetSettings,
     Side,
+    WithdrawalPending,
 )
 from shared.topology import EVENTS_EXCHANGE
 from tests.support import eventually, fetch, fetchval
@@ -367,3 +369,43 @@ async def test_a_manual_rebalance_trades_back_to_target_states_the_gain_and_can_
     refused = await bus.request(Rebalance(account_id=account, path="Nope"))
     assert not refused.ok and "no pie at path" in refused.reason
     await move_prices(bus, settings, PRICES)
+
+
+async def test_a_held_withdrawal_sells_the_overweight_slice_for_the_shortfall_and_keeps_the_cash_back(
+        pie, bus, settings, intents_queue):
+    account = await open_account_with_pie(bus, settings, SIXTY_FORTY)
+    await publish(bus, cash_changed(account, "100.00", "100.00", version=1))
+    (first,) = await eventually(lambda: submitted(intents_queue, account))
+    await fill_batch(bus, settings, account, first, PRICES, cash="0.00", version=2)
+    await move_prices(bus, settings, {"VTI": D("500.00")})  # VTI 120, BND 39.99
+    await publish(bus, cash_changed(account, "20.00", "20.00", version=3))  # under $25: not invested
+    wid = uuid.uuid4()
+    await publish(bus, WithdrawalPending(account_id=account, withdrawal_id=wid, amount=D("50.00"), cash=D("20.00"),
+                                         shortfall=D("30.00"), requested_at=NOW))
+    (sale,) = await eventually(lambda: submitted(intents_queue, account))
+    assert trades(sale) == {"VTI": ("sell", D("30.00"))}  # cash first; VTI is the overweight slice
+    # The proceeds arrive: nothing is auto-invested, the cash waits for the ledger's payout.
+    await fill_batch(bus, settings, account, sale, {"VTI": D("500.00")}, cash="50.00", version=4)
+    assert await submitted(intents_queue, account) == []
+    paid = await publish(bus, CashChanged(account_id=account, cash=D("0.00"), delta=D("-50.00"), cause="withdrawal",
+                                          cause_id=str(wid), version=5))
+    await eventually(lambda: handled(settings, paid))
+    assert await fetchval(settings.database_url, "SELECT status FROM pie.withdrawals WHERE withdrawal_id = $1",
+                          wid) == "paid"
+    await move_prices(bus, settings, PRICES)
+
+
+async def test_a_withdrawal_above_what_the_account_holds_is_refused_with_the_reason(pie, bus, settings):
+    account = await open_account_with_pie(bus, settings, SIXTY_FORTY)
+    channel = await bus.connection.channel()
+    refusals = await channel.declare_queue(exclusive=True, auto_delete=True)
+    await refusals.bind(EVENTS_EXCHANGE, routing_key="pie.withdrawal.refused")
+    await publish(bus, cash_changed(account, "20.00", "20.00", version=1))
+    wid = uuid.uuid4()
+    await publish(bus, WithdrawalPending(account_id=account, withdrawal_id=wid, amount=D("20.01"), cash=D("20.00"),
+                                         shortfall=D("0.01"), requested_at=NOW))
+    message = await eventually(lambda: refusals.get(fail=False, no_ack=True))
+    body = json.loads(message.body)
+    assert (body["withdrawal_id"], body["reason"]) == (
+        str(wid), "withdrawal of $20.01 exceeds the withdrawable value $20.00 (cash $20.00 + investments $0.00)")
+    await channel.close()

@@ -20,7 +20,7 @@ pytestmark = pytest.mark.integration
 
 
 def window_at(settings, moment: datetime):
-    service = make_service("window", settings)
+    service = make_service("window", settings.model_copy(update={"window_schedule": True}))
     service.clock.set(moment)
     return service
 

@@ -19,8 +19,8 @@ from shared.contracts import PieSpec, Side
 
 D = Decimal
 CENT = D("0.01")
-PROPERTY = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-SOLVER = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+PROPERTY = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SOLVER = settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 def pie(name: str, *slices: tuple[int, str | PieSpec]) -> PieSpec:
