@@ -28,7 +28,8 @@ def system(tmp_path_factory):
     asyncio.run(migrate_all(settings))
     log_dir = tmp_path_factory.mktemp("logs")
     supervisor = Supervisor(settings, list(SERVICES), log_dir, ports={n: free_port() for n in SERVICES},
-                            env={"M1_RELAY_POLL_SECONDS": "0.2", "M1_LOG_LEVEL": "INFO"})
+                            env={"M1_RELAY_POLL_SECONDS": "0.2", "M1_LOG_LEVEL": "INFO",
+                                 "M1_WINDOW_SCHEDULE": "false"})  # windows close by command only
     supervisor.start()
     try:
         failed = supervisor.wait_healthy(timeout=90)
