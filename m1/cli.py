@@ -221,20 +221,34 @@ def pie_set(account_id: str, file: Annotated[Path, typer.Argument(exists=True, d
     console.print(f"pie '{command.pie.name}' set for {account_id}")
 
 
-def portfolio_table(view: dict) -> Table:
-    table = Table(title=f"{view['account_id']}: {view.get('pie_name') or 'no pie'}")
-    for col in ("slice", "target %", "actual %", "drift", "value", "quantity"):
-        table.add_column(col, justify="left" if col == "slice" else "right")
+PORTFOLIO_COLUMNS = ("slice", "target %", "actual %", "drift", "value", "quantity")
+
+
+def portfolio_rows(view: dict) -> tuple[list[tuple[str, ...]], list[tuple[str, ...]]]:
+    """The portfolio as table rows: one per slice through the tree, then cash and total."""
+    slices = []
     for s in view["slices"]:
         name = "  " * s["depth"] + s["path"].rsplit("/", 1)[-1]
         drift = Decimal(s["actual_pct"]) - Decimal(s["target_pct"])  # percentage points within the parent pie
-        table.add_row(name, f"{Decimal(s['target_pct']):.0f}", f"{Decimal(s['actual_pct']):.2f}", f"{drift:+.2f}",
-                      f"${s['value']}", s["quantity"] or "")
-    table.add_section()
-    table.add_row("cash", "", "", f"${view['cash']}", "")
+        slices.append((name, f"{Decimal(s['target_pct']):.0f}", f"{Decimal(s['actual_pct']):.2f}", f"{drift:+.2f}",
+                       f"${s['value']}", s["quantity"] or ""))
+    totals = [("cash", "", "", "", f"${view['cash']}", "")]
     if Decimal(view["pending_buys"]):
-        table.add_row("  of which pending buys", "", "", f"${view['pending_buys']}", "")
-    table.add_row("total", "", "", f"${view['total']}", "")
+        totals.append(("  of which pending buys", "", "", "", f"${view['pending_buys']}", ""))
+    totals.append(("total", "", "", "", f"${view['total']}", ""))
+    return slices, totals
+
+
+def portfolio_table(view: dict) -> Table:
+    table = Table(title=f"{view['account_id']}: {view.get('pie_name') or 'no pie'}")
+    for col in PORTFOLIO_COLUMNS:
+        table.add_column(col, justify="left" if col == "slice" else "right")
+    slices, totals = portfolio_rows(view)
+    for row in slices:
+        table.add_row(*row)
+    table.add_section()
+    for row in totals:
+        table.add_row(*row)
     return table
 
 
