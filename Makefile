@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV   := .venv
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test up bench-funding bench-window install services clean
+.PHONY: run test up bench-funding bench-pie bench-window install services clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,9 @@ test: install services
 
 bench-funding: install services
 	$(VENV)/bin/python bench/funding.py
+
+bench-pie: install
+	$(VENV)/bin/python bench/pie.py
 
 bench-window: install services
 	$(VENV)/bin/python bench/window.py
