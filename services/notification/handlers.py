@@ -44,6 +44,14 @@ async def notify(tx: Tx, note: domain.Notification) -> None:
                                         tx.message_id, tx.now, extra={"correlation_id": tx.correlation_id}))
 
 
+def _notifier(render):
+    async def handle(tx: Tx, event) -> None:
+        await notify(tx, render(event))
+
+    handle.__name__ = render.__name__
+    return handle
+
+
 def register(service: Service) -> None:
     on = service.handler
     worker: list[DeliveryWorker] = []
@@ -61,29 +69,17 @@ def register(service: Service) -> None:
         while worker:
             await worker.pop().stop()
 
-    @on(topology.NOTIFICATION_EVENTS, DepositBooked)
-    async def deposit_booked(tx: Tx, event: DepositBooked) -> None:
-        await notify(tx, domain.deposit_received(event))
-
-    @on(topology.NOTIFICATION_EVENTS, WithdrawalBooked)
-    async def withdrawal_booked(tx: Tx, event: WithdrawalBooked) -> None:
-        await notify(tx, domain.withdrawal_completed(event))
-
-    @on(topology.NOTIFICATION_EVENTS, FundingRejected)
-    async def funding_rejected(tx: Tx, event: FundingRejected) -> None:
-        await notify(tx, domain.funding_rejected(event))
-
-    @on(topology.NOTIFICATION_EVENTS, FillsBooked)
-    async def fills_booked(tx: Tx, event: FillsBooked) -> None:
-        await notify(tx, domain.trades_executed(event))
-
-    @on(topology.NOTIFICATION_WINDOW, IntentsRejected)
-    async def intents_rejected(tx: Tx, event: IntentsRejected) -> None:
-        await notify(tx, domain.intents_rejected(event))
-
-    @on(topology.NOTIFICATION_WINDOW, IntentsCarriedOver)
-    async def intents_carried_over(tx: Tx, event: IntentsCarriedOver) -> None:
-        await notify(tx, domain.intents_carried_over(event))
+    # Every user-facing event: its queue, its contract, and the renderer that words it.
+    renderers = [
+        (topology.NOTIFICATION_EVENTS, DepositBooked, domain.deposit_received),
+        (topology.NOTIFICATION_EVENTS, WithdrawalBooked, domain.withdrawal_completed),
+        (topology.NOTIFICATION_EVENTS, FundingRejected, domain.funding_rejected),
+        (topology.NOTIFICATION_EVENTS, FillsBooked, domain.trades_executed),
+        (topology.NOTIFICATION_WINDOW, IntentsRejected, domain.intents_rejected),
+        (topology.NOTIFICATION_WINDOW, IntentsCarriedOver, domain.intents_carried_over),
+    ]
+    for queue, model, render in renderers:
+        on(queue, model)(_notifier(render))
 
     @on(topology.NOTIFICATION_COMMANDS, GetFeed, idempotent=False)
     async def get_feed(tx: Tx, query: GetFeed) -> Feed:
