@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from uuid import uuid4
 
 from services.market import domain, store
 from shared import topology
@@ -18,7 +17,7 @@ from shared.contracts import (
     SetIndexLevel,
     SetPrices,
 )
-from shared.messaging import Rejected, Tx, write_outbox
+from shared.messaging import Rejected, Tx
 from shared.service import Service
 
 SAMPLE_PRICES = Path(__file__).parent / "data" / "prices.csv"
@@ -28,16 +27,10 @@ async def publish_price_snapshot(service: Service) -> None:
     """At start: load the sample price list into an empty price table, then publish every
     active price as one ``PricesChanged`` through the outbox, in one transaction."""
     listings = domain.parse_price_list(SAMPLE_PRICES.read_text())
-    now = service.clock.now()
-    message_id = f"market-start:{uuid4()}"
-    async with service.pool.acquire() as conn, conn.transaction():
-        await store.seed_prices(conn, listings, now)
-        prices = await store.active_prices(conn)
-        tx = Tx(conn, service.name, message_id, message_id, PricesChanged.TYPE, now)
-        if prices:
-            tx.emit(PricesChanged(prices=prices, as_of=now))
-        await write_outbox(conn, tx.correlation_id, tx.outgoing)
-    service.relay.wake()
+    async with service.emitting("start") as tx:
+        await store.seed_prices(tx.conn, listings, tx.now)
+        if prices := await store.active_prices(tx.conn):
+            tx.emit(PricesChanged(prices=prices, as_of=tx.now))
 
 
 def register(service: Service) -> None:
