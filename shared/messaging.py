@@ -398,7 +398,10 @@ class Consumer:
                    VALUES ($1, $2, $3, $4, $5, $6)""",
                 message_id, routing_key, correlation_id, account_id, reason, body,
             )
-            tx = Tx(conn, self.service, message_id, correlation_id, routing_key, self.clock.now())
+            # Seeded apart from the message id: a refused conflict must not emit ids that the
+            # original, accepted message's events already used.
+            tx = Tx(conn, self.service, f"{inbox_key or message_id}:refused", correlation_id, routing_key,
+                    self.clock.now())
             if on_reject is not None:
                 await on_reject(tx, raw_json, reason)
             copy = Outgoing(DEAD_LETTER_EXCHANGE, queue.service, message_id, routing_key or "unknown",

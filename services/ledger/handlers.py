@@ -127,7 +127,10 @@ def register(service: Service) -> None:
             return False  # book_funding rejects it with the reason
         if await store.find_funding(tx.conn, event.withdrawal_id) is not None:
             return False  # booked before: book_funding answers the duplicate
-        cash = await store.cash_of(tx.conn, event.account_id)
+        # Withdrawals already held come first: only the cash they leave is free for this one,
+        # so a later, smaller withdrawal never overtakes a held one and strands it.
+        held = sum((w["amount"] for w in await store.open_withdrawals(tx.conn, event.account_id)), Decimal(0))
+        cash = max(await store.cash_of(tx.conn, event.account_id) - held, Decimal("0.00"))
         if event.amount <= cash:
             return False
         if await store.hold_withdrawal(tx.conn, event.withdrawal_id, event.account_id, event.amount, tx.now):

@@ -148,7 +148,11 @@ def register(service: Service) -> None:
         await store.lock_account(tx.conn, event.account_id)
         if event.cause == "withdrawal":
             await store.withdrawal_paid(tx.conn, uuid.UUID(event.cause_id), event.account_id, -event.delta, tx.now)
-        if await store.apply_cash(tx.conn, event.account_id, event.cash, event.version):
+        moved = await store.apply_cash(tx.conn, event.account_id, event.cash, event.version)
+        # Cash from fills is invested by the FillsBooked handler, after it has marked the fills
+        # and earmarked a removed slice's proceeds: the two events are handled concurrently, so
+        # investing here too could spend the same proceeds twice.
+        if moved and event.cause != "fill":
             await auto_invest(tx, event.account_id)
 
     @on(topology.PIE_LEDGER, PositionChanged)

@@ -152,7 +152,10 @@ async def freeze_and_fund(conn: asyncpg.Connection, window_id: UUID, started_at:
                 funded_amount = CASE WHEN f.amount >= 1 THEN f.amount END,
                 status = CASE WHEN f.amount >= 1 THEN 'frozen' ELSE 'rejected' END,
                 reason = CASE WHEN f.amount >= 1 THEN NULL ELSE $5 END
-            FROM funded f WHERE i.intent_id = f.intent_id""",
+            FROM funded f
+            -- re-checked on rows changed under the statement: an intent cancelled by a
+            -- transaction that committed meanwhile stays cancelled
+            WHERE i.intent_id = f.intent_id AND i.status = 'pending'""",
         window_id, started_at, session, both_windows_equity, under_minimum)
     return int(result.split()[-1])
 
