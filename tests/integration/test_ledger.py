@@ -90,6 +90,24 @@ async def test_a_withdrawal_beyond_cash_is_held_and_paid_after_the_accounts_fill
                           wid) == "withdrawal"
 
 
+async def test_a_later_withdrawal_waits_behind_a_held_one_instead_of_taking_its_cash(ledger, bus, settings):
+    account = f"acc-{uuid.uuid4().hex[:8]}"
+    assert (await bus.request(OpenAccount(account_id=account))).ok
+    dep = deposit_body(account, "100.00")
+    await bus.publish_json("funding.deposit.received", dep, message_id=dep["deposit_id"])
+    await eventually(lambda: fetchval(settings.database_url, "SELECT count(*) FROM ledger.funding "
+                                                             "WHERE account_id = $1", account))
+    status = "SELECT status FROM ledger.pending_withdrawals WHERE withdrawal_id = $1"
+    big, small = withdrawal_body(account, "500.00"), withdrawal_body(account, "100.00")
+    await bus.publish_json("funding.withdrawal.requested", big, message_id=big["withdrawal_id"])
+    assert await eventually(lambda: fetchval(settings.database_url, status,
+                                             uuid.UUID(big["withdrawal_id"]))) == "pending"
+    await bus.publish_json("funding.withdrawal.requested", small, message_id=small["withdrawal_id"])
+    assert await eventually(lambda: fetchval(settings.database_url, status,
+                                             uuid.UUID(small["withdrawal_id"]))) == "pending"
+    assert await cash(bus, account) == Decimal("100.00")  # the $100 stays for the $500 withdrawal
+
+
 async def test_a_held_withdrawal_refused_by_the_pie_is_rejected_with_its_reason(ledger, bus, settings):
     account = f"acc-{uuid.uuid4().hex[:8]}"
     assert (await bus.request(OpenAccount(account_id=account))).ok

@@ -409,3 +409,18 @@ async def test_a_withdrawal_above_what_the_account_holds_is_refused_with_the_rea
     assert (body["withdrawal_id"], body["reason"]) == (
         str(wid), "withdrawal of $20.01 exceeds the withdrawable value $20.00 (cash $20.00 + investments $0.00)")
     await channel.close()
+
+
+async def test_cash_changed_by_fills_is_left_to_the_fills_booked_handler(pie, bus, settings, intents_queue):
+    """The ledger sends CashChanged(cause=fill) beside FillsBooked and they are handled
+    concurrently; only FillsBooked, which marks the fills first, may invest the cash."""
+    account = await open_account_with_pie(bus, settings, SIXTY_FORTY)
+    change = CashChanged(account_id=account, cash=D("100.00"), delta=D("100.00"), cause="fill",
+                         cause_id=str(uuid.uuid4()), version=1)
+    message_id = await publish(bus, change)
+    await eventually(lambda: handled(settings, message_id))
+    assert await fetchval(settings.database_url, "SELECT cash FROM pie.accounts WHERE account_id = $1",
+                          account) == D("100.00")
+    assert await fetchval(settings.database_url, "SELECT count(*) FROM pie.intents WHERE account_id = $1",
+                          account) == 0
+    assert await submitted(intents_queue, account) == []
