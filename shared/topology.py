@@ -80,6 +80,7 @@ PIE_LEDGER = _events(
 PIE_MARKET = _events("pie.market", "market.prices.changed")
 PIE_COMMANDS = _commands("pie")
 PIE_WITHDRAWALS = _events("pie.withdrawals", "ledger.withdrawal.pending")
+PIE_WINDOW = _events("pie.window", "window.intents.rejected")
 # ---- order
 ORDER_LEDGER = _events("order.ledger", "ledger.account.opened")
 ORDER_COMMANDS = _commands("order")

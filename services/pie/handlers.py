@@ -20,6 +20,7 @@ from shared.contracts import (
     Intent,
     IntentsSubmitted,
     IntentSource,
+    IntentsRejected,
     ListModels,
     ModelPies,
     PieSet,
@@ -154,6 +155,13 @@ def register(service: Service) -> None:
         # investing here too could spend the same proceeds twice.
         if moved and event.cause != "fill":
             await auto_invest(tx, event.account_id)
+
+    @on(topology.PIE_WINDOW, IntentsRejected)
+    async def intents_rejected(tx: Tx, event: IntentsRejected) -> None:
+        """A window dropped some of this service's intents for good: they no longer hold cash
+        back as pending buys (the cash is invested again on the account's next change)."""
+        await store.lock_account(tx.conn, event.account_id)
+        await store.reject_intents(tx.conn, event.account_id, event.reasons)
 
     @on(topology.PIE_LEDGER, PositionChanged)
     async def position_changed(tx: Tx, event: PositionChanged) -> None:

@@ -312,3 +312,14 @@ async def held_for_withdrawals(conn: asyncpg.Connection, account_id: str) -> Dec
            WHERE account_id = $1 AND status = 'open'""",
         account_id,
     )
+
+
+async def reject_intents(conn: asyncpg.Connection, account_id: str, reasons: dict[str, str]) -> int:
+    """Mark the account's pending intents the window dropped for good, with its reasons."""
+    result = await conn.execute(
+        """UPDATE intents i SET status = 'rejected', reason = r.reason
+           FROM unnest($2::uuid[], $3::text[]) AS r(intent_id, reason)
+           WHERE i.intent_id = r.intent_id AND i.account_id = $1 AND i.status = 'pending'""",
+        account_id, list(reasons), list(reasons.values()),
+    )
+    return int(result.split()[-1])

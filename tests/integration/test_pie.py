@@ -424,3 +424,20 @@ async def test_cash_changed_by_fills_is_left_to_the_fills_booked_handler(pie, bu
     assert await fetchval(settings.database_url, "SELECT count(*) FROM pie.intents WHERE account_id = $1",
                           account) == 0
     assert await submitted(intents_queue, account) == []
+
+
+async def test_buys_a_window_drops_for_good_stop_holding_cash_as_pending(pie, bus, settings, intents_queue):
+    from shared.contracts import IntentsRejected
+
+    account = await open_account_with_pie(bus, settings, SIXTY_FORTY)
+    await publish(bus, cash_changed(account, "100.00", "100.00", version=1))
+    batch = (await eventually(lambda: submitted(intents_queue, account)))[0]
+    dropped = next(i for i in batch.intents if i.symbol == "BND")
+    message_id = await publish(bus, IntentsRejected(account_id=account, window_id=uuid.uuid4(),
+                                                    reasons={str(dropped.intent_id): "under $1 after funding"}))
+    await eventually(lambda: handled(settings, message_id))
+    view = (await bus.request(GetPortfolio(account_id=account))).result
+    assert view["pending_buys"] == "60.00"
+    row = await fetchval(settings.database_url, "SELECT status || ': ' || reason FROM pie.intents "
+                                                "WHERE intent_id = $1", dropped.intent_id)
+    assert row == "rejected: under $1 after funding"
