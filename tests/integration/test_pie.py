@@ -262,16 +262,22 @@ async def fill_batch(bus, settings, account: str, batch: IntentsSubmitted, price
     await eventually(lambda: handled(settings, mid))
 
 
+async def invested_account(bus, settings, intents_queue, pie_spec: PieSpec) -> str:
+    """An account with ``pie_spec`` whose first $100.00 is invested and booked (version 2)."""
+    account = await open_account_with_pie(bus, settings, pie_spec)
+    await publish(bus, cash_changed(account, "100.00", "100.00", version=1))
+    (first,) = await eventually(lambda: submitted(intents_queue, account))
+    await fill_batch(bus, settings, account, first, PRICES, cash="0.00", version=2)
+    return account
+
+
 def trades(batch: IntentsSubmitted) -> dict[str, tuple[str, Decimal]]:
     return {i.symbol: (i.side.value, i.amount) for i in batch.intents}
 
 
 async def test_a_second_deposit_into_a_drifted_portfolio_buys_only_the_underweight_slice(
         pie, bus, settings, intents_queue):
-    account = await open_account_with_pie(bus, settings, SIXTY_FORTY)
-    await publish(bus, cash_changed(account, "100.00", "100.00", version=1))
-    (first,) = await eventually(lambda: submitted(intents_queue, account))
-    await fill_batch(bus, settings, account, first, PRICES, cash="0.00", version=2)
+    account = await invested_account(bus, settings, intents_queue, SIXTY_FORTY)
     # VTI doubles: 120 / 40 of 160, far above 60%. $40 more all goes to BND (bonds 80 of 200 = 40%).
     await move_prices(bus, settings, {"VTI": D("500.00")})
     await publish(bus, cash_changed(account, "40.00", "40.00", version=3))
@@ -282,10 +288,7 @@ async def test_a_second_deposit_into_a_drifted_portfolio_buys_only_the_underweig
 
 async def test_removing_a_slice_liquidates_it_and_reinvests_in_the_same_pie_even_with_auto_invest_off(
         pie, bus, settings, intents_queue):
-    account = await open_account_with_pie(bus, settings, TWO_CORES)
-    await publish(bus, cash_changed(account, "100.00", "100.00", version=1))
-    (first,) = await eventually(lambda: submitted(intents_queue, account))
-    await fill_batch(bus, settings, account, first, PRICES, cash="0.00", version=2)
+    account = await invested_account(bus, settings, intents_queue, TWO_CORES)
     assert (await bus.request(SetSettings(account_id=account, auto_invest=False))).result["auto_invest"] is False
 
     # Core loses VXUS: its $30 is sold, and the proceeds go to what is left of Core (VTI).
@@ -307,10 +310,7 @@ async def test_removing_a_slice_liquidates_it_and_reinvests_in_the_same_pie_even
 
 
 async def test_editing_targets_trades_nothing(pie, bus, settings, intents_queue):
-    account = await open_account_with_pie(bus, settings, SIXTY_FORTY)
-    await publish(bus, cash_changed(account, "100.00", "100.00", version=1))
-    (first,) = await eventually(lambda: submitted(intents_queue, account))
-    await fill_batch(bus, settings, account, first, PRICES, cash="0.00", version=2)
+    account = await invested_account(bus, settings, intents_queue, SIXTY_FORTY)
     edited = PieSpec.model_validate({"name": "Balanced", "slices": [{"symbol": "VTI", "target": 30},
                                                                     {"symbol": "BND", "target": 70}]})
     assert (await bus.request(SetPie(account_id=account, pie=edited))).ok
@@ -345,10 +345,7 @@ async def test_model_pies_are_listed_and_applied_by_name(pie, bus, settings):
 
 async def test_a_manual_rebalance_trades_back_to_target_states_the_gain_and_can_be_cancelled(
         pie, bus, settings, intents_queue):
-    account = await open_account_with_pie(bus, settings, SIXTY_FORTY)
-    await publish(bus, cash_changed(account, "100.00", "100.00", version=1))
-    (first,) = await eventually(lambda: submitted(intents_queue, account))
-    await fill_batch(bus, settings, account, first, PRICES, cash="0.00", version=2)
+    account = await invested_account(bus, settings, intents_queue, SIXTY_FORTY)
     await move_prices(bus, settings, {"VTI": D("500.00")})
     # VTI 0.24 x 500 = 120.00 (cost 60), BND 0.55172 x 72.50 = 39.9997 -> 39.99 (rounded down): of 159.99,
     # 95.99 / 64.00. Sell 24.01 of VTI (gain 24.01 - 60 x 24.01 / 120 = 12.005 -> 12.01), buy 24.01 of BND.
@@ -373,10 +370,7 @@ async def test_a_manual_rebalance_trades_back_to_target_states_the_gain_and_can_
 
 async def test_a_held_withdrawal_sells_the_overweight_slice_for_the_shortfall_and_keeps_the_cash_back(
         pie, bus, settings, intents_queue):
-    account = await open_account_with_pie(bus, settings, SIXTY_FORTY)
-    await publish(bus, cash_changed(account, "100.00", "100.00", version=1))
-    (first,) = await eventually(lambda: submitted(intents_queue, account))
-    await fill_batch(bus, settings, account, first, PRICES, cash="0.00", version=2)
+    account = await invested_account(bus, settings, intents_queue, SIXTY_FORTY)
     await move_prices(bus, settings, {"VTI": D("500.00")})  # VTI 120, BND 39.99
     await publish(bus, cash_changed(account, "20.00", "20.00", version=3))  # under $25: not invested
     wid = uuid.uuid4()
