@@ -205,7 +205,7 @@ class CashChanged(Message):
     account_id: AccountId
     cash: Cash
     delta: Cash
-    cause: Literal["deposit", "withdrawal", "fill"]
+    cause: Literal["deposit", "withdrawal", "fill", "dividend", "fee", "interest", "loan", "repayment", "adjustment"]
     cause_id: str
     # The account's ledger version after this change: consumers ignore older versions.
     version: int
@@ -424,6 +424,33 @@ class WithdrawalRefused(Message):
     account_id: AccountId
     withdrawal_id: UUID
     amount: PositiveCash
+    reason: str
+
+
+class RaiseCash(Message):
+    """Command: sell ``amount`` dollars from the account's most overweight slices in the next
+    window (intents of ``source``, liquidation by default: the highest priority). Sent, for
+    example, by the margin service to liquidate for a call. ``request_id`` makes it
+    idempotent; the pie answers ``pie.cash.raising`` with what it submitted."""
+
+    TYPE: ClassVar[str] = "pie.cash.raise"
+    account_id: AccountId
+    request_id: UUID
+    amount: PositiveCash
+    reason: str = Field(min_length=1, max_length=200)
+    source: IntentSource = IntentSource.LIQUIDATION
+
+
+class CashRaising(Message):
+    """What the pie submitted for a ``RaiseCash`` (or to cover a negative cash balance):
+    ``planned`` dollars of sells (less than ``amount`` when the holdings do not cover it)."""
+
+    TYPE: ClassVar[str] = "pie.cash.raising"
+    account_id: AccountId
+    request_id: UUID
+    amount: PositiveCash
+    planned: Cash
+    batch_id: UUID | None
     reason: str
 
 
