@@ -479,12 +479,17 @@ class WindowClosing(Message):
 
 
 class NetOrder(BaseModel):
-    """What the window sends the venue for one security: the net of every account's intents."""
+    """What the window sends the venue for one security: the net of every account's intents.
+    ``side`` and ``notional`` are the net of the dollar intents; ``shares`` is the net of the
+    share-quantity intents, signed (positive buys shares, negative sells them). The venue
+    trades both at one price; with shares in the order, the execution's side is that of the
+    whole net at that price."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
     symbol: Symbol
     side: Side
     notional: Cash
+    shares: Quantity = Decimal("0")
 
 
 class ExecuteOrders(Message):

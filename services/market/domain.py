@@ -110,11 +110,23 @@ def circuit_breaker(level: Decimal, prior_close: Decimal, now: datetime, tripped
 
 def fill(order: NetOrder, price: Decimal) -> Execution:
     """Fill one net order in full at ``price``: the whole shares and 1/100,000ths the notional
-    buys (rounded down, so a buy never costs more than its notional), for the exact cents.
-    A zero notional fills zero shares for $0.00 and still reports the price."""
-    quantity = shares_down(order.notional / price)
-    return Execution(symbol=order.symbol, side=order.side, quantity=quantity, price=price,
-                     amount=cents(quantity * price))
+    buys (rounded down, so a buy never costs more than its notional), plus the order's signed
+    share quantity, for the exact cents. The execution's side is that of the resulting net
+    quantity. A zero net fills zero shares for $0.00 and still reports the price."""
+    dollars = shares_down(order.notional / price)
+    net = (dollars if order.side is Side.BUY else -dollars) + order.shares
+    side = order.side if order.shares == 0 else (Side.BUY if net >= 0 else Side.SELL)
+    return Execution(symbol=order.symbol, side=side, quantity=abs(net), price=price,
+                     amount=cents(abs(net) * price))
+
+
+def direction(order: NetOrder, price: Decimal) -> Side:
+    """The side an order trades on at ``price`` (before slippage): its dollar side, or with
+    shares in it, the side of the whole net."""
+    if order.shares == 0:
+        return order.side
+    dollars = order.notional / price
+    return Side.BUY if (dollars if order.side is Side.BUY else -dollars) + order.shares >= 0 else Side.SELL
 
 
 def execute(orders: Sequence[NetOrder], quotes: Mapping[str, Quote], halts: Mapping[str, str] | None = None,
@@ -137,6 +149,6 @@ def execute(orders: Sequence[NetOrder], quotes: Mapping[str, Quote], halts: Mapp
         raise Refusal("; ".join(problems))
     halts = halts or {}
     halted = {o.symbol: market_wide or halts[o.symbol] for o in orders if market_wide or o.symbol in halts}
-    executions = [fill(o, slipped(quotes[o.symbol].price, o.side, slippage_bps)) for o in orders
-                  if o.symbol not in halted]
+    executions = [fill(o, slipped(quotes[o.symbol].price, direction(o, quotes[o.symbol].price), slippage_bps))
+                  for o in orders if o.symbol not in halted]
     return executions, halted

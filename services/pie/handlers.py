@@ -4,7 +4,7 @@ and requests into trade intents (services/pie/rebalance.py decides which), answe
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from decimal import Decimal
 
 from services.pie import domain, models, rebalance, store
@@ -15,6 +15,7 @@ from shared.contracts import (
     ApplyModel,
     CancelRebalance,
     CashChanged,
+    CashRaising,
     FillsBooked,
     GetPortfolio,
     Intent,
@@ -29,6 +30,7 @@ from shared.contracts import (
     PortfolioView,
     PositionChanged,
     PricesChanged,
+    RaiseCash,
     Rebalance,
     RebalanceCancelled,
     RebalancePlanned,
@@ -39,7 +41,6 @@ from shared.contracts import (
     WithdrawalRefused,
 )
 from shared.messaging import Rejected, Tx
-from shared.money import cents_down
 from shared.service import Service
 
 # Intent and batch ids derive from the causing message id, so a redone handler submits the
@@ -72,15 +73,30 @@ async def _submit(tx: Tx, account_id: str, tag: str, source: IntentSource, new: 
     await store.insert_intents(tx.conn, account_id, batch_id, new, tx.now)
     tx.emit(IntentsSubmitted(account_id=account_id, batch_id=batch_id, intents=[
         Intent(intent_id=n.intent_id, account_id=account_id, symbol=n.symbol, side=Side(n.side), amount=n.amount,
-               source=source)
+               quantity=n.quantity, source=source)
         for n in new
     ]))
     return batch_id
 
 
-def _intents(tx: Tx, tag: str, plan: rebalance.Plan, source: IntentSource) -> list[store.NewIntent]:
-    return [store.NewIntent(_id(tx, f"{tag}:{i}"), t.path, t.symbol, t.side.value, t.amount, source.value)
-            for i, t in enumerate(plan.trades)]
+def _intents(tx: Tx, tag: str, plan: rebalance.Plan, source: IntentSource,
+             held: Mapping[str, Decimal] | None = None) -> list[store.NewIntent]:
+    """The plan's trades as intents. A sell of a slice's whole value (``held``: the slice's
+    shares, by path) sells its shares by quantity, so that the window never delivers more
+    shares than the slice holds whatever the price does until then."""
+    held = held or {}
+    out = []
+    for i, t in enumerate(plan.trades):
+        amount, quantity = t.amount, None
+        if t.side is Side.SELL and t.everything and held.get(t.path):
+            amount, quantity = None, held[t.path]
+        out.append(store.NewIntent(_id(tx, f"{tag}:{i}"), t.path, t.symbol, t.side.value, amount, source.value,
+                                   quantity=quantity))
+    return out
+
+
+async def _held(tx: Tx, account_id: str) -> dict[str, Decimal]:
+    return {h["path"]: h["quantity"] for h in await store.holdings(tx.conn, account_id)}
 
 
 async def auto_invest(tx: Tx, account_id: str) -> None:
@@ -117,22 +133,67 @@ async def reinvest(tx: Tx, account_id: str, proceeds: dict[str, Decimal]) -> Non
 
 
 async def liquidate_removed(tx: Tx, account_id: str, pie: PieSpec) -> None:
-    """Sell every holding whose slice the new pie no longer has; its proceeds are earmarked
-    for the nearest pie still in the tree. The window takes dollar sells: each sells its
-    holding's value at the last price rounded down to the cent, so it never delivers more
-    shares than held (what is worth less than a cent stays)."""
+    """Sell every holding whose slice the new pie no longer has, by share quantity (all of
+    its shares, at whatever price the window gets); its proceeds are earmarked for the
+    nearest pie still in the tree."""
     held = {h["path"]: h for h in await store.holdings(tx.conn, account_id)}
     selling = await store.pending_sell_paths(tx.conn, account_id)
     removed = domain.removed_slices(pie, [p for p in held if p not in selling])
     new = []
     for i, (path, into) in enumerate(removed.items()):
         h = held[path]
-        value = cents_down(h["quantity"] * (h["price"] or 0))
-        if value > 0:
-            new.append(store.NewIntent(_id(tx, f"removed:{i}"), path, h["symbol"], Side.SELL.value, value,
-                                       IntentSource.REBALANCE.value, reinvest_in=into))
+        new.append(store.NewIntent(_id(tx, f"removed:{i}"), path, h["symbol"], Side.SELL.value, None,
+                                   IntentSource.REBALANCE.value, reinvest_in=into, quantity=h["quantity"]))
     if new:
         await _submit(tx, account_id, "removed", IntentSource.REBALANCE, new)
+
+
+async def _sell(tx: Tx, account_id: str, tag: str, amount: Decimal, source: IntentSource
+                ) -> tuple[Decimal, uuid.UUID | None]:
+    """Submit sells raising ``amount`` (or all the holdings are worth, when less) from the
+    most overweight slices; returns the dollars planned and the batch."""
+    pie = await _pie_of(tx, account_id)
+    if pie is None:
+        return Decimal("0.00"), None
+    tree = rebalance.Tree(pie)
+    values, _ = await _values(tx, account_id)
+    holdings = sum((values.get(p, Decimal("0.00")) for p in tree.paths), Decimal("0.00"))
+    amount = min(amount, holdings)
+    if amount <= 0:
+        return Decimal("0.00"), None
+    plan = rebalance.withdrawal(tree, values, amount)
+    if not plan.trades:
+        return Decimal("0.00"), None
+    batch_id = await _submit(tx, account_id, tag, source, _intents(tx, tag, plan, source, await _held(tx, account_id)))
+    return plan.sells, batch_id
+
+
+async def cover_shortfall(tx: Tx, account_id: str) -> None:
+    """Raise by sells in the next window what the account owes beyond its cash and the sells
+    already pending: held withdrawals (with the pending buys they stand behind), or a
+    negative balance (a fee, interest). A sell can raise less than planned (the price fell,
+    or the window stopped it at the shares held): then this runs again after its fills.
+    Held withdrawals that nothing is left to sell for are refused."""
+    account = await store.get_account(tx.conn, account_id)
+    withdrawals = await store.held_for_withdrawals(tx.conn, account_id)
+    owed = withdrawals + await store.pending_buys(tx.conn, account_id) if withdrawals > 0 else Decimal("0.00")
+    need = max(owed - account["cash"], -account["cash"]) - await store.pending_sells(tx.conn, account_id)
+    if need <= 0:
+        return
+    source = IntentSource.REBALANCE if withdrawals > 0 else IntentSource.LIQUIDATION
+    planned, _ = await _sell(tx, account_id, "cover", need, source)
+    if planned > 0 or withdrawals <= 0:
+        return
+    free = account["cash"]
+    for w in await store.open_withdrawals(tx.conn, account_id):
+        if w["amount"] <= free:
+            free -= w["amount"]
+            continue
+        reason = (f"withdrawal of ${w['amount']} can no longer be covered: cash ${max(free, 0)}, "
+                  f"nothing left to sell")
+        if await store.refuse_withdrawal(tx.conn, w["withdrawal_id"], reason):
+            tx.emit(WithdrawalRefused(account_id=account_id, withdrawal_id=w["withdrawal_id"], amount=w["amount"],
+                                      reason=reason))
 
 
 def register(service: Service) -> None:
@@ -155,6 +216,7 @@ def register(service: Service) -> None:
         # investing here too could spend the same proceeds twice.
         if moved and event.cause != "fill":
             await auto_invest(tx, event.account_id)
+            await cover_shortfall(tx, event.account_id)
 
     @on(topology.PIE_WINDOW, IntentsRejected)
     async def intents_rejected(tx: Tx, event: IntentsRejected) -> None:
@@ -179,6 +241,7 @@ def register(service: Service) -> None:
             await liquidate_removed(tx, event.account_id, pie)  # a buy that filled into a removed slice
         if cash_moved or booked.filled:
             await auto_invest(tx, event.account_id)
+            await cover_shortfall(tx, event.account_id)
 
     @on(topology.PIE_WITHDRAWALS, WithdrawalPending)
     async def withdrawal_pending(tx: Tx, event: WithdrawalPending) -> None:
@@ -205,7 +268,25 @@ def register(service: Service) -> None:
         plan = rebalance.withdrawal(tree, values, need.sell) if need.sell > 0 else rebalance.Plan([])
         if plan.trades:
             await _submit(tx, event.account_id, "withdrawal", IntentSource.REBALANCE,
-                          _intents(tx, "withdrawal", plan, IntentSource.REBALANCE))
+                          _intents(tx, "withdrawal", plan, IntentSource.REBALANCE, await _held(tx, event.account_id)))
+
+    @on(topology.PIE_COMMANDS, RaiseCash)
+    async def raise_cash(tx: Tx, cmd: RaiseCash) -> CashRaising:
+        """Sell ``amount`` from the most overweight slices in the next window (all the
+        holdings when they are worth less), once per request id."""
+        if await store.get_account(tx.conn, cmd.account_id) is None:
+            raise Rejected(f"unknown account {cmd.account_id}")
+        await store.lock_account(tx.conn, cmd.account_id)
+        if (seen := await store.cash_request(tx.conn, cmd.request_id)) is not None:
+            return CashRaising(account_id=seen["account_id"], request_id=cmd.request_id, amount=seen["amount"],
+                               planned=seen["planned"], batch_id=seen["batch_id"], reason=seen["reason"])
+        planned, batch_id = await _sell(tx, cmd.account_id, "raise", cmd.amount, cmd.source)
+        await store.record_cash_request(tx.conn, cmd.request_id, cmd.account_id, cmd.amount, planned, batch_id,
+                                        cmd.reason, tx.now)
+        event = CashRaising(account_id=cmd.account_id, request_id=cmd.request_id, amount=cmd.amount,
+                            planned=planned, batch_id=batch_id, reason=cmd.reason)
+        tx.emit(event)
+        return event
 
     # ---------------------------------------------------------------- market projection
 
@@ -276,11 +357,11 @@ def register(service: Service) -> None:
             plan = rebalance.rebalance(pie, values, path=cmd.path, top_level_only=cmd.top_level_only)
         except rebalance.RebalanceError as exc:
             raise Rejected(str(exc)) from exc
-        new = _intents(tx, "rebalance", plan, IntentSource.REBALANCE)
+        new = _intents(tx, "rebalance", plan, IntentSource.REBALANCE, await _held(tx, cmd.account_id))
         batch_id = await _submit(tx, cmd.account_id, "rebalance", IntentSource.REBALANCE, new) if new else None
         event = RebalancePlanned(
             account_id=cmd.account_id, batch_id=batch_id, path=cmd.path, top_level_only=cmd.top_level_only,
-            trades=[PlannedTrade(path=n.path, symbol=n.symbol, side=Side(n.side), amount=n.amount) for n in new],
+            trades=[PlannedTrade(path=t.path, symbol=t.symbol, side=t.side, amount=t.amount) for t in plan.trades],
             left_out=plan.left_out, estimated_gain=rebalance.estimated_gain(plan, values, costs))
         tx.emit(event)
         return event

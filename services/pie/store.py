@@ -121,29 +121,35 @@ class NewIntent:
     path: str
     symbol: str
     side: str
-    amount: Decimal
+    amount: Decimal | None  # dollars, or None for a sell of ``quantity`` shares
     source: str
     reinvest_in: str | None = None  # the pie whose slices receive this sell's proceeds
+    quantity: Decimal | None = None
 
 
 async def insert_intents(conn: asyncpg.Connection, account_id: str, batch_id: UUID, intents: Sequence[NewIntent],
                          created_at: datetime) -> None:
     await conn.execute(
         """INSERT INTO intents (intent_id, batch_id, account_id, path, symbol, side, amount, source, created_at,
-                                reinvest_in)
-           SELECT i, $1, $2, p, s, d, a, o, $9, r
-           FROM unnest($3::uuid[], $4::text[], $5::text[], $6::text[], $7::numeric[], $8::text[], $10::text[])
-                AS t(i, p, s, d, a, o, r)""",
+                                reinvest_in, quantity)
+           SELECT i, $1, $2, p, s, d, a, o, $9, r, q
+           FROM unnest($3::uuid[], $4::text[], $5::text[], $6::text[], $7::numeric[], $8::text[], $10::text[],
+                       $11::numeric[])
+                AS t(i, p, s, d, a, o, r, q)""",
         batch_id, account_id, [i.intent_id for i in intents], [i.path for i in intents],
         [i.symbol for i in intents], [i.side for i in intents], [i.amount for i in intents],
-        [i.source for i in intents], created_at, [i.reinvest_in for i in intents],
+        [i.source for i in intents], created_at, [i.reinvest_in for i in intents], [i.quantity for i in intents],
     )
 
 
 async def pending_by_path(conn: asyncpg.Connection, account_id: str) -> dict[str, Decimal]:
-    """Money on its way into (+, buys) or out of (-, sells) each slice: pending intents."""
+    """Money on its way into (+, buys) or out of (-, sells) each slice: pending intents (a
+    share sell at its last price, rounded down to the cent)."""
     rows = await conn.fetch(
-        """SELECT path, sum(CASE WHEN side = 'buy' THEN amount ELSE -amount END) AS amount FROM intents
+        """SELECT path, sum(CASE WHEN side = 'buy' THEN amount
+                                 ELSE -coalesce(amount, floor(quantity * coalesce(p.price, 0) * 100) / 100)
+                            END)::numeric(16, 2) AS amount
+           FROM intents LEFT JOIN prices p USING (symbol)
            WHERE account_id = $1 AND status = 'pending' GROUP BY path""",
         account_id,
     )
@@ -323,3 +329,41 @@ async def reject_intents(conn: asyncpg.Connection, account_id: str, reasons: dic
         account_id, list(reasons), list(reasons.values()),
     )
     return int(result.split()[-1])
+
+
+async def pending_sells(conn: asyncpg.Connection, account_id: str) -> Decimal:
+    """What the account's pending sells should raise (share sells at the last price)."""
+    return await conn.fetchval(
+        """SELECT coalesce(sum(coalesce(amount, floor(quantity * coalesce(p.price, 0) * 100) / 100)), 0.00
+                  )::numeric(16, 2)
+           FROM intents LEFT JOIN prices p USING (symbol)
+           WHERE account_id = $1 AND status = 'pending' AND side = 'sell'""",
+        account_id,
+    )
+
+
+async def open_withdrawals(conn: asyncpg.Connection, account_id: str) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        """SELECT withdrawal_id, amount FROM withdrawals WHERE account_id = $1 AND status = 'open'
+           ORDER BY created_at, withdrawal_id""", account_id)
+
+
+async def refuse_withdrawal(conn: asyncpg.Connection, withdrawal_id: UUID, reason: str) -> bool:
+    result = await conn.execute(
+        "UPDATE withdrawals SET status = 'refused', reason = $2 WHERE withdrawal_id = $1 AND status = 'open'",
+        withdrawal_id, reason)
+    return result.endswith(" 1")
+
+
+async def cash_request(conn: asyncpg.Connection, request_id: UUID) -> asyncpg.Record | None:
+    return await conn.fetchrow("SELECT * FROM cash_requests WHERE request_id = $1", request_id)
+
+
+async def record_cash_request(conn: asyncpg.Connection, request_id: UUID, account_id: str, amount: Decimal,
+                              planned: Decimal, batch_id: UUID | None, reason: str, created_at: datetime) -> bool:
+    """Record a request to raise cash; False when the request id was seen before."""
+    result = await conn.execute(
+        """INSERT INTO cash_requests (request_id, account_id, amount, planned, batch_id, reason, created_at)
+           VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (request_id) DO NOTHING""",
+        request_id, account_id, amount, planned, batch_id, reason, created_at)
+    return result.endswith(" 1")

@@ -19,7 +19,7 @@ from __future__ import annotations
 import warnings
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from functools import lru_cache
@@ -28,7 +28,7 @@ from uuid import UUID
 from zoneinfo import ZoneInfo
 
 from shared.contracts import Execution, Fill, Intent, IntentSource, IntentsSubmitted, NetOrder, Residue, Side
-from shared.money import shares_down, shares_up
+from shared.money import cents_down, cents_up, shares_down, shares_up
 
 ZERO = Decimal("0")
 
@@ -38,10 +38,8 @@ class Refusal(Exception):
 
 
 def check_batch(batch: IntentsSubmitted) -> None:
-    """A batch holds dollar intents of the batch's own account, each id once."""
+    """A batch holds intents of the batch's own account, each id once."""
     problems = []
-    if any(i.quantity is not None for i in batch.intents):
-        problems.append("share-quantity intents are not supported yet")
     if others := sorted({i.account_id for i in batch.intents if i.account_id != batch.account_id}):
         problems.append(f"intents for other accounts ({', '.join(others)}) in a batch of {batch.account_id}")
     if repeated := sorted(str(k) for k, n in Counter(i.intent_id for i in batch.intents).items() if n > 1):
@@ -56,47 +54,110 @@ PRIORITY = {IntentSource.LIQUIDATION: 0, IntentSource.ORDER: 1, IntentSource.REB
             IntentSource.AUTO_INVEST: 2}
 MINIMUM_BUY = Decimal("1.00")
 UNDER_MINIMUM = "insufficient cash: the buy is under $1 after scaling to the account's cash"
+SHARES_UNFUNDED = "insufficient cash for the shares at the last price plus the price margin"
+NOT_HELD = "nothing left to sell: the account does not hold the shares"
+# A share-quantity intent's dollar value is known only at execution. For funding, a share
+# buy is counted at its last price plus this margin, and a share sell's proceeds at the last
+# price less it, so that a price move until the window's execution does not overspend.
+SHARE_PRICE_MARGIN = Decimal("0.05")
+CENT = Decimal("0.01")
+
+
+def share_buy_cost(quantity: Decimal, price: Decimal | None) -> Decimal | None:
+    """What a share buy is funded for: its last-price value plus the margin, rounded up."""
+    return None if price is None else cents_up(quantity * price * (1 + SHARE_PRICE_MARGIN))
+
+
+def share_sell_proceeds(quantity: Decimal, price: Decimal | None) -> Decimal:
+    """What a share sell's proceeds count for in funding: last price less the margin, down."""
+    return ZERO if price is None else cents_down(quantity * price * (1 - SHARE_PRICE_MARGIN))
+
+
+def clamp(wanted: Sequence[Decimal], available: Decimal | None) -> list[Decimal]:
+    """Sells of one account and security, in order, limited together to ``available`` shares
+    (no limit when unknown): each gets what is left after the ones before it."""
+    if available is None:
+        return list(wanted)
+    limit, total, out = max(available, ZERO), ZERO, []
+    for w in wanted:
+        out.append(min(total + w, limit) - min(total, limit))
+        total += w
+    return out
 
 
 @dataclass(frozen=True)
 class Funding:
-    """What a window funds of each intent (``funded``: intent id -> amount) and the buys it
-    drops (``rejected``: intent id -> reason)."""
+    """What a window funds of each intent (``funded``: intent id -> dollar amount;
+    ``shares``: intent id -> share quantity) and what it drops (``rejected``: intent id ->
+    reason)."""
 
     funded: dict[UUID, Decimal]
     rejected: dict[UUID, str]
+    shares: dict[UUID, Decimal] = field(default_factory=dict)
 
     def apply(self, intents: Iterable[Intent]) -> list[Intent]:
-        """The funded intents, each with its funded amount."""
-        return [i.model_copy(update={"amount": self.funded[i.intent_id]}) for i in intents
-                if i.intent_id in self.funded]
+        """The funded intents, each with its funded amount or quantity."""
+        out = []
+        for i in intents:
+            if i.intent_id in self.funded:
+                out.append(i.model_copy(update={"amount": self.funded[i.intent_id]}))
+            elif i.intent_id in self.shares:
+                out.append(i.model_copy(update={"quantity": self.shares[i.intent_id]}))
+        return out
 
 
-def fund(intents: Sequence[Intent], cash: Mapping[str, Decimal]) -> Funding:
-    """Sells are funded in full. An account's buys are funded by its cash plus the proceeds
-    of its sells in the window, tier by tier in ``PRIORITY`` order: a tier the money covers
-    is funded in full; the first it does not cover is scaled pro rata to what is left
-    (``amount * left / tier total``, rounded down to the cent, exactly); later tiers get
-    nothing. A buy funded under $1 is dropped with ``UNDER_MINIMUM``; the cash it would
-    have used stays in the account."""
+def fund(intents: Sequence[Intent], cash: Mapping[str, Decimal], prices: Mapping[str, Decimal] | None = None,
+         positions: Mapping[tuple[str, str], Decimal] | None = None) -> Funding:
+    """Sells are funded in full; share sells up to the shares held (``positions``, by account
+    and security: sells in intent order share what is held; no limit when unknown), a sell
+    left with nothing is dropped with ``NOT_HELD``. An account's buys are funded by its cash
+    plus the proceeds of its sells in the window (share sells at ``share_sell_proceeds``),
+    tier by tier in ``PRIORITY`` order: a tier the money covers is funded in full; the first
+    it does not cover has its dollar buys scaled pro rata to what is left (``amount * left /
+    tier total``, rounded down to the cent, exactly) and its share buys (counted at
+    ``share_buy_cost``) dropped with ``SHARES_UNFUNDED``; later tiers get nothing. A dollar
+    buy funded under $1 is dropped with ``UNDER_MINIMUM``; the cash it would have used stays
+    in the account."""
+    prices = prices or {}
+    positions = positions or {}
     funded: dict[UUID, Decimal] = {}
+    shares: dict[UUID, Decimal] = {}
     rejected: dict[UUID, str] = {}
     by_account: dict[str, list[Intent]] = defaultdict(list)
     for intent in intents:
         by_account[intent.account_id].append(intent)
     for account, group in by_account.items():
-        available = cash.get(account, ZERO) + sum((i.amount for i in group if i.side is Side.SELL), ZERO)
+        available = cash.get(account, ZERO)
+        share_sells: dict[str, list[Intent]] = defaultdict(list)
         tiers: dict[int, list[Intent]] = defaultdict(list)
         for intent in group:
-            if intent.side is Side.SELL:
-                funded[intent.intent_id] = intent.amount
-            else:
+            if intent.side is Side.BUY:
                 tiers[PRIORITY[intent.source]].append(intent)
+            elif intent.amount is not None:
+                funded[intent.intent_id] = intent.amount
+                available += intent.amount
+            else:
+                share_sells[intent.symbol].append(intent)
+        for symbol, sells in share_sells.items():
+            for intent, q in zip(sells, clamp([i.quantity for i in sells], positions.get((account, symbol)))):
+                if q > 0:
+                    shares[intent.intent_id] = q
+                    available += share_sell_proceeds(q, prices.get(symbol))
+                else:
+                    rejected[intent.intent_id] = NOT_HELD
         before = ZERO
         for _, tier in sorted(tiers.items()):
-            demand = sum((i.amount for i in tier), ZERO)
+            costs = {i.intent_id: (i.amount if i.amount is not None
+                                   else share_buy_cost(i.quantity, prices.get(i.symbol))) for i in tier}
+            demand = sum((c for c in costs.values() if c is not None), ZERO)
             left = available - before
             for intent in tier:
+                if intent.amount is None:
+                    if costs[intent.intent_id] is not None and left >= demand:
+                        shares[intent.intent_id] = intent.quantity
+                    else:
+                        rejected[intent.intent_id] = SHARES_UNFUNDED
+                    continue
                 if left >= demand:
                     amount = intent.amount
                 elif left <= 0:
@@ -104,11 +165,11 @@ def fund(intents: Sequence[Intent], cash: Mapping[str, Decimal]) -> Funding:
                 else:  # exact: integer division of cents, rounded toward zero
                     amount = (intent.amount * left * 100 // demand) / 100
                 if amount >= MINIMUM_BUY:
-                    funded[intent.intent_id] = amount.quantize(Decimal("0.01"))
+                    funded[intent.intent_id] = amount.quantize(CENT)
                 else:
                     rejected[intent.intent_id] = UNDER_MINIMUM
             before += demand
-    return Funding(funded, rejected)
+    return Funding(funded, rejected, shares)
 
 
 def check_executions(orders: Sequence[NetOrder], executions: Sequence[Execution],
@@ -124,7 +185,7 @@ def check_executions(orders: Sequence[NetOrder], executions: Sequence[Execution]
     problems += [f"no execution for {s}" for s in ordered if s not in executed and s not in halted]
     problems += [f"execution for {s}, which has no intents in this window" for s in executed if s not in ordered]
     problems += [f"{s} executed as a {e.side} for a net {ordered[s].side} order" for s, e in executed.items()
-                 if s in ordered and e.side != ordered[s].side]
+                 if s in ordered and ordered[s].shares == 0 and e.side != ordered[s].side]
     if problems:
         raise Refusal("; ".join(problems))
 
@@ -141,13 +202,16 @@ def _by_symbol(intents: Iterable[Intent]) -> dict[str, list[Intent]]:
 
 
 def net_orders(intents: Iterable[Intent]) -> list[NetOrder]:
-    """One order per security that has intents, sorted by symbol: net notional = buys - sells,
-    a buy when that is positive or zero, a sell otherwise. A zero net still goes to the venue
-    so that the window learns the price at which its crossed intents change hands."""
+    """One order per security that has intents, sorted by symbol: net notional = dollar buys
+    - dollar sells, a buy when that is positive or zero, a sell otherwise; ``shares`` = share
+    buys - share sells. A zero net still goes to the venue so that the window learns the
+    price at which its crossed intents change hands."""
     orders = []
     for symbol, group in _by_symbol(intents).items():
-        net = sum((_signed(i.side, i.amount) for i in group), ZERO)
-        orders.append(NetOrder(symbol=symbol, side=Side.BUY if net >= 0 else Side.SELL, notional=abs(net)))
+        net = sum((_signed(i.side, i.amount) for i in group if i.amount is not None), ZERO)
+        shares = sum((_signed(i.side, i.quantity) for i in group if i.amount is None), ZERO)
+        orders.append(NetOrder(symbol=symbol, side=Side.BUY if net >= 0 else Side.SELL, notional=abs(net),
+                               shares=shares))
     return orders
 
 
@@ -157,14 +221,47 @@ class Allocation:
     residues: list[Residue]
 
 
-def fill_of(intent: Intent, price: Decimal) -> Fill:
-    """One dollar intent at the window price: a buy gets the shares its amount buys (rounded
-    down), a sell delivers the shares its amount is worth (rounded up); both settle at
-    exactly the intent's amount."""
+def fill_of(intent: Intent, price: Decimal, held: Decimal | None = None) -> Fill:
+    """One intent at the window price. A dollar buy gets the shares its amount buys (rounded
+    down) for exactly its amount; a dollar sell delivers the shares its amount is worth
+    (rounded up) for exactly its amount, unless that is more than the ``held`` shares left
+    for it: then it delivers those and receives their value rounded down to the cent. A
+    share buy pays its shares' value rounded up to the cent, a share sell receives it
+    rounded down."""
+    if intent.amount is None:
+        value = intent.quantity * price
+        amount = cents_up(value) if intent.side is Side.BUY else cents_down(value)
+        return Fill(intent_id=intent.intent_id, account_id=intent.account_id, symbol=intent.symbol,
+                    side=intent.side, quantity=intent.quantity, amount=amount, price=price)
     exact = intent.amount / price
     quantity = shares_down(exact) if intent.side is Side.BUY else shares_up(exact)
+    amount = intent.amount
+    if intent.side is Side.SELL and held is not None and quantity > held:
+        quantity, amount = max(held, ZERO), cents_down(max(held, ZERO) * price)
     return Fill(intent_id=intent.intent_id, account_id=intent.account_id, symbol=intent.symbol, side=intent.side,
-                quantity=quantity, amount=intent.amount, price=price)
+                quantity=quantity, amount=amount, price=price)
+
+
+def _allocate_symbol(group: Sequence[Intent], price: Decimal,
+                     positions: Mapping[tuple[str, str], Decimal]) -> list[Fill]:
+    """Fills of one security: dollar sells of an account share, in order, what it holds
+    after its share sells."""
+    left: dict[str, Decimal | None] = {}
+    for intent in group:
+        if intent.account_id not in left:
+            held = positions.get((intent.account_id, intent.symbol))
+            share_sells = sum((i.quantity for i in group if i.account_id == intent.account_id
+                               and i.side is Side.SELL and i.amount is None), ZERO)
+            left[intent.account_id] = None if held is None else held - share_sells
+    fills = []
+    for intent in group:
+        is_dollar_sell = intent.side is Side.SELL and intent.amount is not None
+        held = left[intent.account_id] if is_dollar_sell else None
+        f = fill_of(intent, price, held)
+        if is_dollar_sell and held is not None:
+            left[intent.account_id] = held - shares_up(intent.amount / price)
+        fills.append(f)
+    return fills
 
 
 def residue_of(execution: Execution, fills: Sequence[Fill]) -> Residue:
@@ -177,9 +274,11 @@ def residue_of(execution: Execution, fills: Sequence[Fill]) -> Residue:
                    amount=customers_cash - _signed(execution.side, execution.amount))
 
 
-def allocate(intents: Sequence[Intent], executions: Sequence[Execution]) -> Allocation:
+def allocate(intents: Sequence[Intent], executions: Sequence[Execution],
+             positions: Mapping[tuple[str, str], Decimal] | None = None) -> Allocation:
     """Allocate a window's executions back to its frozen intents (one execution per security
-    that has intents, on the side of the window's net order)."""
+    that has intents, on the side of the window's net order). ``positions`` (by account and
+    security; unknown means no limit) caps what dollar sells deliver."""
     groups = _by_symbol(intents)
     by_symbol = {e.symbol: e for e in executions}
     problems = [f"{s} executed {n} times" for s, n in Counter(e.symbol for e in executions).items() if n > 1]
@@ -187,7 +286,7 @@ def allocate(intents: Sequence[Intent], executions: Sequence[Execution]) -> Allo
     problems += [f"execution for {s}, which has no intents in this window" for s in by_symbol if s not in groups]
     for order in net_orders(intents):
         execution = by_symbol.get(order.symbol)
-        if execution is not None and execution.side != order.side:
+        if execution is not None and order.shares == 0 and execution.side != order.side:
             problems.append(f"{order.symbol} executed as a {execution.side} for a net {order.side} order")
     if problems:
         raise Refusal("; ".join(problems))
@@ -195,7 +294,7 @@ def allocate(intents: Sequence[Intent], executions: Sequence[Execution]) -> Allo
     residues: list[Residue] = []
     for symbol, group in groups.items():
         execution = by_symbol[symbol]
-        symbol_fills = [fill_of(intent, execution.price) for intent in group]
+        symbol_fills = _allocate_symbol(group, execution.price, positions or {})
         fills += symbol_fills
         residues.append(residue_of(execution, symbol_fills))
     return Allocation(fills, residues)
@@ -211,11 +310,13 @@ def summary(intents: Sequence[Intent], executions: Sequence[Execution], residues
     residue_of_symbol = {r.symbol: r for r in residues}
     securities = {}
     for symbol, group in _by_symbol(intents).items():
-        buys = sum((i.amount for i in group if i.side is Side.BUY), ZERO)
-        sells = sum((i.amount for i in group if i.side is Side.SELL), ZERO)
+        buys = sum((i.amount for i in group if i.side is Side.BUY and i.amount is not None), ZERO)
+        sells = sum((i.amount for i in group if i.side is Side.SELL and i.amount is not None), ZERO)
+        shares = sum((_signed(i.side, i.quantity) for i in group if i.amount is None), ZERO)
         e, r = by_symbol[symbol], residue_of_symbol[symbol]
         securities[symbol] = {
             "intents": len(group), "gross_buy": _text(buys), "gross_sell": _text(sells), "net": _text(buys - sells),
+            "net_shares": _text(shares),
             "side": e.side.value, "price": _text(e.price), "quantity": _text(e.quantity), "amount": _text(e.amount),
             "residue_quantity": _text(r.quantity), "residue_amount": _text(r.amount),
         }

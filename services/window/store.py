@@ -12,6 +12,7 @@ import asyncpg
 
 from decimal import Decimal
 
+from services.window import domain
 from shared.contracts import Execution, Fill, Intent, NetOrder, Residue, Side
 
 _INTENT_COLUMNS = "intent_id, account_id, symbol, side, amount, quantity, source"
@@ -110,15 +111,19 @@ _TIER = "CASE source WHEN 'liquidation' THEN 0 WHEN 'order' THEN 1 ELSE 2 END"
 
 
 async def freeze_and_fund(conn: asyncpg.Connection, window_id: UUID, started_at: datetime, session: str | None,
-                          both_windows_equity: Decimal, under_minimum: str) -> int:
+                          both_windows_equity: Decimal, under_minimum: str, *,
+                          not_held: str = domain.NOT_HELD, shares_unfunded: str = domain.SHARES_UNFUNDED,
+                          margin: Decimal = domain.SHARE_PRICE_MARGIN) -> int:
     """Freeze and fund a window in one statement; returns how many intents it took.
 
     Freeze: every intent pending when the window started, of the accounts that trade in
     ``session`` (every account when None: an operator's close); services/window/domain.py
-    ``trades_in`` is the rule. Fund (``domain.fund`` is the reference): sells in full; each
-    account's buys by tier from its cash plus its sells' proceeds, the first tier short of
-    money scaled pro rata (cents rounded down, exactly, with ``div``), later tiers nothing; a
-    buy funded under $1 is rejected with ``under_minimum``."""
+    ``trades_in`` is the rule. Fund (``domain.fund`` is the reference): dollar sells in full,
+    share sells up to the shares held (in intent order); each account's buys by tier from its
+    cash plus its sells' proceeds (share sells at the last price less ``margin``), the first
+    tier short of money has its dollar buys scaled pro rata (cents rounded down, exactly,
+    with ``div``) and its share buys (at the last price plus ``margin``) rejected, later tiers
+    nothing; a dollar buy funded under $1 is rejected with ``under_minimum``."""
     result = await conn.execute(
         f"""WITH pend AS (SELECT DISTINCT account_id FROM intents WHERE status = 'pending' AND created_at <= $2),
                  eligible AS (
@@ -128,35 +133,63 @@ async def freeze_and_fund(conn: asyncpg.Connection, window_id: UUID, started_at:
                         OR coalesce(c.cash, 0) + coalesce((SELECT sum(p.quantity * pr.price) FROM positions p
                                                            JOIN prices pr USING (symbol)
                                                            WHERE p.account_id = pend.account_id), 0) >= $4),
-                 t AS (SELECT i.intent_id, i.account_id, i.side, i.amount, {_TIER} AS tier,
-                              coalesce(c.cash, 0) AS cash,
-                              CASE WHEN i.side = 'buy' THEN i.amount ELSE 0 END AS buy,
-                              CASE WHEN i.side = 'sell' THEN i.amount ELSE 0 END AS sell
-                       FROM intents i LEFT JOIN cash c USING (account_id)
+                 t AS (SELECT i.intent_id, i.account_id, i.symbol, i.side, i.amount, i.quantity, i.created_at,
+                              {_TIER} AS tier, coalesce(c.cash, 0) AS cash, pr.price, p.quantity AS held
+                       FROM intents i LEFT JOIN cash c ON c.account_id = i.account_id
+                       LEFT JOIN prices pr ON pr.symbol = i.symbol
+                       LEFT JOIN positions p ON p.account_id = i.account_id AND p.symbol = i.symbol
                        WHERE i.status = 'pending' AND i.created_at <= $2
                          AND i.account_id IN (SELECT account_id FROM eligible)),
-                 w AS (SELECT intent_id, side, amount,
-                              cash + sum(sell) OVER (PARTITION BY account_id) AS available,
-                              sum(buy) OVER (PARTITION BY account_id, tier) AS demand,
-                              coalesce(sum(buy) OVER (PARTITION BY account_id ORDER BY tier
-                                                      RANGE BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS before
-                       FROM t),
-                 funded AS (SELECT intent_id,
-                                   CASE WHEN side = 'sell' OR available - before >= demand THEN amount
+                 -- share sells of an account and security share what it holds, in order
+                 ss AS (SELECT intent_id,
+                               CASE WHEN held IS NULL THEN quantity
+                                    ELSE least(cum, greatest(held, 0)) - least(cum - quantity, greatest(held, 0))
+                               END AS q
+                        FROM (SELECT intent_id, quantity, held,
+                                     sum(quantity) OVER (PARTITION BY account_id, symbol
+                                                         ORDER BY created_at, intent_id) AS cum
+                              FROM t WHERE side = 'sell' AND amount IS NULL) x),
+                 v AS (SELECT t.*, ss.q AS sell_q,
+                              CASE WHEN t.side = 'buy' AND t.amount IS NULL AND t.price IS NOT NULL
+                                   THEN ceil(t.quantity * t.price * (1 + $8::numeric) * 100) / 100 END AS share_cost
+                       FROM t LEFT JOIN ss USING (intent_id)),
+                 w AS (SELECT intent_id, side, amount, quantity, sell_q, share_cost, held,
+                              cash + sum(CASE WHEN side = 'sell' THEN coalesce(
+                                             amount,
+                                             floor(sell_q * coalesce(price, 0) * (1 - $8::numeric) * 100) / 100)
+                                         ELSE 0 END) OVER (PARTITION BY account_id) AS available,
+                              sum(CASE WHEN side = 'buy' THEN coalesce(amount, share_cost, 0) ELSE 0 END)
+                                  OVER (PARTITION BY account_id, tier) AS demand,
+                              coalesce(sum(CASE WHEN side = 'buy' THEN coalesce(amount, share_cost, 0) ELSE 0 END)
+                                           OVER (PARTITION BY account_id ORDER BY tier
+                                                 RANGE BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS before
+                       FROM v),
+                 funded AS (SELECT intent_id, side, held,
+                                   CASE WHEN amount IS NULL THEN NULL
+                                        WHEN side = 'sell' OR available - before >= demand THEN amount
                                         WHEN available - before <= 0 THEN 0
                                         ELSE div(amount * (available - before) * 100, demand) / 100
-                                   END AS amount
-                            FROM w)
+                                   END AS amount,
+                                   CASE WHEN amount IS NOT NULL THEN NULL
+                                        WHEN side = 'sell' THEN nullif(sell_q, 0)
+                                        WHEN share_cost IS NOT NULL AND available - before >= demand THEN quantity
+                                   END AS quantity,
+                                   CASE WHEN amount IS NOT NULL THEN $5 WHEN side = 'sell' THEN $6 ELSE $7 END AS why
+                            FROM w),
+                 ok AS (SELECT *, (amount >= 1 OR (side = 'sell' AND amount > 0) OR quantity > 0) AS taken
+                        FROM funded)
             UPDATE intents i
             SET window_id = $1,
-                funded_amount = CASE WHEN f.amount >= 1 THEN f.amount END,
-                status = CASE WHEN f.amount >= 1 THEN 'frozen' ELSE 'rejected' END,
-                reason = CASE WHEN f.amount >= 1 THEN NULL ELSE $5 END
-            FROM funded f
+                funded_amount = CASE WHEN ok.taken THEN ok.amount END,
+                funded_quantity = CASE WHEN ok.taken THEN ok.quantity END,
+                held = CASE WHEN ok.taken AND ok.side = 'sell' THEN ok.held END,
+                status = CASE WHEN ok.taken THEN 'frozen' ELSE 'rejected' END,
+                reason = CASE WHEN ok.taken THEN NULL ELSE ok.why END
+            FROM ok
             -- re-checked on rows changed under the statement: an intent cancelled by a
             -- transaction that committed meanwhile stays cancelled
-            WHERE i.intent_id = f.intent_id AND i.status = 'pending'""",
-        window_id, started_at, session, both_windows_equity, under_minimum)
+            WHERE i.intent_id = ok.intent_id AND i.status = 'pending'""",
+        window_id, started_at, session, both_windows_equity, under_minimum, not_held, shares_unfunded, margin)
     return int(result.split()[-1])
 
 
@@ -167,39 +200,66 @@ async def rejected_of(conn: asyncpg.Connection, window_id: UUID) -> list[asyncpg
            WHERE window_id = $1 AND status = 'rejected' GROUP BY account_id ORDER BY account_id""", window_id)
 
 
+def _order(r: asyncpg.Record) -> NetOrder:
+    return NetOrder(symbol=r["symbol"], side=r["side"], notional=r["notional"], shares=r["shares"])
+
+
 async def insert_net_orders(conn: asyncpg.Connection, window_id: UUID) -> list[NetOrder]:
     """Net the window's funded intents per security into its orders, in one statement
     (services/window/domain.py ``net_orders`` is the reference)."""
     rows = await conn.fetch(
-        """INSERT INTO orders (window_id, symbol, side, notional)
-           SELECT $1, symbol, CASE WHEN net >= 0 THEN 'buy' ELSE 'sell' END, abs(net)
-           FROM (SELECT symbol, sum(CASE side WHEN 'buy' THEN funded_amount ELSE -funded_amount END) AS net
+        """INSERT INTO orders (window_id, symbol, side, notional, shares)
+           SELECT $1, symbol, CASE WHEN net >= 0 THEN 'buy' ELSE 'sell' END, abs(net), shares
+           FROM (SELECT symbol,
+                        coalesce(sum(CASE side WHEN 'buy' THEN funded_amount ELSE -funded_amount END), 0) AS net,
+                        coalesce(sum(CASE side WHEN 'buy' THEN funded_quantity ELSE -funded_quantity END), 0) AS shares
                  FROM intents WHERE window_id = $1 AND status = 'frozen' GROUP BY symbol) n
            ORDER BY symbol
-           RETURNING symbol, side, notional""", window_id)
-    return sorted((NetOrder(symbol=r["symbol"], side=r["side"], notional=r["notional"]) for r in rows),
-                  key=lambda o: o.symbol)
+           RETURNING symbol, side, notional, shares""", window_id)
+    return sorted((_order(r) for r in rows), key=lambda o: o.symbol)
 
 
 async def orders_of(conn: asyncpg.Connection, window_id: UUID) -> list[NetOrder]:
-    rows = await conn.fetch("SELECT symbol, side, notional FROM orders WHERE window_id = $1 ORDER BY symbol",
+    rows = await conn.fetch("SELECT symbol, side, notional, shares FROM orders WHERE window_id = $1 ORDER BY symbol",
                             window_id)
-    return [NetOrder(symbol=r["symbol"], side=r["side"], notional=r["notional"]) for r in rows]
+    return [_order(r) for r in rows]
 
 
 # Every frozen intent's fill at its security's executed price (services/window/domain.py
-# ``fill_of`` is the reference): a buy gets floor(amount / p) shares to 1/100,000, a sell
-# delivers the ceiling; exact, with integer ``div``. Used to allocate and to replay.
+# ``allocate`` is the reference): a dollar buy gets floor(amount / p) shares to 1/100,000, a
+# dollar sell delivers the ceiling, limited with the account's other sells of the security
+# to the shares it held when frozen (then it receives their value rounded down to the cent); a share
+# buy pays its value rounded up to the cent, a share sell receives it rounded down. Exact,
+# with integer ``div``. Used to allocate and to replay.
 _ALLOCATION = """
-    o AS (SELECT symbol, side, executed_quantity AS q, executed_price AS p, executed_amount AS a
+    o AS (SELECT symbol, coalesce(executed_side, side) AS side, executed_quantity AS q, executed_price AS p,
+                 executed_amount AS a
           FROM orders WHERE window_id = $1 AND executed_price IS NOT NULL),
-    f AS (SELECT i.intent_id, i.account_id, i.symbol, i.side, i.funded_amount AS amount, o.p AS price,
+    f AS (SELECT i.intent_id, i.account_id, i.symbol, i.side, i.funded_amount AS amount,
+                 i.funded_quantity AS fq, i.held, i.created_at, o.p AS price,
                  div(i.funded_amount * 100000, o.p) AS down, i.funded_amount * 100000 AS scaled
           FROM intents i JOIN o USING (symbol) WHERE i.window_id = $1 AND i.status IN {statuses}),
-    allocation AS (SELECT intent_id, account_id, symbol, side, amount, price,
-                          ((down + CASE WHEN side = 'sell' AND down * price <> scaled THEN 1 ELSE 0 END) / 100000
-                          )::numeric(20, 5) AS quantity
-                   FROM f)"""
+    r AS (SELECT f.*,
+                 CASE WHEN fq IS NOT NULL THEN fq
+                      ELSE ((down + CASE WHEN side = 'sell' AND down * price <> scaled THEN 1 ELSE 0 END) / 100000
+                           )::numeric(20, 5) END AS want
+          FROM f),
+    l AS (SELECT r.*,
+                 greatest(held - coalesce(sum(fq) FILTER (WHERE side = 'sell')
+                                              OVER (PARTITION BY account_id, symbol), 0)
+                          - coalesce(sum(want) FILTER (WHERE side = 'sell' AND fq IS NULL)
+                                         OVER (PARTITION BY account_id, symbol ORDER BY created_at, intent_id
+                                               ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0), 0) AS left_
+          FROM r),
+    allocation AS (SELECT intent_id, account_id, symbol, side, price,
+                          (CASE WHEN side = 'sell' AND fq IS NULL AND held IS NOT NULL AND want > left_ THEN left_
+                                ELSE want END)::numeric(20, 5) AS quantity,
+                          (CASE WHEN fq IS NOT NULL AND side = 'buy' THEN ceil(fq * price * 100) / 100
+                                WHEN fq IS NOT NULL THEN floor(fq * price * 100) / 100
+                                WHEN side = 'sell' AND held IS NOT NULL AND want > left_
+                                    THEN floor(left_ * price * 100) / 100
+                                ELSE amount END)::numeric(16, 2) AS amount
+                   FROM l)"""
 
 
 async def allocate(conn: asyncpg.Connection, window_id: UUID) -> None:
@@ -258,7 +318,8 @@ async def fills_of(conn: asyncpg.Connection, window_id: UUID) -> list[Fill]:
 
 async def executions_of(conn: asyncpg.Connection, window_id: UUID) -> list[Execution]:
     rows = await conn.fetch(
-        """SELECT symbol, side, executed_quantity, executed_price, executed_amount FROM orders
+        """SELECT symbol, coalesce(executed_side, side) AS side, executed_quantity, executed_price, executed_amount
+           FROM orders
            WHERE window_id = $1 AND executed_price IS NOT NULL ORDER BY symbol""", window_id)
     return [Execution(symbol=r["symbol"], side=r["side"], quantity=r["executed_quantity"],
                       price=r["executed_price"], amount=r["executed_amount"]) for r in rows]
@@ -278,7 +339,9 @@ async def summarise(conn: asyncpg.Connection, window_id: UUID) -> dict[str, Any]
         """WITH per AS (
                SELECT i.symbol, count(*) AS intents,
                       coalesce(sum(i.funded_amount) FILTER (WHERE i.side = 'buy'), 0.00) AS gross_buy,
-                      coalesce(sum(i.funded_amount) FILTER (WHERE i.side = 'sell'), 0.00) AS gross_sell
+                      coalesce(sum(i.funded_amount) FILTER (WHERE i.side = 'sell'), 0.00) AS gross_sell,
+                      coalesce(sum(CASE i.side WHEN 'buy' THEN i.funded_quantity ELSE -i.funded_quantity END), 0)
+                          AS net_shares
                FROM intents i WHERE i.window_id = $1 AND i.status IN ('frozen', 'filled') GROUP BY i.symbol)
            SELECT jsonb_build_object(
                'intents', (SELECT count(*) FROM intents WHERE window_id = $1)
@@ -290,7 +353,8 @@ async def summarise(conn: asyncpg.Connection, window_id: UUID) -> dict[str, Any]
                                    WHERE window_id = $1 AND halted IS NOT NULL), '{}'::jsonb),
                'securities', coalesce((SELECT jsonb_object_agg(per.symbol, jsonb_build_object(
                    'intents', per.intents, 'gross_buy', per.gross_buy::text, 'gross_sell', per.gross_sell::text,
-                   'net', (per.gross_buy - per.gross_sell)::text, 'side', o.side,
+                   'net', (per.gross_buy - per.gross_sell)::text, 'net_shares', per.net_shares::text,
+                   'side', coalesce(o.executed_side, o.side),
                    'price', o.executed_price::text, 'quantity', o.executed_quantity::text,
                    'amount', o.executed_amount::text,
                    'residue_quantity', r.quantity::text, 'residue_amount', r.amount::text))
@@ -346,7 +410,7 @@ async def carry_over(conn: asyncpg.Connection, window_id: UUID, halted: dict[str
                 halted AS (UPDATE orders o SET halted = h.reason FROM h
                            WHERE o.window_id = $1 AND o.symbol = h.symbol RETURNING o.symbol),
                 moved AS (UPDATE intents i SET status = 'pending', window_id = NULL, funded_amount = NULL,
-                                               reason = h.reason
+                                               funded_quantity = NULL, held = NULL, reason = h.reason
                           FROM h WHERE i.window_id = $1 AND i.status = 'frozen' AND i.symbol = h.symbol
                           RETURNING i.intent_id, i.account_id, i.symbol, h.reason),
                 kept AS (INSERT INTO carried_over (window_id, intent_id, reason)
@@ -384,11 +448,12 @@ async def intents_of(conn: asyncpg.Connection, window_id: UUID) -> list[Intent]:
 
 async def record_executions(conn: asyncpg.Connection, window_id: UUID, executions: Sequence[Execution]) -> None:
     await conn.execute(
-        """UPDATE orders SET executed_quantity = t.q, executed_price = t.p, executed_amount = t.a
-           FROM unnest($2::text[], $3::numeric[], $4::numeric[], $5::numeric[]) AS t(s, q, p, a)
+        """UPDATE orders SET executed_quantity = t.q, executed_price = t.p, executed_amount = t.a,
+                              executed_side = t.d
+           FROM unnest($2::text[], $3::numeric[], $4::numeric[], $5::numeric[], $6::text[]) AS t(s, q, p, a, d)
            WHERE orders.window_id = $1 AND orders.symbol = t.s""",
         window_id, [e.symbol for e in executions], [e.quantity for e in executions], [e.price for e in executions],
-        [e.amount for e in executions],
+        [e.amount for e in executions], [e.side.value for e in executions],
     )
 
 

@@ -47,10 +47,12 @@ def by_symbol(view) -> dict[str, Decimal]:
     return {s["symbol"]: D(s["value"]) for s in view["slices"] if s["symbol"]}
 
 
-async def pending(settings, account) -> list[tuple[str, str, Decimal]]:
-    rows = await fetch(settings.database_url, "SELECT symbol, side, amount FROM pie.intents "
+async def pending(settings, account) -> list[tuple[str, str, Decimal | str]]:
+    """The account's pending intents: symbol, side, and dollars (or ``"N shares"``)."""
+    rows = await fetch(settings.database_url, "SELECT symbol, side, amount, quantity FROM pie.intents "
                                               "WHERE account_id = $1 AND status = 'pending' ORDER BY symbol", account)
-    return [(r["symbol"], r["side"], r["amount"]) for r in rows]
+    return [(r["symbol"], r["side"], r["amount"] if r["amount"] is not None else f"{r['quantity']} shares")
+            for r in rows]
 
 
 async def settled(settings, account) -> bool:
@@ -145,7 +147,8 @@ async def test_removing_a_slice_liquidates_it_and_reinvests_in_the_pie_with_auto
     three = PieSpec.model_validate({"name": "Balanced", "slices": [
         {"symbol": "VTI", "target": 60}, {"symbol": "VXUS", "target": 40}]})
     await client.call(SetPie(account_id=account, pie=three))
-    assert await eventually(lambda: pending(settings, account)) == [("BND", "sell", D("400.00"))]
+    # BND goes whole: its 5 shares are sold by quantity.
+    assert await eventually(lambda: pending(settings, account)) == [("BND", "sell", "5.00000 shares")]
     await close_window(client, settings, account)
     # The proceeds come back as cash and are reinvested in the same pie, by the deposit rule:
     # VXUS (0 of 40%) is the underweight slice.

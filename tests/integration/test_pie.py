@@ -20,10 +20,12 @@ from shared.contracts import (
     FillsBooked,
     GetPortfolio,
     IntentsSubmitted,
+    IntentSource,
     ListModels,
     Message,
     PieSpec,
     PricesChanged,
+    RaiseCash,
     Rebalance,
     SetPie,
     SetSettings,
@@ -250,7 +252,8 @@ async def fill_batch(bus, settings, account: str, batch: IntentsSubmitted, price
                      cash: str, version: int) -> None:
     """Book every intent of ``batch`` as filled at ``prices`` (as the ledger would report it)."""
     fills = [Fill(intent_id=i.intent_id, account_id=account, symbol=i.symbol, side=i.side,
-                  quantity=(i.amount / prices[i.symbol]).quantize(D("0.00001")), amount=i.amount,
+                  quantity=(i.amount / prices[i.symbol]).quantize(D("0.00001")) if i.quantity is None else i.quantity,
+                  amount=i.amount if i.amount is not None else (i.quantity * prices[i.symbol]).quantize(D("0.01")),
                   price=prices[i.symbol]) for i in batch.intents]
     positions = {r["symbol"]: r["quantity"] for r in await fetch(
         settings.database_url, "SELECT symbol, sum(quantity) AS quantity FROM pie.slice_holdings "
@@ -272,7 +275,9 @@ async def invested_account(bus, settings, intents_queue, pie_spec: PieSpec) -> s
 
 
 def trades(batch: IntentsSubmitted) -> dict[str, tuple[str, Decimal]]:
-    return {i.symbol: (i.side.value, i.amount) for i in batch.intents}
+    """Per symbol: side and dollars, or for a share-quantity intent side and ``"N shares"``."""
+    return {i.symbol: (i.side.value, i.amount if i.amount is not None else f"{i.quantity} shares")
+            for i in batch.intents}
 
 
 async def test_a_second_deposit_into_a_drifted_portfolio_buys_only_the_underweight_slice(
@@ -291,14 +296,15 @@ async def test_removing_a_slice_liquidates_it_and_reinvests_in_the_same_pie_even
     account = await invested_account(bus, settings, intents_queue, TWO_CORES)
     assert (await bus.request(SetSettings(account_id=account, auto_invest=False))).result["auto_invest"] is False
 
-    # Core loses VXUS: its $30 is sold, and the proceeds go to what is left of Core (VTI).
+    # Core loses VXUS: all its shares are sold (by quantity, whatever the price does until the
+    # window), and the proceeds go to what is left of Core (VTI).
     without = PieSpec.model_validate({"name": "Two cores", "slices": [
         {"target": 60, "pie": {"name": "Core", "slices": [{"symbol": "VTI", "target": 100}]}},
         {"target": 40, "pie": {"name": "Growth", "slices": [{"symbol": "VTI", "target": 100}]}},
     ]})
     assert (await bus.request(SetPie(account_id=account, pie=without))).ok
     (sale,) = await eventually(lambda: submitted(intents_queue, account))
-    assert trades(sale) == {"VXUS": ("sell", D("30.00"))}
+    assert trades(sale) == {"VXUS": ("sell", "0.50000 shares")}
     assert await fetchval(settings.database_url, "SELECT reinvest_in FROM pie.intents WHERE intent_id = $1",
                           sale.intents[0].intent_id) == "Core"
     await fill_batch(bus, settings, account, sale, PRICES, cash="30.00", version=3)
@@ -435,3 +441,65 @@ async def test_buys_a_window_drops_for_good_stop_holding_cash_as_pending(pie, bu
     row = await fetchval(settings.database_url, "SELECT status || ': ' || reason FROM pie.intents "
                                                 "WHERE intent_id = $1", dropped.intent_id)
     assert row == "rejected: under $1 after funding"
+
+
+async def test_raise_cash_sells_the_most_overweight_slices_at_liquidation_priority_once(
+        pie, bus, settings, intents_queue):
+    account = await invested_account(bus, settings, intents_queue, SIXTY_FORTY)  # VTI 60, BND 40
+    await move_prices(bus, settings, {"VTI": D("500.00")})  # VTI 120, BND 39.99: VTI overweight
+    request = RaiseCash(account_id=account, request_id=uuid.uuid4(), amount=D("30.00"), reason="margin call")
+    reply = await bus.request(request)
+    assert reply.ok and (reply.result["planned"], reply.result["reason"]) == ("30.00", "margin call")
+    (sale,) = await eventually(lambda: submitted(intents_queue, account))
+    assert trades(sale) == {"VTI": ("sell", D("30.00"))}
+    assert {i.source for i in sale.intents} == {IntentSource.LIQUIDATION}
+    again = await bus.request(request.model_copy())  # the same request under a new message id
+    assert again.ok and again.result["batch_id"] == reply.result["batch_id"]
+    assert await submitted(intents_queue, account) == []
+    await move_prices(bus, settings, PRICES)
+
+
+async def test_raise_cash_above_the_holdings_sells_everything_by_quantity(pie, bus, settings, intents_queue):
+    account = await invested_account(bus, settings, intents_queue, SIXTY_FORTY)  # 0.24 VTI, 0.55172 BND
+    reply = await bus.request(RaiseCash(account_id=account, request_id=uuid.uuid4(), amount=D("1000.00"),
+                                        reason="margin call"))
+    assert reply.ok and reply.result["planned"] == "99.99"  # what the holdings are worth at the last prices
+    (sale,) = await eventually(lambda: submitted(intents_queue, account))
+    assert trades(sale) == {"VTI": ("sell", "0.24000 shares"), "BND": ("sell", "0.55172 shares")}
+
+
+async def test_a_negative_cash_balance_is_covered_by_sells_in_the_next_window(pie, bus, settings, intents_queue):
+    account = await invested_account(bus, settings, intents_queue, SIXTY_FORTY)
+    await move_prices(bus, settings, {"VTI": D("500.00")})
+    await publish(bus, CashChanged(account_id=account, cash=D("-3.00"), delta=D("-3.00"), cause="fee",
+                                   cause_id=str(uuid.uuid4()), version=3))
+    (sale,) = await eventually(lambda: submitted(intents_queue, account))
+    assert trades(sale) == {"VTI": ("sell", D("3.00"))} and sale.intents[0].source is IntentSource.LIQUIDATION
+    # Another change while the sell is pending does not sell again.
+    await publish(bus, CashChanged(account_id=account, cash=D("-3.00"), delta=D("0.00"), cause="fee",
+                                   cause_id=str(uuid.uuid4()), version=4))
+    assert await submitted(intents_queue, account) == []
+    await move_prices(bus, settings, PRICES)
+
+
+async def test_a_withdrawal_still_short_after_its_sells_filled_sells_again_then_is_refused_when_nothing_is_left(
+        pie, bus, settings, intents_queue):
+    account = await invested_account(bus, settings, intents_queue, SIXTY_FORTY)  # VTI 60, BND 40 (39.99)
+    channel = await bus.connection.channel()
+    refusals = await channel.declare_queue(exclusive=True, auto_delete=True)
+    await refusals.bind(EVENTS_EXCHANGE, routing_key="pie.withdrawal.refused")
+    wid = uuid.uuid4()
+    await publish(bus, WithdrawalPending(account_id=account, withdrawal_id=wid, amount=D("99.99"), cash=D("0.00"),
+                                         shortfall=D("99.99"), requested_at=NOW))
+    (sale,) = await eventually(lambda: submitted(intents_queue, account))
+    assert trades(sale) == {"VTI": ("sell", "0.24000 shares"), "BND": ("sell", "0.55172 shares")}
+    # The prices fell before the window: the whole holdings raised only $90.00.
+    await fill_batch(bus, settings, account, sale, {"VTI": D("225.00"), "BND": D("65.3103")}, cash="90.00",
+                     version=4)
+    await move_prices(bus, settings, {"VTI": D("225.00"), "BND": D("65.3103")})
+    await publish(bus, cash_changed(account, "90.00", "0.00", version=5))
+    message = await eventually(lambda: refusals.get(fail=False, no_ack=True))
+    body = json.loads(message.body)
+    assert body["withdrawal_id"] == str(wid) and "nothing left to sell" in body["reason"]
+    await channel.close()
+    await move_prices(bus, settings, PRICES)

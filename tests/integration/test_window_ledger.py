@@ -12,6 +12,7 @@ import asyncpg
 import pytest
 
 from services.ledger.domain import clearing_book
+from services.market.domain import fill as market_fill
 from services.window import domain, store
 from shared import topology
 from shared.contracts import (
@@ -215,12 +216,25 @@ async def check_random_window(conn, rng: random.Random) -> None:
     accounts = [f"r-{n}" for n in range(rng.randint(1, 6))]
     prices = {s: D(rng.randint(1, 500_000_000)) / D(1_000_000) for s in symbols}
     cash = {a: D(rng.randint(-500, 20_000)) / 100 for a in accounts}
+    # Some holdings known to the window, some not (no limit then).
+    held = {(a, s): D(rng.randint(0, 5_000_000)) / D(100_000) for a in accounts for s in symbols
+            if rng.random() < 0.6}
     sources = list(IntentSource)
-    intents = [Intent(intent_id=uuid.uuid4(), account_id=rng.choice(accounts), symbol=rng.choice(symbols),
-                      side=rng.choice([BUY, SELL]), amount=D(rng.randint(1, 100_000)) / 100,
-                      source=rng.choice(sources)) for _ in range(rng.randint(1, 25))]
+
+    def random_intent() -> Intent:
+        by_shares = rng.random() < 0.3
+        return Intent(intent_id=uuid.uuid4(), account_id=rng.choice(accounts), symbol=rng.choice(symbols),
+                      side=rng.choice([BUY, SELL]), source=rng.choice(sources),
+                      amount=None if by_shares else D(rng.randint(1, 100_000)) / 100,
+                      quantity=D(rng.randint(1, 3_000_000)) / D(100_000) if by_shares else None)
+
+    intents = sorted((random_intent() for _ in range(rng.randint(1, 25))), key=lambda i: i.intent_id)
     await conn.execute("DELETE FROM cash WHERE account_id LIKE 'r-%'")
+    await conn.execute("DELETE FROM positions WHERE account_id LIKE 'r-%'")
     await conn.executemany("INSERT INTO cash (account_id, cash, version) VALUES ($1, $2, 1)", list(cash.items()))
+    await conn.executemany("INSERT INTO positions (account_id, symbol, quantity, version) VALUES ($1, $2, $3, 1)",
+                           [(a, s, q) for (a, s), q in held.items()])
+    await store.set_prices(conn, prices)
     # Whatever is pending from elsewhere is set aside inside this rolled-back transaction.
     await conn.execute("UPDATE intents SET status = 'cancelled' WHERE status = 'pending'")
     from datetime import UTC, datetime
@@ -230,23 +244,23 @@ async def check_random_window(conn, rng: random.Random) -> None:
     assert await store.freeze_and_fund(conn, window_id, now, None, domain.BOTH_WINDOWS_EQUITY,
                                        domain.UNDER_MINIMUM) == len(intents)
     await store.insert_window(conn, window_id, now)
-    funding = domain.fund(intents, cash)
-    rows = await conn.fetch("SELECT intent_id, status, funded_amount FROM intents WHERE window_id = $1", window_id)
-    assert {r["intent_id"]: r["funded_amount"] for r in rows if r["status"] == "frozen"} == funding.funded
-    assert {r["intent_id"] for r in rows if r["status"] == "rejected"} == set(funding.rejected)
+    funding = domain.fund(intents, cash, prices, held)
+    rows = await conn.fetch("SELECT intent_id, status, funded_amount, funded_quantity, reason FROM intents "
+                            "WHERE window_id = $1", window_id)
+    assert {r["intent_id"]: r["funded_amount"] for r in rows
+            if r["status"] == "frozen" and r["funded_amount"] is not None} == funding.funded
+    assert {r["intent_id"]: r["funded_quantity"] for r in rows
+            if r["status"] == "frozen" and r["funded_quantity"] is not None} == funding.shares
+    assert {r["intent_id"]: r["reason"] for r in rows if r["status"] == "rejected"} == funding.rejected
     funded = funding.apply(intents)
     orders = await store.insert_net_orders(conn, window_id)
     assert orders == domain.net_orders(funded)
     if not orders:
         return
-    executions = []
-    for o in orders:
-        quantity = shares_down(o.notional / prices[o.symbol])
-        executions.append(Execution(symbol=o.symbol, side=o.side, quantity=quantity, price=prices[o.symbol],
-                                    amount=cents(quantity * prices[o.symbol])))
+    executions = [market_fill(o, prices[o.symbol]) for o in orders]
     await store.record_executions(conn, window_id, executions)
     await store.allocate(conn, window_id)
-    reference = domain.allocate(funded, executions)
+    reference = domain.allocate(funded, executions, held)
     assert await store.fills_of(conn, window_id) == sorted(reference.fills, key=lambda f: str(f.intent_id))
     assert await store.residues_of(conn, window_id) == reference.residues
     assert await store.replay_allocation(conn, window_id) == await store.fills_of(conn, window_id)

@@ -10,6 +10,7 @@ from decimal import Decimal
 import pytest
 
 from services.ledger.domain import fills as ledger_entry
+from services.window import domain
 from shared import topology
 from shared.contracts import (
     CashChanged,
@@ -17,10 +18,12 @@ from shared.contracts import (
     ExecuteOrders,
     FillsBatch,
     Intent,
+    IntentsRejected,
     IntentsSubmitted,
     IntentSource,
     NetOrder,
     OrdersExecuted,
+    PositionChanged,
     PricesChanged,
     SetPrices,
     Side,
@@ -226,18 +229,56 @@ async def dead_lettered(settings, dlq: str, message_id: str) -> list:
     return [m for m in await dlq_messages(settings.rabbitmq_url, dlq) if m.message_id == message_id]
 
 
-async def test_share_quantity_intents_are_dead_lettered_until_supported(services, bus, settings):
-    account = new_account()
-    batch = IntentsSubmitted(account_id=account, batch_id=uuid.uuid4(), intents=[
-        Intent(intent_id=uuid.uuid4(), account_id=account, symbol="VTI", side=SELL, quantity="1.5",
-               source=IntentSource.REBALANCE)])
+async def give_shares(bus, settings, account: str, symbol: str, quantity: str, version: int = 1) -> None:
+    """What the ledger would report: the account's position, for limiting its sells."""
+    event = PositionChanged(account_id=account, symbol=symbol, quantity=quantity, delta=quantity, version=version)
     message_id = str(uuid.uuid4())
-    await bus.publish_json(IntentsSubmitted.TYPE, batch.model_dump(mode="json"), message_id=message_id)
-    reason = await eventually(lambda: fetchval(
-        settings.database_url, 'SELECT reason FROM "window".dead_letters WHERE message_id = $1', message_id))
-    assert "share-quantity intents are not supported yet" in reason
-    assert await fetchval(settings.database_url, 'SELECT count(*) FROM "window".intents WHERE account_id = $1',
-                          account) == 0
+    await bus.publish_json(PositionChanged.TYPE, event.model_dump(mode="json"), message_id=message_id)
+    await handled(settings, message_id)
+
+
+def by_shares(account: str, symbol: str, side: Side, quantity: str) -> Intent:
+    return Intent(intent_id=uuid.uuid4(), account_id=account, symbol=symbol, side=side, quantity=quantity,
+                  source=IntentSource.ORDER)
+
+
+async def test_share_quantity_intents_trade_at_the_window_price_and_sells_stop_at_the_holding(
+        services, bus, settings):
+    symbol = new_symbol()
+    await set_prices(bus, **{symbol: "10.00"})
+    seller, buyer, dollars = new_account(), new_account(), new_account()
+    await give_shares(bus, settings, seller, symbol, "3")
+    await give_cash(bus, settings, buyer, "100.00")
+    await give_cash(bus, settings, dollars, "20.00")
+    sell_all, buy = by_shares(seller, symbol, SELL, "5"), by_shares(buyer, symbol, BUY, "1.5")
+    await submit(bus, settings, seller, sell_all)
+    await submit(bus, settings, buyer, buy)
+    await submit(bus, settings, dollars, dollar_buy := intent(dollars, symbol, BUY, "20.00"))
+    allocated = Seen(await listen(bus, "window.fills.#"))
+
+    closing = await close_window(bus)
+    # $20 buys 2 shares; 1.5 bought and 3 (all that is held, not 5) sold by quantity
+    assert closing.orders == [NetOrder(symbol=symbol, side=BUY, notional=D("20.00"), shares=D("-1.5"))]
+    [body] = await eventually(lambda: allocated.where(window_id=str(closing.window_id)))
+    event = FillsBatch.model_validate(body)
+    fills = {f.intent_id: (f.quantity, f.amount) for f in event.fills}
+    assert fills == {sell_all.intent_id: (D("3"), D("30.00")), buy.intent_id: (D("1.5"), D("15.00")),
+                     dollar_buy.intent_id: (D("2"), D("20.00"))}
+    [execution] = event.executions
+    assert (execution.side, execution.quantity, execution.amount) == (BUY, D("0.5"), D("5.00"))
+    ledger_entry(event.executions, event.fills, event.residues)
+
+
+async def test_a_share_sell_of_an_account_holding_nothing_is_rejected_with_the_reason(services, bus, settings):
+    symbol = new_symbol()
+    await set_prices(bus, **{symbol: "10.00"})
+    account = new_account()
+    await give_shares(bus, settings, account, symbol, "0")
+    await submit(bus, settings, account, sell := by_shares(account, symbol, SELL, "1"))
+    rejected = Seen(await listen(bus, IntentsRejected.TYPE))
+    await close_window(bus)
+    [body] = await eventually(lambda: rejected.where(account_id=account))
+    assert body["reasons"] == {str(sell.intent_id): domain.NOT_HELD}
 
 
 async def test_an_intent_id_reused_for_a_different_intent_is_refused(services, bus, settings):

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from services.market import domain
 from services.market.domain import Quote, Refusal
-from shared.contracts import NetOrder, Side
+from shared.contracts import Execution, NetOrder, Side
 
 D = Decimal
 SAMPLE = Path(__file__).parents[2] / "services" / "market" / "data" / "prices.csv"
@@ -151,3 +151,12 @@ def test_a_twenty_percent_fall_halts_for_the_rest_of_the_day():
 
 def test_a_small_fall_trips_nothing():
     assert domain.circuit_breaker(D("93.01"), D("100"), datetime(2026, 11, 25, 15, tzinfo=UTC), []) is None
+
+
+def test_an_order_with_shares_trades_the_whole_net_on_its_side():
+    order = NetOrder(symbol="VTI", side=Side.BUY, notional=Decimal("100.00"), shares=Decimal("-3"))
+    assert domain.direction(order, Decimal("50")) is Side.SELL  # 2 bought by dollars, 3 sold
+    assert domain.fill(order, Decimal("50")) == Execution(symbol="VTI", side=Side.SELL, quantity=Decimal("1"),
+                                                         price=Decimal("50"), amount=Decimal("50.00"))
+    executions, _ = domain.execute([order], {"VTI": domain.Quote("VTI", Decimal("50"), True)}, slippage_bps=100)
+    assert executions[0].side is Side.SELL and executions[0].price == Decimal("49.5")  # slipped against a sell

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections import defaultdict
 from decimal import Decimal
 
 import pytest
@@ -25,10 +26,18 @@ def intent(account: str, symbol: str, side: Side, amount: str | Decimal) -> Inte
 
 
 def venue(order: NetOrder, price: Decimal) -> Execution:
-    """The market's fill rule, restated: shares rounded down, amount to the cent."""
-    quantity = shares_down(order.notional / price)
-    return Execution(symbol=order.symbol, side=order.side, quantity=quantity, price=price,
-                     amount=cents(quantity * price))
+    """The market's fill rule, restated: the notional's shares rounded down plus the order's
+    signed shares, amount to the cent."""
+    dollars = shares_down(order.notional / price)
+    net = (dollars if order.side is BUY else -dollars) + order.shares
+    side = order.side if order.shares == 0 else (BUY if net >= 0 else SELL)
+    return Execution(symbol=order.symbol, side=side, quantity=abs(net), price=price, amount=cents(abs(net) * price))
+
+
+def shares_intent(account: str, symbol: str, side: Side, quantity: str | Decimal,
+                  source: IntentSource = IntentSource.ORDER) -> Intent:
+    return Intent(intent_id=uuid.uuid4(), account_id=account, symbol=symbol, side=side, quantity=quantity,
+                  source=source)
 
 
 def run_window(intents: list[Intent], prices: dict[str, Decimal]):
@@ -39,12 +48,10 @@ def run_window(intents: list[Intent], prices: dict[str, Decimal]):
 # ---------------------------------------------------------------- accepting
 
 
-def test_a_batch_of_share_quantity_intents_is_refused_for_now():
-    batch = IntentsSubmitted(account_id="a", batch_id=uuid.uuid4(), intents=[
+def test_a_batch_of_share_quantity_intents_is_accepted():
+    domain.check_batch(IntentsSubmitted(account_id="a", batch_id=uuid.uuid4(), intents=[
         Intent(intent_id=uuid.uuid4(), account_id="a", symbol="VTI", side=SELL, quantity="1.5",
-               source=IntentSource.REBALANCE)])
-    with pytest.raises(Refusal, match="share-quantity intents are not supported yet"):
-        domain.check_batch(batch)
+               source=IntentSource.REBALANCE)]))
 
 
 def test_a_batch_with_another_accounts_intent_is_refused():
@@ -342,3 +349,90 @@ def test_plus_and_large_accounts_trade_in_both_windows_others_in_their_choice():
     assert domain.trades_in(domain.MORNING, "basic", None, D(0))  # morning by default
     assert domain.trades_in(domain.AFTERNOON, "basic", domain.AFTERNOON, D(0))
     assert not domain.trades_in(domain.MORNING, "basic", domain.AFTERNOON, D(0))
+
+
+# ---------------------------------------------------------------- share-quantity intents
+
+
+def test_share_intents_net_into_the_orders_signed_shares_beside_the_dollar_net():
+    orders = domain.net_orders([intent("a", "VTI", BUY, "100.00"), shares_intent("b", "VTI", SELL, "2.5"),
+                                shares_intent("c", "VTI", BUY, "1")])
+    assert orders == [NetOrder(symbol="VTI", side=BUY, notional=D("100.00"), shares=D("-1.5"))]
+
+
+def test_a_share_buy_pays_its_shares_value_rounded_up_and_a_share_sell_receives_it_rounded_down():
+    buy, sell = shares_intent("a", "VTI", BUY, "0.33333"), shares_intent("b", "VTI", SELL, "0.33333")
+    executions, allocation = run_window([buy, sell], {"VTI": D("10.000000")})
+    assert executions == [Execution(symbol="VTI", side=BUY, quantity=D("0"), price=D("10"), amount=D("0.00"))]
+    by_id = {f.intent_id: f for f in allocation.fills}
+    assert (by_id[buy.intent_id].quantity, by_id[buy.intent_id].amount) == (D("0.33333"), D("3.34"))
+    assert (by_id[sell.intent_id].quantity, by_id[sell.intent_id].amount) == (D("0.33333"), D("3.33"))
+    assert allocation.residues[0].amount == D("0.01")  # the firm keeps the rounding cent
+
+
+def test_a_mixed_order_executes_on_the_side_of_its_whole_net():
+    executions, allocation = run_window([intent("a", "VTI", BUY, "100.00"), shares_intent("b", "VTI", SELL, "3")],
+                                        {"VTI": D("50.000000")})
+    assert executions[0].side is SELL and executions[0].quantity == D("1")  # 2 bought, 3 sold
+    ledger_entry(executions, allocation.fills, allocation.residues)
+
+
+def test_share_sells_are_limited_to_the_shares_held_in_order():
+    first, second = shares_intent("a", "VTI", SELL, "3"), shares_intent("a", "VTI", SELL, "3")
+    funding = domain.fund([first, second], {"a": D("0")}, {"VTI": D("10")}, {("a", "VTI"): D("4")})
+    assert funding.shares == {first.intent_id: D("3"), second.intent_id: D("1")}
+    third = shares_intent("a", "VTI", SELL, "1")
+    funding = domain.fund([first, second, third], {"a": D("0")}, {"VTI": D("10")}, {("a", "VTI"): D("4")})
+    assert funding.rejected == {third.intent_id: domain.NOT_HELD}
+
+
+def test_a_share_buy_is_funded_at_its_last_price_plus_the_margin_or_dropped():
+    buy = shares_intent("a", "VTI", BUY, "10")
+    assert domain.fund([buy], {"a": D("105.00")}, {"VTI": D("10")}).shares == {buy.intent_id: D("10")}
+    assert domain.fund([buy], {"a": D("104.99")}, {"VTI": D("10")}).rejected == {buy.intent_id: domain.SHARES_UNFUNDED}
+    assert domain.fund([buy], {"a": D("1000")}, {}).rejected == {buy.intent_id: domain.SHARES_UNFUNDED}
+
+
+def test_a_share_sells_proceeds_fund_buys_at_the_last_price_less_the_margin():
+    sell, buy = shares_intent("a", "VTI", SELL, "10"), intent("a", "BND", BUY, "95.00")
+    funding = domain.fund([sell, buy], {"a": D("0")}, {"VTI": D("10")}, {("a", "VTI"): D("10")})
+    assert funding.funded == {buy.intent_id: D("95.00")}
+    more = intent("a", "BND", BUY, "96.00")
+    assert domain.fund([sell, more], {"a": D("0")}, {"VTI": D("10")}, {("a", "VTI"): D("10")}).funded == {
+        more.intent_id: D("95.00")}
+
+
+def test_a_dollar_sell_never_delivers_more_shares_than_were_held():
+    """The price fell since the sell was sized: the sell delivers the holding and receives
+    its value, rounded down, instead of more shares than the account has."""
+    sell = intent("a", "VTI", SELL, "100.00")  # sized at $10 for the 10 shares held
+    allocation = domain.allocate([sell], [Execution(symbol="VTI", side=SELL, quantity=D("10.10101"),
+                                                     price=D("9.9"), amount=D("100.00"))],
+                                 {("a", "VTI"): D("10")})
+    assert (allocation.fills[0].quantity, allocation.fills[0].amount) == (D("10"), D("99.00"))
+
+
+held_strategy = st.dictionaries(st.tuples(st.sampled_from(["a", "b", "c", "d"]), st.sampled_from(SYMBOLS)),
+                                st.integers(0, 10**8).map(lambda q: D(q).scaleb(-5)))
+mixed_strategy = st.lists(st.one_of(
+    st.builds(intent, st.sampled_from(["a", "b", "c", "d"]), st.sampled_from(SYMBOLS), st.sampled_from(Side), amounts),
+    st.builds(shares_intent, st.sampled_from(["a", "b", "c", "d"]), st.sampled_from(SYMBOLS),
+              st.sampled_from(Side), st.integers(1, 10**8).map(lambda q: D(q).scaleb(-5)))), min_size=1, max_size=30)
+
+
+@given(mixed_strategy, st.fixed_dictionaries({s: prices for s in SYMBOLS}), held_strategy,
+       st.fixed_dictionaries({a: amounts for a in "abcd"}))
+def test_a_window_with_share_intents_balances_and_never_sells_what_is_not_held(intents, window_prices, held, cash):
+    funded = domain.fund(intents, cash, window_prices, held).apply(intents)
+    if not funded:
+        return
+    executions = [venue(o, window_prices[o.symbol]) for o in domain.net_orders(funded)]
+    allocation = domain.allocate(funded, executions, held)
+    ledger_entry(executions, allocation.fills, allocation.residues)
+    sold = defaultdict(Decimal)
+    for f in allocation.fills:
+        if f.side is SELL:
+            sold[(f.account_id, f.symbol)] += f.quantity
+    for key, quantity in sold.items():
+        if key in held:
+            assert quantity <= held[key]
