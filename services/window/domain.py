@@ -56,6 +56,7 @@ MINIMUM_BUY = Decimal("1.00")
 UNDER_MINIMUM = "insufficient cash: the buy is under $1 after scaling to the account's cash"
 SHARES_UNFUNDED = "insufficient cash for the shares at the last price plus the price margin"
 NOT_HELD = "nothing left to sell: the account does not hold the shares"
+HALTED_FUNDING = "insufficient cash: a sale that was to pay for it is in a halted security and carried over"
 # A share-quantity intent's dollar value is known only at execution. For funding, a share
 # buy is counted at its last price plus this margin, and a share sell's proceeds at the last
 # price less it, so that a price move until the window's execution does not overspend.
@@ -277,17 +278,15 @@ def residue_of(execution: Execution, fills: Sequence[Fill]) -> Residue:
 def allocate(intents: Sequence[Intent], executions: Sequence[Execution],
              positions: Mapping[tuple[str, str], Decimal] | None = None) -> Allocation:
     """Allocate a window's executions back to its frozen intents (one execution per security
-    that has intents, on the side of the window's net order). ``positions`` (by account and
+    that has intents; ``check_executions`` checks them against the window's orders, whose
+    side the intents may no longer show once a halt made the window fund them again).
+    ``positions`` (by account and
     security; unknown means no limit) caps what dollar sells deliver."""
     groups = _by_symbol(intents)
     by_symbol = {e.symbol: e for e in executions}
     problems = [f"{s} executed {n} times" for s, n in Counter(e.symbol for e in executions).items() if n > 1]
     problems += [f"no execution for {s}" for s in groups if s not in by_symbol]
     problems += [f"execution for {s}, which has no intents in this window" for s in by_symbol if s not in groups]
-    for order in net_orders(intents):
-        execution = by_symbol.get(order.symbol)
-        if execution is not None and order.shares == 0 and execution.side != order.side:
-            problems.append(f"{order.symbol} executed as a {execution.side} for a net {order.side} order")
     if problems:
         raise Refusal("; ".join(problems))
     fills: list[Fill] = []

@@ -172,9 +172,15 @@ def register(service: Service) -> None:
         except domain.Refusal as exc:
             raise Rejected(str(exc)) from exc
         if event.halted:
-            for row in await store.carry_over(tx.conn, event.window_id, event.halted):
+            carried = await store.carry_over(tx.conn, event.window_id, event.halted)
+            for row in carried:
                 tx.emit(IntentsCarriedOver(account_id=row["account_id"], window_id=event.window_id,
                                            symbols=row["symbols"], intents=row["intents"], reason=row["reason"]))
+            # Buys paid for by a carried-over sell are funded again without it.
+            for row in await store.refund_after_carry_over(tx.conn, event.window_id,
+                                                           [r["account_id"] for r in carried]):
+                tx.emit(IntentsRejected(account_id=row["account_id"], window_id=event.window_id,
+                                        reasons=json.loads(row["reasons"])))
         await store.record_executions(tx.conn, event.window_id, event.executions)
         await store.allocate(tx.conn, event.window_id)
         batches = await store.fills_by_batch(tx.conn, event.window_id, accounts_per_batch)

@@ -110,6 +110,49 @@ async def record_slot(conn: asyncpg.Connection, starts_at: datetime, session: st
 _TIER = "CASE source WHEN 'liquidation' THEN 0 WHEN 'order' THEN 1 ELSE 2 END"
 
 
+# Funding over the intents of CTE ``t`` (intent_id, account_id, symbol, side, amount,
+# quantity, created_at, tier, cash, price, held); services/window/domain.py ``fund`` is the
+# reference. Yields CTE ``ok``: per intent its funded amount or quantity, whether it is taken,
+# and why not. Placeholders name the statement's parameters.
+_FUNDING = """
+    -- share sells of an account and security share what it holds, in order
+    ss AS (SELECT intent_id,
+                  CASE WHEN held IS NULL THEN quantity
+                       ELSE least(cum, greatest(held, 0)) - least(cum - quantity, greatest(held, 0)) END AS q
+           FROM (SELECT intent_id, quantity, held,
+                        sum(quantity) OVER (PARTITION BY account_id, symbol ORDER BY created_at, intent_id) AS cum
+                 FROM t WHERE side = 'sell' AND amount IS NULL) x),
+    v AS (SELECT t.*, ss.q AS sell_q,
+                 CASE WHEN t.side = 'buy' AND t.amount IS NULL AND t.price IS NOT NULL
+                      THEN ceil(t.quantity * t.price * (1 + {margin}::numeric) * 100) / 100 END AS share_cost
+          FROM t LEFT JOIN ss USING (intent_id)),
+    w AS (SELECT intent_id, side, amount, quantity, sell_q, share_cost, held,
+                 cash + sum(CASE WHEN side = 'sell'
+                                 THEN coalesce(amount, floor(sell_q * coalesce(price, 0) * (1 - {margin}::numeric)
+                                                             * 100) / 100)
+                                 ELSE 0 END) OVER (PARTITION BY account_id) AS available,
+                 sum(CASE WHEN side = 'buy' THEN coalesce(amount, share_cost, 0) ELSE 0 END)
+                     OVER (PARTITION BY account_id, tier) AS demand,
+                 coalesce(sum(CASE WHEN side = 'buy' THEN coalesce(amount, share_cost, 0) ELSE 0 END)
+                              OVER (PARTITION BY account_id ORDER BY tier
+                                    RANGE BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS before
+          FROM v),
+    funded AS (SELECT intent_id, side, held,
+                      CASE WHEN amount IS NULL THEN NULL
+                           WHEN side = 'sell' OR available - before >= demand THEN amount
+                           WHEN available - before <= 0 THEN 0
+                           ELSE div(amount * (available - before) * 100, demand) / 100
+                      END AS amount,
+                      CASE WHEN amount IS NOT NULL THEN NULL
+                           WHEN side = 'sell' THEN nullif(sell_q, 0)
+                           WHEN share_cost IS NOT NULL AND available - before >= demand THEN quantity
+                      END AS quantity,
+                      CASE WHEN amount IS NOT NULL THEN {under_minimum} WHEN side = 'sell' THEN {not_held}
+                           ELSE {shares_unfunded} END AS why
+               FROM w),
+    ok AS (SELECT *, (amount >= 1 OR (side = 'sell' AND amount > 0) OR quantity > 0) AS taken FROM funded)"""
+
+
 async def freeze_and_fund(conn: asyncpg.Connection, window_id: UUID, started_at: datetime, session: str | None,
                           both_windows_equity: Decimal, under_minimum: str, *,
                           not_held: str = domain.NOT_HELD, shares_unfunded: str = domain.SHARES_UNFUNDED,
@@ -124,6 +167,7 @@ async def freeze_and_fund(conn: asyncpg.Connection, window_id: UUID, started_at:
     tier short of money has its dollar buys scaled pro rata (cents rounded down, exactly,
     with ``div``) and its share buys (at the last price plus ``margin``) rejected, later tiers
     nothing; a dollar buy funded under $1 is rejected with ``under_minimum``."""
+    funding = _FUNDING.format(margin="$8", under_minimum="$5", not_held="$6", shares_unfunded="$7")
     result = await conn.execute(
         f"""WITH pend AS (SELECT DISTINCT account_id FROM intents WHERE status = 'pending' AND created_at <= $2),
                  eligible AS (
@@ -140,44 +184,7 @@ async def freeze_and_fund(conn: asyncpg.Connection, window_id: UUID, started_at:
                        LEFT JOIN positions p ON p.account_id = i.account_id AND p.symbol = i.symbol
                        WHERE i.status = 'pending' AND i.created_at <= $2
                          AND i.account_id IN (SELECT account_id FROM eligible)),
-                 -- share sells of an account and security share what it holds, in order
-                 ss AS (SELECT intent_id,
-                               CASE WHEN held IS NULL THEN quantity
-                                    ELSE least(cum, greatest(held, 0)) - least(cum - quantity, greatest(held, 0))
-                               END AS q
-                        FROM (SELECT intent_id, quantity, held,
-                                     sum(quantity) OVER (PARTITION BY account_id, symbol
-                                                         ORDER BY created_at, intent_id) AS cum
-                              FROM t WHERE side = 'sell' AND amount IS NULL) x),
-                 v AS (SELECT t.*, ss.q AS sell_q,
-                              CASE WHEN t.side = 'buy' AND t.amount IS NULL AND t.price IS NOT NULL
-                                   THEN ceil(t.quantity * t.price * (1 + $8::numeric) * 100) / 100 END AS share_cost
-                       FROM t LEFT JOIN ss USING (intent_id)),
-                 w AS (SELECT intent_id, side, amount, quantity, sell_q, share_cost, held,
-                              cash + sum(CASE WHEN side = 'sell' THEN coalesce(
-                                             amount,
-                                             floor(sell_q * coalesce(price, 0) * (1 - $8::numeric) * 100) / 100)
-                                         ELSE 0 END) OVER (PARTITION BY account_id) AS available,
-                              sum(CASE WHEN side = 'buy' THEN coalesce(amount, share_cost, 0) ELSE 0 END)
-                                  OVER (PARTITION BY account_id, tier) AS demand,
-                              coalesce(sum(CASE WHEN side = 'buy' THEN coalesce(amount, share_cost, 0) ELSE 0 END)
-                                           OVER (PARTITION BY account_id ORDER BY tier
-                                                 RANGE BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS before
-                       FROM v),
-                 funded AS (SELECT intent_id, side, held,
-                                   CASE WHEN amount IS NULL THEN NULL
-                                        WHEN side = 'sell' OR available - before >= demand THEN amount
-                                        WHEN available - before <= 0 THEN 0
-                                        ELSE div(amount * (available - before) * 100, demand) / 100
-                                   END AS amount,
-                                   CASE WHEN amount IS NOT NULL THEN NULL
-                                        WHEN side = 'sell' THEN nullif(sell_q, 0)
-                                        WHEN share_cost IS NOT NULL AND available - before >= demand THEN quantity
-                                   END AS quantity,
-                                   CASE WHEN amount IS NOT NULL THEN $5 WHEN side = 'sell' THEN $6 ELSE $7 END AS why
-                            FROM w),
-                 ok AS (SELECT *, (amount >= 1 OR (side = 'sell' AND amount > 0) OR quantity > 0) AS taken
-                        FROM funded)
+                 {funding}
             UPDATE intents i
             SET window_id = $1,
                 funded_amount = CASE WHEN ok.taken THEN ok.amount END,
@@ -191,6 +198,40 @@ async def freeze_and_fund(conn: asyncpg.Connection, window_id: UUID, started_at:
             WHERE i.intent_id = ok.intent_id AND i.status = 'pending'""",
         window_id, started_at, session, both_windows_equity, under_minimum, not_held, shares_unfunded, margin)
     return int(result.split()[-1])
+
+
+async def refund_after_carry_over(conn: asyncpg.Connection, window_id: UUID, accounts: Sequence[str],
+                                  reason: str = domain.HALTED_FUNDING,
+                                  margin: Decimal = domain.SHARE_PRICE_MARGIN) -> list[asyncpg.Record]:
+    """Fund the window's frozen intents of ``accounts`` again, without the sells carried over
+    (halted): buys those sells' proceeds paid for are scaled down or rejected with
+    ``reason`` (the venue already bought for them: the firm's residue keeps those shares).
+    The same funding as the freeze, over the funded amounts and the positions seen then, so
+    an account whose funding did not depend on the halted sells keeps every amount. Returns
+    per account the intents rejected now, with the reason."""
+    funding = _FUNDING.format(margin="$4", under_minimum="$3", not_held="$3", shares_unfunded="$3")
+    return await conn.fetch(
+        f"""WITH t AS (SELECT i.intent_id, i.account_id, i.symbol, i.side, i.funded_amount AS amount,
+                              i.funded_quantity AS quantity, i.created_at, {_TIER} AS tier,
+                              coalesce(c.cash, 0) AS cash, pr.price, i.held
+                       FROM intents i LEFT JOIN cash c ON c.account_id = i.account_id
+                       LEFT JOIN prices pr ON pr.symbol = i.symbol
+                       WHERE i.window_id = $1 AND i.status = 'frozen' AND i.account_id = ANY($2::text[])),
+                 {funding},
+                 changed AS (
+                     UPDATE intents i
+                     SET funded_amount = CASE WHEN ok.taken THEN ok.amount END,
+                         funded_quantity = CASE WHEN ok.taken THEN ok.quantity END,
+                         status = CASE WHEN ok.taken THEN 'frozen' ELSE 'rejected' END,
+                         reason = CASE WHEN ok.taken THEN NULL ELSE ok.why END
+                     FROM ok
+                     WHERE i.intent_id = ok.intent_id
+                       AND (NOT ok.taken OR ok.amount IS DISTINCT FROM i.funded_amount
+                            OR ok.quantity IS DISTINCT FROM i.funded_quantity)
+                     RETURNING i.intent_id, i.account_id, i.status, i.reason)
+            SELECT account_id, jsonb_object_agg(intent_id, reason) AS reasons FROM changed
+            WHERE status = 'rejected' GROUP BY account_id ORDER BY account_id""",
+        window_id, list(accounts), reason, margin)
 
 
 async def rejected_of(conn: asyncpg.Connection, window_id: UUID) -> list[asyncpg.Record]:

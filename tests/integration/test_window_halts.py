@@ -5,6 +5,7 @@ the holder is told why; the books reconcile after every window."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from decimal import Decimal as D
 
 import pytest
 
@@ -82,3 +83,37 @@ async def test_a_market_wide_circuit_breaker_carries_every_intent_over(system, b
         assert after.window_id != closing.window_id and [o.symbol for o in after.orders] == [symbol]
         await booked(settings, after.window_id)
         await reconcile(settings, after.window_id)
+
+
+async def test_a_buy_paid_by_a_halted_sale_is_funded_again_without_it(system, service_factory, bus, settings):
+    """The account's $70 buy counted on a $50 sale of a security that turns out halted: it is
+    scaled to the $40 of cash the account has, never driving its cash below zero; the venue
+    already bought for $70, so the firm's residue keeps the rest of the shares."""
+    async with service_factory("market").running():
+        await close_window(bus)
+        halted, bought = new_symbol(), new_symbol()
+        await set_prices(bus, **{halted: "10.00", bought: "20.00"})
+        account = await open_funded(bus, settings, "100.00")
+        await submit(bus, settings, intent(account, halted, Side.BUY, "60.00"))
+        first = await close_window(bus)
+        await booked(settings, first.window_id)  # 6 shares held, $40.00 cash
+
+        sale, buy = intent(account, halted, Side.SELL, "50.00"), intent(account, bought, Side.BUY, "70.00")
+        await submit(bus, settings, sale, buy)
+        assert (await bus.request(HaltSecurity(symbol=halted, reason="news pending"))).ok
+        second = await close_window(bus)
+        assert [(o.symbol, o.notional) for o in second.orders if o.symbol == bought] == [(bought, D("70.00"))]
+        await booked(settings, second.window_id)
+        [fill] = await fetch(settings.database_url, 'SELECT quantity, amount FROM "window".fills '
+                                                    "WHERE intent_id = $1", buy.intent_id)
+        assert (fill["quantity"], fill["amount"]) == (D("2.00000"), D("40.00"))
+        [residue] = await fetch(settings.database_url, 'SELECT quantity, amount FROM "window".residues '
+                                                       "WHERE window_id = $1", second.window_id)
+        assert (residue["quantity"], residue["amount"]) == (D("1.50000"), D("-30.00"))  # the firm's 1.5 shares
+        cash = await fetch(settings.database_url, "SELECT amount FROM ledger.balances WHERE book = $1",
+                           f"customer:{account}:cash")
+        assert cash[0]["amount"] == D("0")
+        await reconcile(settings, second.window_id)
+        assert (await bus.request(ResumeSecurity(symbol=halted))).ok
+        third = await close_window(bus)  # the carried-over sale trades now
+        await booked(settings, third.window_id)

@@ -257,6 +257,21 @@ async def check_random_window(conn, rng: random.Random) -> None:
     assert orders == domain.net_orders(funded)
     if not orders:
         return
+    if rng.random() < 0.4:  # one security halted: its intents carry over, the rest is funded again
+        halted = rng.choice(orders).symbol
+        carried = await store.carry_over(conn, window_id, {halted: "halted"})
+        await store.refund_after_carry_over(conn, window_id, [r["account_id"] for r in carried])
+        orders = [o for o in orders if o.symbol != halted]
+        refunding = domain.fund([i for i in funded if i.symbol != halted], cash, prices, held)
+        rows = await conn.fetch("SELECT intent_id, funded_amount, funded_quantity FROM intents "
+                                "WHERE window_id = $1 AND status = 'frozen'", window_id)
+        assert {r["intent_id"]: r["funded_amount"] for r in rows if r["funded_amount"] is not None} == \
+            refunding.funded
+        assert {r["intent_id"]: r["funded_quantity"] for r in rows if r["funded_quantity"] is not None} == \
+            refunding.shares
+        funded = refunding.apply(funded)
+        if not orders:
+            return
     executions = [market_fill(o, prices[o.symbol]) for o in orders]
     await store.record_executions(conn, window_id, executions)
     await store.allocate(conn, window_id)

@@ -147,7 +147,7 @@ def test_a_security_without_an_execution_is_refused():
 def test_an_execution_on_the_wrong_side_is_refused():
     wrong = Execution(symbol="VTI", side=SELL, quantity="0.04", price="250.00", amount="10.00")
     with pytest.raises(Refusal, match="executed as a sell for a net buy order"):
-        domain.allocate([intent("a", "VTI", BUY, "10.00")], [wrong])
+        domain.check_executions(domain.net_orders([intent("a", "VTI", BUY, "10.00")]), [wrong])
 
 
 def test_an_execution_for_a_security_without_intents_is_refused():
