@@ -47,6 +47,7 @@ async def close(tx: Tx, window_id: uuid.UUID, started_at: datetime | None = None
     if not intents:
         return WindowClosing(window_id=None, intents=0, accounts=0, orders=[])
     await store.insert_window(tx.conn, window_id, tx.now, session)
+    await store.reserve(tx.conn, window_id)
     for row in await store.rejected_of(tx.conn, window_id):
         tx.emit(IntentsRejected(account_id=row["account_id"], window_id=window_id, reasons=json.loads(row["reasons"])))
     orders = await store.insert_net_orders(tx.conn, window_id)
@@ -135,6 +136,8 @@ def register(service: Service) -> None:
     @on(topology.WINDOW_LEDGER, CashChanged)
     async def cash_changed(tx: Tx, event: CashChanged) -> None:
         await store.set_cash(tx.conn, event.account_id, event.cash, event.version)
+        if event.cause == "fill":
+            await store.release(tx.conn, event.account_id, uuid.UUID(event.cause_id))
 
     @on(topology.WINDOW_COMMANDS, CancelIntents)
     async def cancel_intents(tx: Tx, cmd: CancelIntents) -> IntentsCancelled:
@@ -183,6 +186,7 @@ def register(service: Service) -> None:
                                         reasons=json.loads(row["reasons"])))
         await store.record_executions(tx.conn, event.window_id, event.executions)
         await store.allocate(tx.conn, event.window_id)
+        await store.reserve_fills(tx.conn, event.window_id)
         batches = await store.fills_by_batch(tx.conn, event.window_id, accounts_per_batch)
         await store.mark_allocated(tx.conn, event.window_id, event.executed_at, tx.now, len(batches))
         residues = await store.residues_of(tx.conn, event.window_id)

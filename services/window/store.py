@@ -177,9 +177,13 @@ async def freeze_and_fund(conn: asyncpg.Connection, window_id: UUID, started_at:
                         OR coalesce(c.cash, 0) + coalesce((SELECT sum(p.quantity * pr.price) FROM positions p
                                                            JOIN prices pr USING (symbol)
                                                            WHERE p.account_id = pend.account_id), 0) >= $4),
+                 reserved AS (SELECT account_id, sum(amount) AS amount FROM reservations
+                              WHERE account_id IN (SELECT account_id FROM eligible) GROUP BY account_id),
                  t AS (SELECT i.intent_id, i.account_id, i.symbol, i.side, i.amount, i.quantity, i.created_at,
-                              {_TIER} AS tier, coalesce(c.cash, 0) AS cash, pr.price, p.quantity AS held
+                              {_TIER} AS tier, coalesce(c.cash, 0) - coalesce(r.amount, 0) AS cash, pr.price,
+                              p.quantity AS held
                        FROM intents i LEFT JOIN cash c ON c.account_id = i.account_id
+                       LEFT JOIN reserved r ON r.account_id = i.account_id
                        LEFT JOIN prices pr ON pr.symbol = i.symbol
                        LEFT JOIN positions p ON p.account_id = i.account_id AND p.symbol = i.symbol
                        WHERE i.status = 'pending' AND i.created_at <= $2
@@ -211,10 +215,13 @@ async def refund_after_carry_over(conn: asyncpg.Connection, window_id: UUID, acc
     per account the intents rejected now, with the reason."""
     funding = _FUNDING.format(margin="$4", under_minimum="$3", not_held="$3", shares_unfunded="$3")
     return await conn.fetch(
-        f"""WITH t AS (SELECT i.intent_id, i.account_id, i.symbol, i.side, i.funded_amount AS amount,
+        f"""WITH reserved AS (SELECT account_id, sum(amount) AS amount FROM reservations
+                              WHERE account_id = ANY($2::text[]) AND window_id <> $1 GROUP BY account_id),
+                 t AS (SELECT i.intent_id, i.account_id, i.symbol, i.side, i.funded_amount AS amount,
                               i.funded_quantity AS quantity, i.created_at, {_TIER} AS tier,
-                              coalesce(c.cash, 0) AS cash, pr.price, i.held
+                              coalesce(c.cash, 0) - coalesce(r.amount, 0) AS cash, pr.price, i.held
                        FROM intents i LEFT JOIN cash c ON c.account_id = i.account_id
+                       LEFT JOIN reserved r ON r.account_id = i.account_id
                        LEFT JOIN prices pr ON pr.symbol = i.symbol
                        WHERE i.window_id = $1 AND i.status = 'frozen' AND i.account_id = ANY($2::text[])),
                  {funding},
@@ -232,6 +239,37 @@ async def refund_after_carry_over(conn: asyncpg.Connection, window_id: UUID, acc
             SELECT account_id, jsonb_object_agg(intent_id, reason) AS reasons FROM changed
             WHERE status = 'rejected' GROUP BY account_id ORDER BY account_id""",
         window_id, list(accounts), reason, margin)
+
+
+async def reserve(conn: asyncpg.Connection, window_id: UUID, margin: Decimal = domain.SHARE_PRICE_MARGIN) -> None:
+    """Hold each account's funded buys of a frozen window against its cash (share buys at
+    the last price plus ``margin``) until the ledger has booked the window's fills."""
+    await conn.execute(
+        """INSERT INTO reservations (account_id, window_id, amount)
+           SELECT account_id, $1, amount
+           FROM (SELECT i.account_id,
+                        sum(coalesce(i.funded_amount,
+                                     ceil(i.funded_quantity * coalesce(p.price, 0) * (1 + $2::numeric) * 100) / 100))
+                            AS amount
+                 FROM intents i LEFT JOIN prices p USING (symbol)
+                 WHERE i.window_id = $1 AND i.status = 'frozen' AND i.side = 'buy'
+                 GROUP BY i.account_id) r
+           WHERE amount > 0""",
+        window_id, margin)
+
+
+async def reserve_fills(conn: asyncpg.Connection, window_id: UUID) -> None:
+    """Replace a window's reservations by what its buys' fills cost (the ledger books those)."""
+    await conn.execute("DELETE FROM reservations WHERE window_id = $1", window_id)
+    await conn.execute(
+        """INSERT INTO reservations (account_id, window_id, amount)
+           SELECT account_id, $1, sum(amount) FROM fills WHERE window_id = $1 AND side = 'buy'
+           GROUP BY account_id HAVING sum(amount) > 0""", window_id)
+
+
+async def release(conn: asyncpg.Connection, account_id: str, window_id: UUID) -> None:
+    """The ledger booked the window's fills of the account: its cash now shows them."""
+    await conn.execute("DELETE FROM reservations WHERE account_id = $1 AND window_id = $2", account_id, window_id)
 
 
 async def rejected_of(conn: asyncpg.Connection, window_id: UUID) -> list[asyncpg.Record]:

@@ -306,3 +306,29 @@ async def test_the_market_publishes_every_active_price_when_it_starts(service_fa
         snapshot = await eventually(lambda: prices.where())
     listed = PricesChanged.model_validate(snapshot[0]).prices
     assert {"VTI", "BND", "VXUS", "VOO"} <= set(listed) and all(p > 0 for p in listed.values())
+
+
+async def test_cash_spent_by_a_window_the_ledger_has_not_booked_yet_is_not_spent_again(services, bus, settings):
+    symbol, account = new_symbol(), new_account()
+    await set_prices(bus, **{symbol: "10.00"})
+    await give_cash(bus, settings, account, "100.00")
+    await submit(bus, settings, account, intent(account, symbol, BUY, "80.00"))
+    first = await close_window(bus)
+    await eventually(lambda: fetchval(settings.database_url, 'SELECT status = \'allocated\' FROM "window".windows '
+                                                             "WHERE window_id = $1", first.window_id))
+    # No ledger runs here: the first window's $80 is not booked, the projection still says $100.
+    await submit(bus, settings, account, second := intent(account, symbol, BUY, "80.00"))
+    await close_window(bus)
+    assert await fetchval(settings.database_url, 'SELECT funded_amount FROM "window".intents WHERE intent_id = $1',
+                          second.intent_id) == D("20.00")
+    # The ledger books the first window: cash $20 (and the second window's $20 still held).
+    booked = CashChanged(account_id=account, cash="20.00", delta="-80.00", cause="fill",
+                         cause_id=str(first.window_id), version=2)
+    message_id = str(uuid.uuid4())
+    await bus.publish_json(CashChanged.TYPE, booked.model_dump(mode="json"), message_id=message_id)
+    await handled(settings, message_id)
+    await submit(bus, settings, account, third := intent(account, symbol, BUY, "5.00"))
+    rejected = Seen(await listen(bus, IntentsRejected.TYPE))
+    await close_window(bus)
+    [body] = await eventually(lambda: rejected.where(account_id=account))
+    assert body["reasons"] == {str(third.intent_id): domain.UNDER_MINIMUM}
