@@ -72,7 +72,8 @@ LEDGER_FUNDING = _events("ledger.funding", "funding.deposit.received", "funding.
 LEDGER_FILLS = _events("ledger.fills", "window.fills.allocated", "window.fills.batch")
 LEDGER_COMMANDS = _commands("ledger")
 # Withdrawals waiting for sells: paid out after the account's fills, or rejected by the pie.
-LEDGER_WITHDRAWALS = _events("ledger.withdrawals", "ledger.fills.booked", "pie.withdrawal.refused")
+LEDGER_WITHDRAWALS = _events("ledger.withdrawals", "ledger.fills.booked", "pie.withdrawal.refused",
+                             "ledger.deposit.booked")
 # ---- pie
 PIE_LEDGER = _events(
     "pie.ledger", "ledger.account.opened", "ledger.cash.changed", "ledger.position.changed", "ledger.fills.booked"

@@ -139,10 +139,15 @@ def register(service: Service) -> None:
                                       requested_at=event.requested_at))
         return True
 
+    @on(topology.LEDGER_WITHDRAWALS, DepositBooked)
+    async def pay_out_after_deposit(tx: Tx, event: DepositBooked) -> None:
+        """A deposit can cover a held withdrawal as well as the sells raising it."""
+        await pay_out_held_withdrawals(tx, event)
+
     @on(topology.LEDGER_WITHDRAWALS, FillsBooked)
-    async def pay_out_held_withdrawals(tx: Tx, event: FillsBooked) -> None:
-        """After an account's fills, pay its held withdrawals, oldest first, while its cash
-        covers them."""
+    async def pay_out_held_withdrawals(tx: Tx, event: FillsBooked | DepositBooked) -> None:
+        """After an account's fills (or a deposit), pay its held withdrawals, oldest first,
+        while its cash covers them."""
         if await store.get_account(tx.conn, event.account_id, lock=True) is None:
             return
         for held in await store.open_withdrawals(tx.conn, event.account_id):

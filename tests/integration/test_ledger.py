@@ -218,3 +218,22 @@ async def test_deposits_keep_flowing_after_the_broker_drops_every_connection(led
         body = deposit_body(account, "3.33")
         await fresh.publish_json("funding.deposit.received", body, message_id=body["deposit_id"])
         assert await eventually(lambda: _cash_is(fresh, account, Decimal("3.33")), timeout=30)
+
+
+async def test_a_held_withdrawal_is_paid_when_a_deposit_covers_it(ledger, bus, settings):
+    account = f"acc-{uuid.uuid4().hex[:8]}"
+    assert (await bus.request(OpenAccount(account_id=account))).ok
+    status = "SELECT status FROM ledger.pending_withdrawals WHERE withdrawal_id = $1"
+    held = withdrawal_body(account, "50.00")
+    await bus.publish_json("funding.withdrawal.requested", held, message_id=held["withdrawal_id"])
+    assert await eventually(lambda: fetchval(settings.database_url, status,
+                                             uuid.UUID(held["withdrawal_id"]))) == "pending"
+    dep = deposit_body(account, "80.00")
+    await bus.publish_json("funding.deposit.received", dep, message_id=dep["deposit_id"])
+    assert await eventually(lambda: _paid(settings, held))
+    assert await cash(bus, account) == Decimal("30.00")
+
+
+async def _paid(settings, withdrawal: dict) -> bool:
+    return await fetchval(settings.database_url, "SELECT status = 'paid' FROM ledger.pending_withdrawals "
+                                                 "WHERE withdrawal_id = $1", uuid.UUID(withdrawal["withdrawal_id"]))
