@@ -202,3 +202,31 @@ async def test_the_cli_applies_models_changes_settings_rebalances_and_cancels(sy
     assert await pending(settings, account) == []
     table = await asyncio.to_thread(m1, settings, "portfolio", account)
     assert "drift" in table and "+10.00" in table  # VTI 60% of a 50% target
+
+
+async def test_withdrawing_everything_sells_every_share_once_even_when_the_price_falls_before_the_window(
+        system, client):
+    """The whole portfolio is withdrawn at the last prices; they fall 10% before the window.
+    Every slice is sold by share quantity, so no position goes below zero; the sales raise
+    less than the withdrawal, nothing is left to sell, and the withdrawal is refused with
+    the reason while the proceeds stay in cash."""
+    settings = system.settings
+    account = await invested_account(client, settings, {"VTI": "250.00", "BND": "80.00"})  # 600 / 400
+    withdrawal = await client.withdraw(account, D("1000.00"))
+    assert await eventually(lambda: pending(settings, account)) == [("BND", "sell", "5.00000 shares"),
+                                                                    ("VTI", "sell", "2.40000 shares")]
+    await client.call(SetPrices(prices={"VTI": "225.00", "BND": "72.00"}))
+    await eventually(lambda: fetchval(settings.database_url, "SELECT count(*) = 2 FROM \"window\".prices "
+                                                             "WHERE (symbol, price) IN (('VTI', 225), ('BND', 72))"))
+    await close_window(client, settings, account)
+    reason = await eventually(lambda: fetchval(
+        settings.database_url, "SELECT reason FROM ledger.pending_withdrawals "
+                               "WHERE withdrawal_id = $1 AND status = 'rejected'", withdrawal.withdrawal_id))
+    assert "nothing left to sell" in reason
+    balances = await client.call(GetAccount(account_id=account))
+    assert D(balances["cash"]) == D("900.00")  # 2.4 × 225 + 5 × 72
+    assert all(D(q) == 0 for q in balances["positions"].values())
+    feed = await eventually(lambda: _feed_with(client, account, "rejected"))
+    assert any("nothing left to sell" in e["message"] for e in feed)
+    await eventually(lambda: settled(settings, account))
+    await assert_books_balance(settings.database_url)
