@@ -515,6 +515,9 @@ class OrdersExecuted(Message):
     # Ordered securities the venue did not trade (halted), with the reason: their intents
     # carry over to the next window.
     halted: dict[Symbol, str] = {}
+    # Ordered securities the venue cannot trade at all (unknown, inactive), with the reason:
+    # their intents are rejected.
+    refused: dict[Symbol, str] = {}
 
 
 class HaltSecurity(Message):

@@ -130,25 +130,29 @@ def direction(order: NetOrder, price: Decimal) -> Side:
 
 
 def execute(orders: Sequence[NetOrder], quotes: Mapping[str, Quote], halts: Mapping[str, str] | None = None,
-            market_wide: str | None = None, slippage_bps: int = 0) -> tuple[list[Execution], dict[str, str]]:
-    """Fill every order of one window, or refuse them all with every reason at once. Orders
-    in a halted security (or every order during a market-wide halt) are not filled: they
-    come back in the second result with the reason."""
+            market_wide: str | None = None, slippage_bps: int = 0
+            ) -> tuple[list[Execution], dict[str, str], dict[str, str]]:
+    """Fill every order of one window. Orders in a halted security (or every order during a
+    market-wide halt) are not filled: they come back in the second result with the reason.
+    Orders for a security the venue does not list, or no longer trades, are refused one by
+    one (third result, with the reason); the others still trade. A malformed set of orders
+    (none, a security twice, a negative notional) is refused whole, with every reason."""
     if not orders:
         raise Refusal("no orders to execute")
     problems = [f"{symbol} is ordered {n} times" for symbol, n in Counter(o.symbol for o in orders).items() if n > 1]
-    for order in orders:
-        quote = quotes.get(order.symbol)
-        if order.notional < 0:
-            problems.append(f"{order.symbol}: notional must not be negative, got {order.notional}")
-        elif quote is None:
-            problems.append(f"unknown symbol {order.symbol}")
-        elif not quote.active:
-            problems.append(f"{order.symbol} is inactive and cannot be traded")
+    problems += [f"{o.symbol}: notional must not be negative, got {o.notional}" for o in orders if o.notional < 0]
     if problems:
         raise Refusal("; ".join(problems))
+    refused = {}
+    for order in orders:
+        quote = quotes.get(order.symbol)
+        if quote is None:
+            refused[order.symbol] = f"unknown symbol {order.symbol}"
+        elif not quote.active:
+            refused[order.symbol] = f"{order.symbol} is inactive and cannot be traded"
     halts = halts or {}
-    halted = {o.symbol: market_wide or halts[o.symbol] for o in orders if market_wide or o.symbol in halts}
+    halted = {o.symbol: market_wide or halts[o.symbol] for o in orders
+              if o.symbol not in refused and (market_wide or o.symbol in halts)}
     executions = [fill(o, slipped(quotes[o.symbol].price, direction(o, quotes[o.symbol].price), slippage_bps))
-                  for o in orders if o.symbol not in halted]
-    return executions, halted
+                  for o in orders if o.symbol not in halted and o.symbol not in refused]
+    return executions, halted, refused

@@ -52,22 +52,24 @@ def register(service: Service) -> None:
             # with the original executions and emit nothing.
             done = await store.executions_of(tx.conn, cmd.window_id)
             halted = await store.halted_of(tx.conn, cmd.window_id)
+            refused = await store.halted_of(tx.conn, cmd.window_id, refused=True)
             executed_at = done[0]["executed_at"] if done else tx.now
-            return OrdersExecuted(window_id=cmd.window_id, executed_at=executed_at, halted=halted,
+            return OrdersExecuted(window_id=cmd.window_id, executed_at=executed_at, halted=halted, refused=refused,
                                   executions=[Execution(**{k: r[k] for k in Execution.model_fields}) for r in done])
         quotes = await store.quotes(tx.conn, [o.symbol for o in cmd.orders])
         breaker = await store.market_wide_halt(tx.conn, tx.now)
         market_wide = (f"market-wide circuit breaker level {breaker['level']}: trading halted until "
                        f"{breaker['until'].isoformat()}") if breaker else None
         try:
-            executions, halted = domain.execute(cmd.orders, quotes, await store.halts(tx.conn), market_wide,
+            executions, halted, refused = domain.execute(cmd.orders, quotes, await store.halts(tx.conn), market_wide,
                                                 service.settings.market_slippage_bps)
         except domain.Refusal as exc:
             raise Rejected(str(exc)) from exc
         by_symbol = {o.symbol: o for o in cmd.orders}
         await store.insert_executions(tx.conn, cmd.window_id, [(by_symbol[e.symbol], e) for e in executions], tx.now)
-        await store.insert_halted(tx.conn, cmd.window_id, halted)
-        event = OrdersExecuted(window_id=cmd.window_id, executions=executions, executed_at=tx.now, halted=halted)
+        await store.insert_halted(tx.conn, cmd.window_id, halted, refused)
+        event = OrdersExecuted(window_id=cmd.window_id, executions=executions, executed_at=tx.now, halted=halted,
+                               refused=refused)
         tx.emit(event)
         return event
 

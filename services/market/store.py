@@ -104,16 +104,20 @@ async def market_wide_halt(conn: asyncpg.Connection, now: datetime) -> asyncpg.R
         now)
 
 
-async def insert_halted(conn: asyncpg.Connection, window_id: UUID, halted: Mapping[str, str]) -> None:
-    symbols = sorted(halted)
+async def insert_halted(conn: asyncpg.Connection, window_id: UUID, halted: Mapping[str, str],
+                        refused: Mapping[str, str] | None = None) -> None:
+    refused = refused or {}
+    symbols = sorted({*halted, *refused})
     await conn.execute(
-        """INSERT INTO halted_orders (window_id, symbol, reason)
-           SELECT $1, s, r FROM unnest($2::text[], $3::text[]) AS t(s, r)""",
-        window_id, symbols, [halted[s] for s in symbols])
+        """INSERT INTO halted_orders (window_id, symbol, reason, refused)
+           SELECT $1, s, r, f FROM unnest($2::text[], $3::text[], $4::bool[]) AS t(s, r, f)""",
+        window_id, symbols, [refused.get(s) or halted[s] for s in symbols], [s in refused for s in symbols])
 
 
-async def halted_of(conn: asyncpg.Connection, window_id: UUID) -> dict[str, str]:
-    rows = await conn.fetch("SELECT symbol, reason FROM halted_orders WHERE window_id = $1", window_id)
+async def halted_of(conn: asyncpg.Connection, window_id: UUID, *, refused: bool = False) -> dict[str, str]:
+    """The window's ordered securities the venue halted (or, with ``refused``, refused)."""
+    rows = await conn.fetch("SELECT symbol, reason FROM halted_orders WHERE window_id = $1 AND refused = $2",
+                            window_id, refused)
     return {r["symbol"]: r["reason"] for r in rows}
 
 

@@ -174,16 +174,20 @@ def fund(intents: Sequence[Intent], cash: Mapping[str, Decimal], prices: Mapping
 
 
 def check_executions(orders: Sequence[NetOrder], executions: Sequence[Execution],
-                     halted: Mapping[str, str] | None = None) -> None:
+                     halted: Mapping[str, str] | None = None, refused: Mapping[str, str] | None = None) -> None:
     """The venue's answer must cover exactly the window's orders: per ordered security one
-    execution on the order's side, or a halt."""
+    execution on the order's side, a halt, or a refusal."""
     ordered = {o.symbol: o for o in orders}
     halted = halted or {}
+    refused = refused or {}
     problems = [f"{s} executed {n} times" for s, n in Counter(e.symbol for e in executions).items() if n > 1]
     executed = {e.symbol: e for e in executions}
     problems += [f"{s} both executed and halted" for s in executed if s in halted]
+    problems += [f"{s} both refused and executed or halted" for s in refused if s in executed or s in halted]
     problems += [f"halt for {s}, which has no intents in this window" for s in halted if s not in ordered]
-    problems += [f"no execution for {s}" for s in ordered if s not in executed and s not in halted]
+    problems += [f"refusal for {s}, which has no intents in this window" for s in refused if s not in ordered]
+    problems += [f"no execution for {s}" for s in ordered
+                 if s not in executed and s not in halted and s not in refused]
     problems += [f"execution for {s}, which has no intents in this window" for s in executed if s not in ordered]
     problems += [f"{s} executed as a {e.side} for a net {ordered[s].side} order" for s, e in executed.items()
                  if s in ordered and ordered[s].shares == 0 and e.side != ordered[s].side]

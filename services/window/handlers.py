@@ -171,19 +171,27 @@ def register(service: Service) -> None:
         if window["status"] == "allocated":
             return  # allocated before (the same executions again under another message id)
         try:
-            domain.check_executions(await store.orders_of(tx.conn, event.window_id), event.executions, event.halted)
+            domain.check_executions(await store.orders_of(tx.conn, event.window_id), event.executions, event.halted,
+                                    event.refused)
         except domain.Refusal as exc:
             raise Rejected(str(exc)) from exc
+        touched: set[str] = set()
         if event.halted:
-            carried = await store.carry_over(tx.conn, event.window_id, event.halted)
-            for row in carried:
+            for row in await store.carry_over(tx.conn, event.window_id, event.halted):
+                touched.add(row["account_id"])
                 tx.emit(IntentsCarriedOver(account_id=row["account_id"], window_id=event.window_id,
                                            symbols=row["symbols"], intents=row["intents"], reason=row["reason"]))
-            # Buys paid for by a carried-over sell are funded again without it.
-            for row in await store.refund_after_carry_over(tx.conn, event.window_id,
-                                                           [r["account_id"] for r in carried]):
-                tx.emit(IntentsRejected(account_id=row["account_id"], window_id=event.window_id,
-                                        reasons=json.loads(row["reasons"])))
+        rejected: dict[str, dict[str, str]] = {}
+        if event.refused:
+            for row in await store.reject_refused(tx.conn, event.window_id, event.refused):
+                touched.add(row["account_id"])
+                rejected.setdefault(row["account_id"], {}).update(json.loads(row["reasons"]))
+        if touched:
+            # Buys paid for by a sell that did not trade are funded again without it.
+            for row in await store.refund_after_carry_over(tx.conn, event.window_id, sorted(touched)):
+                rejected.setdefault(row["account_id"], {}).update(json.loads(row["reasons"]))
+        for account_id, reasons in sorted(rejected.items()):
+            tx.emit(IntentsRejected(account_id=account_id, window_id=event.window_id, reasons=reasons))
         await store.record_executions(tx.conn, event.window_id, event.executions)
         await store.allocate(tx.conn, event.window_id)
         await store.reserve_fills(tx.conn, event.window_id)

@@ -430,6 +430,8 @@ async def summarise(conn: asyncpg.Connection, window_id: UUID) -> dict[str, Any]
                'carried_over', (SELECT count(*) FROM carried_over WHERE window_id = $1),
                'halted', coalesce((SELECT jsonb_object_agg(symbol, halted) FROM orders
                                    WHERE window_id = $1 AND halted IS NOT NULL), '{}'::jsonb),
+               'refused', coalesce((SELECT jsonb_object_agg(symbol, refused) FROM orders
+                                    WHERE window_id = $1 AND refused IS NOT NULL), '{}'::jsonb),
                'securities', coalesce((SELECT jsonb_object_agg(per.symbol, jsonb_build_object(
                    'intents', per.intents, 'gross_buy', per.gross_buy::text, 'gross_sell', per.gross_sell::text,
                    'net', (per.gross_buy - per.gross_sell)::text, 'net_shares', per.net_shares::text,
@@ -499,6 +501,22 @@ async def carry_over(conn: asyncpg.Connection, window_id: UUID, halted: dict[str
                   string_agg(DISTINCT reason, '; ') AS reason
            FROM moved GROUP BY account_id ORDER BY account_id""",
         window_id, symbols, [halted[x] for x in symbols])
+
+
+async def reject_refused(conn: asyncpg.Connection, window_id: UUID, refused: dict[str, str]) -> list[asyncpg.Record]:
+    """Reject the window's intents in securities the venue refused, with its reason, in one
+    statement; returns per account the intents and reasons."""
+    symbols = sorted(refused)
+    return await conn.fetch(
+        """WITH r AS (SELECT * FROM unnest($2::text[], $3::text[]) AS t(symbol, reason)),
+                marked AS (UPDATE orders o SET refused = r.reason FROM r
+                           WHERE o.window_id = $1 AND o.symbol = r.symbol RETURNING o.symbol),
+                dropped AS (UPDATE intents i SET status = 'rejected', reason = r.reason
+                            FROM r WHERE i.window_id = $1 AND i.status = 'frozen' AND i.symbol = r.symbol
+                            RETURNING i.intent_id, i.account_id, r.reason)
+           SELECT account_id, jsonb_object_agg(intent_id, reason) AS reasons
+           FROM dropped GROUP BY account_id ORDER BY account_id""",
+        window_id, symbols, [refused[x] for x in symbols])
 
 
 async def set_cash(conn: asyncpg.Connection, account_id: str, cash: Decimal, version: int) -> None:

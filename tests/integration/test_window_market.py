@@ -211,18 +211,43 @@ async def test_closing_a_window_with_nothing_pending_creates_nothing(services, b
     assert await fetchval(settings.database_url, 'SELECT count(*) FROM "window".windows') == before
 
 
-async def test_an_order_for_an_unknown_symbol_is_dead_lettered_with_the_reason(services, bus, settings):
-    unknown, message_id = new_symbol(), str(uuid.uuid4())
-    command = ExecuteOrders(window_id=uuid.uuid4(), orders=[NetOrder(symbol=unknown, side=BUY, notional="10.00")])
+async def test_malformed_orders_are_dead_lettered_with_the_reason(services, bus, settings):
+    symbol, message_id = new_symbol(), str(uuid.uuid4())
+    twice = [NetOrder(symbol=symbol, side=BUY, notional="10.00"), NetOrder(symbol=symbol, side=BUY, notional="5.00")]
+    command = ExecuteOrders(window_id=uuid.uuid4(), orders=twice)
     reply = await bus.request(command, message_id=message_id)
-    assert not reply.ok and f"unknown symbol {unknown}" in reply.reason
+    assert not reply.ok and f"{symbol} is ordered 2 times" in reply.reason
     reason = await fetchval(settings.database_url, "SELECT reason FROM market.dead_letters WHERE message_id = $1",
                             message_id)
-    assert f"unknown symbol {unknown}" in reason
+    assert f"{symbol} is ordered 2 times" in reason
     [copy] = await eventually(lambda: dead_lettered(settings, topology.MARKET_COMMANDS.dlq, message_id))
-    assert f"unknown symbol {unknown}" in copy.headers["x-reason"]
+    assert f"{symbol} is ordered 2 times" in copy.headers["x-reason"]
     assert await fetchval(settings.database_url, "SELECT count(*) FROM market.executions WHERE window_id = $1",
                           command.window_id) == 0
+
+
+async def test_a_security_the_venue_does_not_list_is_refused_alone_and_its_intents_rejected(
+        services, bus, settings):
+    """One unknown security does not stop the window: its intents are rejected with the
+    venue's reason, the buy its sale was to pay for is funded again without it, the rest
+    trades."""
+    unknown, listed = new_symbol(), new_symbol()
+    await set_prices(bus, **{listed: "10.00"})
+    account = new_account()
+    await give_cash(bus, settings, account, "5.00")
+    sale, buy = intent(account, unknown, SELL, "20.00"), intent(account, listed, BUY, "25.00")
+    await submit(bus, settings, account, sale, buy)
+    rejected = Seen(await listen(bus, IntentsRejected.TYPE))
+    closing = await close_window(bus)
+    [body] = await eventually(lambda: rejected.where(account_id=account))
+    assert body["reasons"] == {str(sale.intent_id): f"unknown symbol {unknown}"}
+    await eventually(lambda: fetchval(settings.database_url, 'SELECT status = \'allocated\' FROM "window".windows '
+                                                             "WHERE window_id = $1", closing.window_id))
+    assert await fetchval(settings.database_url, 'SELECT amount FROM "window".fills WHERE intent_id = $1',
+                          buy.intent_id) == D("5.00")  # its own cash only
+    summary = json.loads(await fetchval(settings.database_url,
+                                        'SELECT summary FROM "window".windows WHERE window_id = $1', closing.window_id))
+    assert summary["refused"] == {unknown: f"unknown symbol {unknown}"}
 
 
 async def dead_lettered(settings, dlq: str, message_id: str) -> list:

@@ -26,34 +26,35 @@ QUOTES = {"VTI": Quote("VTI", D("250.00"), True), "BND": Quote("BND", D("72.50")
 
 
 def test_a_buy_gets_the_shares_its_notional_buys_rounded_down():
-    [e], _ = domain.execute([order("BND", "400.00")], QUOTES)
+    [e], _, _ = domain.execute([order("BND", "400.00")], QUOTES)
     assert (e.symbol, e.side, e.quantity, e.price) == ("BND", Side.BUY, D("5.51724"), D("72.50"))
     assert e.amount == D("400.00")  # 5.51724 x 72.50 = 399.9999 -> to the cent
 
 
 def test_the_amount_is_the_filled_shares_times_the_price_to_the_cent():
-    [e], _ = domain.execute([order("VGT", "322.00")], {"VGT": Quote("VGT", D("620.15"), True)})
+    [e], _, _ = domain.execute([order("VGT", "322.00")], {"VGT": Quote("VGT", D("620.15"), True)})
     assert (e.quantity, e.amount) == (D("0.51922"), D("321.99"))  # 321.994283 -> 321.99
 
 
 def test_a_sell_is_filled_the_same_way():
-    [e], _ = domain.execute([order("VTI", "125.00", Side.SELL)], QUOTES)
+    [e], _, _ = domain.execute([order("VTI", "125.00", Side.SELL)], QUOTES)
     assert (e.side, e.quantity, e.amount) == (Side.SELL, D("0.50000"), D("125.00"))
 
 
 def test_a_zero_order_fills_nothing_but_reports_the_price():
-    [e], _ = domain.execute([order("VTI", "0.00")], QUOTES)
+    [e], _, _ = domain.execute([order("VTI", "0.00")], QUOTES)
     assert (e.quantity, e.amount, e.price) == (D("0"), D("0"), D("250.00"))
 
 
-def test_an_unknown_symbol_refuses_the_whole_window_with_the_reason():
-    with pytest.raises(Refusal, match="unknown symbol NOPE"):
-        domain.execute([order("VTI", "10.00"), order("NOPE", "10.00")], QUOTES)
+def test_an_unknown_symbol_is_refused_with_the_reason_and_the_rest_still_trades():
+    executions, halted, refused = domain.execute([order("VTI", "10.00"), order("NOPE", "10.00")], QUOTES)
+    assert [e.symbol for e in executions] == ["VTI"] and halted == {}
+    assert refused == {"NOPE": "unknown symbol NOPE"}
 
 
 def test_an_inactive_symbol_is_not_traded():
-    with pytest.raises(Refusal, match="OLD is inactive"):
-        domain.execute([order("OLD", "10.00")], QUOTES)
+    executions, _, refused = domain.execute([order("OLD", "10.00")], QUOTES, halts={"OLD": "news"})
+    assert executions == [] and refused == {"OLD": "OLD is inactive and cannot be traded"}
 
 
 def test_a_symbol_ordered_twice_is_refused():
@@ -107,13 +108,13 @@ from datetime import UTC, datetime  # noqa: E402
 
 
 def test_an_order_in_a_halted_security_is_not_filled_and_says_why():
-    executions, halted = domain.execute([order("VTI", "10.00"), order("BND", "10.00")], QUOTES,
+    executions, halted, _ = domain.execute([order("VTI", "10.00"), order("BND", "10.00")], QUOTES,
                                         halts={"VTI": "news pending"})
     assert [e.symbol for e in executions] == ["BND"] and halted == {"VTI": "news pending"}
 
 
 def test_a_market_wide_halt_fills_nothing():
-    executions, halted = domain.execute([order("VTI", "10.00")], QUOTES, market_wide="circuit breaker")
+    executions, halted, _ = domain.execute([order("VTI", "10.00")], QUOTES, market_wide="circuit breaker")
     assert executions == [] and halted == {"VTI": "circuit breaker"}
 
 
@@ -121,7 +122,7 @@ def test_slippage_moves_the_price_against_the_order():
     assert domain.slipped(D("100.00"), Side.BUY, 5) == D("100.050000")
     assert domain.slipped(D("100.00"), Side.SELL, 5) == D("99.950000")
     assert domain.slipped(D("33.333333"), Side.BUY, 1) == D("33.336667")  # rounded up for a buy
-    [e], _ = domain.execute([order("VTI", "100.00")], QUOTES, slippage_bps=10)
+    [e], _, _ = domain.execute([order("VTI", "100.00")], QUOTES, slippage_bps=10)
     assert e.price == domain.slipped(QUOTES["VTI"].price, Side.BUY, 10)
 
 
@@ -158,5 +159,5 @@ def test_an_order_with_shares_trades_the_whole_net_on_its_side():
     assert domain.direction(order, Decimal("50")) is Side.SELL  # 2 bought by dollars, 3 sold
     assert domain.fill(order, Decimal("50")) == Execution(symbol="VTI", side=Side.SELL, quantity=Decimal("1"),
                                                          price=Decimal("50"), amount=Decimal("50.00"))
-    executions, _ = domain.execute([order], {"VTI": domain.Quote("VTI", Decimal("50"), True)}, slippage_bps=100)
+    executions, _, _ = domain.execute([order], {"VTI": domain.Quote("VTI", Decimal("50"), True)}, slippage_bps=100)
     assert executions[0].side is Side.SELL and executions[0].price == Decimal("49.5")  # slipped against a sell
