@@ -211,11 +211,13 @@ def register(service: Service) -> None:
                                         postings=postings)
         if booked is None:
             return  # this batch was booked before (replayed under another message id)
+        await emit_fills_booked(tx, event.window_id, event.fills, accounts)
+        # Last: the check takes a lock per window held to commit (so that of two batches
+        # booked at once, the later sees the other's entry); the work above runs in parallel.
         if off := await store.unbalanced_clearing(tx.conn, str(event.window_id), event.batches,
                                                   domain.clearing_book(event.window_id)):
             raise Rejected(f"window {event.window_id} does not balance over its {event.batches} batches: "
                            + ", ".join(f"{r['asset']} off by {r['amount']}" for r in off))
-        await emit_fills_booked(tx, event.window_id, event.fills, accounts)
 
     async def emit_fills_booked(tx: Tx, window_id, all_fills, accounts: list[str]) -> None:
         """Per account: its fills, new cash and positions (``FillsBooked``, ``CashChanged``,
