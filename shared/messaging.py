@@ -111,6 +111,20 @@ class Tx:
         self.outgoing.append(out)
         return out.message_id
 
+    def emit_json(self, model: type[Message], body: bytes, *, command: bool = False) -> str:
+        """Queue a message of ``model`` whose JSON body was built elsewhere (for example in
+        SQL, for bodies of millions of values); the consumer validates it as usual."""
+        out = Outgoing(
+            exchange=COMMANDS_EXCHANGE if command else EVENTS_EXCHANGE,
+            routing_key=model.TYPE,
+            message_id=self._next_id(),
+            message_type=model.TYPE,
+            headers={"x-schema-version": model.VERSION},
+            body=body,
+        )
+        self.outgoing.append(out)
+        return out.message_id
+
 
 async def write_outbox(conn: asyncpg.Connection, correlation_id: str, rows: list[Outgoing]) -> None:
     if rows:  # one statement however many rows

@@ -90,7 +90,7 @@ WINDOW_INTENTS = _events("window.intents", "pie.intents.submitted")
 WINDOW_EXECUTIONS = _events("window.executions", "market.orders.executed")
 WINDOW_COMMANDS = _commands("window")
 WINDOW_LEDGER = _events(
-    "window.ledger", "ledger.account.opened", "ledger.cash.changed", "ledger.position.changed"
+    "window.ledger", "ledger.account.opened", "ledger.cash.changed", "ledger.position.changed", "ledger.fills.booked"
 )
 WINDOW_MARKET = _events("window.market", "market.prices.changed")
 # ---- margin

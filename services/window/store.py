@@ -83,6 +83,22 @@ async def set_position(conn: asyncpg.Connection, account_id: str, symbol: str, q
            WHERE positions.version < EXCLUDED.version""", account_id, symbol, quantity, version)
 
 
+async def set_positions(conn: asyncpg.Connection, account_id: str, positions: dict[str, Decimal],
+                        version: int) -> None:
+    """The account's complete positions as of ``version`` (a fills booking): listed symbols
+    take their quantity, every other one held goes to zero; newer rows stay."""
+    symbols = sorted(positions)
+    await conn.execute(
+        """INSERT INTO positions (account_id, symbol, quantity, version)
+           SELECT $1, s, q, $4 FROM unnest($2::text[], $3::numeric[]) AS t(s, q) ORDER BY s
+           ON CONFLICT (account_id, symbol) DO UPDATE SET quantity = EXCLUDED.quantity, version = EXCLUDED.version
+           WHERE positions.version < EXCLUDED.version""",
+        account_id, symbols, [positions[x] for x in symbols], version)
+    await conn.execute(
+        """UPDATE positions SET quantity = 0, version = $3
+           WHERE account_id = $1 AND symbol <> ALL($2::text[]) AND version < $3""", account_id, symbols, version)
+
+
 async def set_prices(conn: asyncpg.Connection, prices: dict[str, Decimal]) -> None:
     symbols = sorted(prices)
     await conn.execute(
@@ -390,6 +406,21 @@ async def fills_by_batch(conn: asyncpg.Connection, window_id: UUID, accounts_per
     return batches
 
 
+async def fills_json_by_batch(conn: asyncpg.Connection, window_id: UUID, accounts_per_batch: int) -> list[str]:
+    """``fills_by_batch`` as each batch's JSON array of fills (the ``Fill`` contract, decimals
+    as strings), built by PostgreSQL: a million fills never become Python objects."""
+    rows = await conn.fetch(
+        """SELECT batch, json_agg(json_build_object(
+                      'intent_id', intent_id, 'account_id', account_id, 'symbol', symbol, 'side', side,
+                      'quantity', quantity::text, 'amount', amount::text, 'price', price::text)
+                  ORDER BY account_id, intent_id)::text AS fills
+           FROM (SELECT (dense_rank() OVER (ORDER BY account_id) - 1) / $2 AS batch, *
+                 FROM fills WHERE window_id = $1) f
+           GROUP BY batch ORDER BY batch""",
+        window_id, accounts_per_batch)
+    return [r["fills"] for r in rows]
+
+
 async def fills_of(conn: asyncpg.Connection, window_id: UUID) -> list[Fill]:
     rows = await conn.fetch("SELECT * FROM fills WHERE window_id = $1 ORDER BY intent_id", window_id)
     return [_fill(r) for r in rows]
@@ -556,8 +587,9 @@ async def record_executions(conn: asyncpg.Connection, window_id: UUID, execution
 
 async def mark_allocated(conn: asyncpg.Connection, window_id: UUID, executed_at: datetime | None,
                          allocated_at: datetime, batches: int) -> dict[str, Any]:
-    """Mark the window's intents filled and the window allocated, with its summary (returned)."""
-    await conn.execute("UPDATE intents SET status = 'filled' WHERE window_id = $1 AND status = 'frozen'", window_id)
+    """Mark the window allocated, with its summary (returned). Its frozen intents are filled
+    by that (each has its row in ``fills``): rewriting a million intents' status would cost
+    more than the allocation itself."""
     summary = await summarise(conn, window_id)
     await conn.execute(
         """UPDATE windows SET status = 'allocated', executed_at = $2, allocated_at = $3, summary = $4::jsonb,

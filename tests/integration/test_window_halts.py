@@ -49,7 +49,8 @@ async def test_a_halted_security_carries_over_and_the_holder_is_told_why(system,
                                                   "WHERE account_id = $1", account)
         by_id = {r["intent_id"]: r for r in rows}
         assert (by_id[stuck.intent_id]["status"], by_id[stuck.intent_id]["reason"]) == ("pending", "news pending")
-        assert by_id[fine.intent_id]["status"] == "filled"
+        assert by_id[fine.intent_id]["status"] == "frozen" and by_id[fine.intent_id]["window_id"] == first.window_id
+        assert await fetch(settings.database_url, 'SELECT 1 FROM "window".fills WHERE intent_id = $1', fine.intent_id)
         [note] = await eventually(lambda: feed_kinds(bus, account, "intents_carried_over"))
         assert halted in note["message"] and "news pending" in note["message"]
         view = (await fetch(settings.database_url, 'SELECT summary FROM "window".windows WHERE window_id = $1',
