@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV   := .venv
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test up bench-funding bench-pie bench-window install services clean
+.PHONY: run test up bench-funding bench-pie bench-window bench-margin install services clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,9 @@ bench-pie: install
 
 bench-window: install services
 	$(VENV)/bin/python bench/window.py
+
+bench-margin: install services
+	$(VENV)/bin/python bench/margin.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .hypothesis *.egg-info

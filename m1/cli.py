@@ -314,6 +314,20 @@ notification_commands.register(app)
 from m1 import pie_commands  # noqa: E402
 
 pie_commands.register(app, pie_app)
+from m1 import order_commands  # noqa: E402
+
+order_commands.register(app)
+from m1 import ledger_commands  # noqa: E402
+
+ledger_commands.register(app)
+from m1 import gains_commands  # noqa: E402
+
+gains_commands.register(app)
+
+
+from m1 import margin_commands  # noqa: E402
+
+margin_commands.register(app)
 
 
 def main() -> None:

@@ -60,7 +60,8 @@ async def run_demo(settings: Settings, console: Console) -> bool:
 
             view = await wait_for(pending, "the pie service's buy intents")
             console.print(f"4. pie service queued ${view['pending_buys']} of buys for the next window")
-            closing = await client.call(CloseWindow())
+            # The intents travel from the pie to the window as an event: close once it has them.
+            closing = await wait_for(lambda: _close_with_intents(client), "the window to receive the intents")
             orders = ", ".join(f"{o['side']} {o['symbol']} ${o['notional']}" for o in closing["orders"])
             console.print(f"5. operator closed window {str(closing['window_id'])[:8]}: net orders {orders}")
 
@@ -87,6 +88,11 @@ async def run_demo(settings: Settings, console: Console) -> bool:
     except (ServiceError, TimeoutError) as exc:
         console.print(f"[red]demo failed:[/red] {exc}")
         return False
+
+
+async def _close_with_intents(client: Client):
+    closing = await client.call(CloseWindow())
+    return closing if closing["intents"] else None
 
 
 async def _feed_with(client: Client, account: str, n: int):

@@ -13,7 +13,7 @@ The funding events at the top are the **fixed** contract with the bank (docs/con
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar, Literal
@@ -755,6 +755,491 @@ class ResendDeliveries(Message):
     TYPE: ClassVar[str] = "notification.deliveries.resend"
     account_id: AccountId
     ids: list[UUID] = []
+
+
+# ---------------------------------------------------------------- order
+
+
+class OrderStatus(StrEnum):
+    """An order's state: ``pending`` (maybe waiting for its deposit) and ``carried_over`` (a
+    halt sent it to the next window) are open; the other four are final, and an order ends in
+    exactly one of them."""
+
+    PENDING = "pending"
+    CARRIED_OVER = "carried_over"
+    CANCELLED = "cancelled"
+    EXECUTED = "executed"
+    PARTIALLY_EXECUTED = "partially_executed"
+    REJECTED = "rejected"
+
+
+class PlaceOrder(Message):
+    """Command: buy or sell one slice (``symbol``) of the account's pie, by dollar ``amount``
+    or share ``quantity``. A buy may bring its funding: ``deposit_id`` and ``deposit_amount``
+    of a deposit made with it (the bank's ``funding.deposit.received`` with that id); the
+    order waits for that deposit to be booked. Replies ``OrderView``; the order's id derives
+    from the command's message id."""
+
+    TYPE: ClassVar[str] = "order.order.place"
+    account_id: AccountId
+    symbol: Symbol
+    side: Side
+    amount: PositiveCash | None = None
+    quantity: Quantity | None = None
+    deposit_id: UUID | None = None
+    deposit_amount: FundingAmount | None = None
+
+    @model_validator(mode="after")
+    def _amount_or_quantity(self) -> PlaceOrder:
+        if (self.amount is None) == (self.quantity is None):
+            raise ValueError("an order has exactly one of 'amount' or 'quantity'")
+        if (self.deposit_id is None) != (self.deposit_amount is None):
+            raise ValueError("a deposit with an order needs both deposit_id and deposit_amount")
+        return self
+
+
+class CancelOrder(Message):
+    """Command: cancel an order until its window starts. Replies ``OrderView``: cancelled at
+    once, or with ``cancel_requested`` while the window is asked (the outcome follows as
+    ``order.order.changed``)."""
+
+    TYPE: ClassVar[str] = "order.order.cancel"
+    order_id: UUID
+
+
+class OrderState(BaseModel):
+    """One order as the order service knows it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    order_id: UUID
+    account_id: AccountId
+    symbol: Symbol
+    side: Side
+    amount: Cash | None = None
+    quantity: Quantity | None = None
+    status: OrderStatus
+    # what an open order waits for, in words (its deposit), else None
+    waiting_for: str | None = None
+    deposit_id: UUID | None = None
+    deposit_amount: Cash | None = None
+    cancel_requested: bool = False
+    # what the window traded (final states executed / partially executed)
+    filled_quantity: Quantity | None = None
+    filled_amount: Cash | None = None
+    price: Price | None = None
+    window_id: UUID | None = None
+    reason: str | None = None
+    placed_at: datetime
+    updated_at: datetime
+    version: int
+
+
+class OrderView(Message):
+    TYPE: ClassVar[str] = "order.order.view"
+    order: OrderState
+
+
+class OrderChanged(Message):
+    """Every change of an order, with its full state after it. ``change`` is one of placed,
+    funded (its deposit was booked), cancel_requested, cancel_refused, carried_over,
+    cancelled, executed, partially_executed, rejected."""
+
+    TYPE: ClassVar[str] = "order.order.changed"
+    account_id: AccountId
+    change: str
+    order: OrderState
+
+
+class OrderRefused(Message):
+    """A refused order request (place or cancel) of a known account, with the reason: the
+    holder is told."""
+
+    TYPE: ClassVar[str] = "order.order.refused"
+    account_id: AccountId
+    request: str
+    reason: str
+
+
+class GetOrder(Message):
+    TYPE: ClassVar[str] = "order.order.get"
+    order_id: UUID
+
+
+class GetOrders(Message):
+    TYPE: ClassVar[str] = "order.orders.get"
+    account_id: AccountId
+    limit: int = Field(default=100, ge=1, le=1000)
+
+
+class Orders(Message):
+    TYPE: ClassVar[str] = "order.orders.view"
+    account_id: AccountId
+    orders: list[OrderState]
+
+
+class OrderIntentsSubmitted(IntentsSubmitted):
+    """An order's intent (source ``order``) for the window; the window collects it like the
+    pie's intents."""
+
+    TYPE: ClassVar[str] = "order.intents.submitted"
+
+
+# ---------------------------------------------------------------- ledger reports (statement, export, audit)
+
+
+class GetStatement(Message):
+    """Query: an account's statement for one calendar month (dates in America/New_York)."""
+
+    TYPE: ClassVar[str] = "ledger.statement.get"
+    account_id: AccountId
+    month: Annotated[str, StringConstraints(pattern=r"^\d{4}-(0[1-9]|1[0-2])$")]
+
+
+class Statement(Message):
+    """An account's month: opening and closing cash and positions, every movement, holdings
+    with cost and market value, and the cash that is settled, unsettled and withdrawable."""
+
+    TYPE: ClassVar[str] = "ledger.statement.view"
+    account_id: AccountId
+    month: str
+    period_start: datetime
+    period_end: datetime
+    opening: dict[str, Any]
+    closing: dict[str, Any]
+    movements: list[dict[str, Any]]
+    holdings: list[dict[str, Any]]
+    cash: dict[str, Any]
+
+
+class ExportJournal(Message):
+    """Operator query: the whole journal (customer and firm books) in an accounting format."""
+
+    TYPE: ClassVar[str] = "ledger.journal.export"
+    format: Literal["beancount"] = "beancount"
+
+
+class JournalExport(Message):
+    TYPE: ClassVar[str] = "ledger.journal.exported"
+    format: str
+    entries: int
+    text: str
+
+
+class AuditLedger(Message):
+    """Operator query: recompute every balance from the journal and reconcile the books."""
+
+    TYPE: ClassVar[str] = "ledger.audit.run"
+
+
+class AuditReport(Message):
+    TYPE: ClassVar[str] = "ledger.audit.report"
+    ok: bool
+    entries: int
+    postings: int
+    accounts: int
+    kinds: dict[str, int]
+    differences: list[str]
+
+
+# ---------------------------------------------------------------- dividends, the ledger's day, gains
+
+
+class AnnounceDividend(Message):
+    """Operator command to the market: a security pays ``amount_per_share`` to the holders of
+    record at ``ex_date`` (shares held before that day), paid on ``pay_date``."""
+
+    TYPE: ClassVar[str] = "market.dividend.announce"
+    symbol: Symbol
+    amount_per_share: Price
+    ex_date: date
+    pay_date: date
+
+    @model_validator(mode="after")
+    def _pay_after_ex(self) -> AnnounceDividend:
+        if self.pay_date < self.ex_date:
+            raise ValueError("pay_date must not be before ex_date")
+        return self
+
+
+class DividendAnnounced(Message):
+    """A dividend (``market.dividend.announced``): the ledger credits every holder's cash on the pay date."""
+
+    TYPE: ClassVar[str] = "market.dividend.announced"
+    symbol: Symbol
+    amount_per_share: Price
+    ex_date: date
+    pay_date: date
+
+    @model_validator(mode="after")
+    def _pay_after_ex(self) -> DividendAnnounced:
+        if self.pay_date < self.ex_date:
+            raise ValueError("pay_date must not be before ex_date")
+        return self
+
+
+class RunLedgerDay(Message):
+    """Run the ledger's daily job for ``day`` (America/New_York): record each account's
+    day-end value, accrue interest on plus accounts' cash, pay the dividends due, and on the
+    month's last day charge the platform fee and pay the month's interest. Each step is done
+    once however often the day is run."""
+
+    TYPE: ClassVar[str] = "ledger.day.run"
+    day: date
+
+
+class LedgerDayDone(Message):
+    TYPE: ClassVar[str] = "ledger.day.done"
+    day: date
+    dividends_paid: list[str]
+    dividend_accounts: int
+    interest_accrued_accounts: int
+    interest_paid_accounts: int
+    platform_fee_accounts: int
+    regulatory_fee_accounts: int = 0
+
+
+class GetGains(Message):
+    """Query: an account's realised gains of one calendar year (sales booked that year)."""
+
+    TYPE: ClassVar[str] = "ledger.gains.get"
+    account_id: AccountId
+    year: int = Field(ge=1900, le=2999)
+
+
+class RealisedGain(BaseModel):
+    """One sale's closing of one tax lot (a sale closing three lots is three rows)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    sale_id: str
+    symbol: Symbol
+    quantity: Quantity
+    acquired: date | None
+    sold: date
+    proceeds: Cash
+    cost: Cash
+    gain: Cash
+    term: Literal["short", "long"]
+    wash_sale: bool
+    basis_known: bool = True
+
+
+class GainsTotals(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    proceeds: Cash
+    cost: Cash
+    gain: Cash
+    wash_sales: int
+
+
+class GainsReport(Message):
+    TYPE: ClassVar[str] = "ledger.gains.view"
+    account_id: AccountId
+    year: int
+    sales: list[RealisedGain]
+    short_term: GainsTotals
+    long_term: GainsTotals
+    total: GainsTotals
+
+
+# ---------------------------------------------------------------- margin and loans
+
+# A rate as a decimal fraction (0.30 = 30%), at most 4 decimals, from 0 to 1.
+Rate = Annotated[Decimal, *_decimal(4, non_negative=True, maximum=Decimal("1"))]
+
+
+class DrawLoan(Message):
+    """Command to the ledger (sent by the margin service once it approved a borrow): book a
+    margin loan of ``amount`` into the account's cash, once per ``loan_id``."""
+
+    TYPE: ClassVar[str] = "ledger.loan.draw"
+    account_id: AccountId
+    loan_id: UUID
+    amount: PositiveCash
+
+
+class RepayLoan(Message):
+    """Command to the ledger: repay ``amount`` of the account's margin loan from its cash,
+    once per ``repayment_id``. Refused when the cash or the loan is smaller, unless
+    ``up_to`` (liquidation proceeds): then it repays what the cash and the loan allow, up to
+    ``amount``. Replies ``ledger.loan.changed``."""
+
+    TYPE: ClassVar[str] = "ledger.loan.repay"
+    account_id: AccountId
+    repayment_id: UUID
+    amount: PositiveCash
+    up_to: bool = False
+
+
+class ChargeLoanInterest(Message):
+    """Command to the ledger (the margin service's monthly charge): take the interest accrued
+    on the loan over ``period`` (``YYYY-MM``) from the account's cash, once per ``charge_id``.
+    The cash may go negative (the pie sells to cover it)."""
+
+    TYPE: ClassVar[str] = "ledger.loan.interest"
+    account_id: AccountId
+    charge_id: UUID
+    amount: PositiveCash
+    period: Annotated[str, StringConstraints(pattern=r"^\d{4}-(0[1-9]|1[0-2])$")]
+
+
+class LoanChanged(Message):
+    """The ledger booked a loan draw (``cause`` loan) or a repayment: the account's loan and
+    cash after it, at the account's ledger ``version`` (the same change is also published as
+    ``ledger.cash.changed``)."""
+
+    TYPE: ClassVar[str] = "ledger.loan.changed"
+    account_id: AccountId
+    loan: Cash
+    delta: Cash
+    cash: Cash
+    cause: Literal["loan", "repayment"]
+    cause_id: str
+    version: int
+    booked_at: datetime
+
+
+class BorrowMargin(Message):
+    """Command: borrow ``amount`` against the portfolio into cash. The margin service checks
+    eligibility, diversification and borrowing power, then has the ledger book the loan.
+    Replies ``margin.loan.requested``."""
+
+    TYPE: ClassVar[str] = "margin.loan.borrow"
+    account_id: AccountId
+    amount: PositiveCash
+
+
+class LoanRequested(Message):
+    TYPE: ClassVar[str] = "margin.loan.requested"
+    account_id: AccountId
+    loan_id: UUID
+    amount: PositiveCash
+    # what is left to borrow once this loan is booked
+    borrowing_power: Cash
+
+
+class SetSecurityRequirement(Message):
+    """Operator command: a security's own margin requirements (null: the house default).
+    ``initial``: the share of its value that cannot be borrowed (1 = adds no borrowing
+    power); ``maintenance``: its maintenance rate (never applied below the regulatory floor)."""
+
+    TYPE: ClassVar[str] = "margin.requirement.set"
+    symbol: Symbol
+    initial: Rate | None = None
+    maintenance: Rate | None = None
+
+
+class SecurityRequirement(Message):
+    TYPE: ClassVar[str] = "margin.requirement.view"
+    symbol: Symbol
+    initial: Rate | None
+    maintenance: Rate | None
+
+
+class GetMarginStatus(Message):
+    TYPE: ClassVar[str] = "margin.status.get"
+    account_id: AccountId
+
+
+class MarginCallState(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    call_id: UUID
+    status: Literal["open", "met", "liquidating", "liquidated"]
+    amount_due: Cash
+    deadline: datetime
+    issued_at: datetime
+    liquidation_amount: Cash | None = None
+    closed_at: datetime | None = None
+
+
+class MarginStatus(Message):
+    """An account's margin figures: market value, cash, loan, equity (market value + cash -
+    loan), maintenance requirement, borrowing power, interest accrued and any open call."""
+
+    TYPE: ClassVar[str] = "margin.status.view"
+    account_id: AccountId
+    eligible: bool
+    reason: str | None
+    market_value: Cash
+    cash: Cash
+    loan: Cash
+    equity: Cash
+    requirement: Cash
+    borrowing_power: Cash
+    interest_rate: Rate
+    interest_accrued: Cash
+    call: MarginCallState | None
+
+
+class MarginCallIssued(Message):
+    """Equity fell below the maintenance requirement: ``amount_due`` (requirement - equity)
+    by ``deadline``, or the account is liquidated."""
+
+    TYPE: ClassVar[str] = "margin.call.issued"
+    account_id: AccountId
+    call_id: UUID
+    amount_due: PositiveCash
+    market_value: Cash
+    equity: Cash
+    requirement: Cash
+    loan: Cash
+    deadline: datetime
+    issued_at: datetime
+
+
+class MarginCallMet(Message):
+    """A call closed as met: equity is back at or above the requirement (a deposit, a
+    repayment or a market recovery)."""
+
+    TYPE: ClassVar[str] = "margin.call.met"
+    account_id: AccountId
+    call_id: UUID
+    equity: Cash
+    requirement: Cash
+    met_at: datetime
+
+
+class MarginCallLiquidated(Message):
+    """A call unmet at its deadline (``reason`` deadline) or equity under the hard floor
+    (``reason`` floor): ``amount`` of holdings are sold in the next window at the highest
+    priority and the proceeds repay the loan."""
+
+    TYPE: ClassVar[str] = "margin.call.liquidated"
+    account_id: AccountId
+    call_id: UUID
+    amount: PositiveCash
+    shortfall: Cash
+    reason: Literal["deadline", "floor"]
+    liquidated_at: datetime
+
+
+class AccrueInterest(Message):
+    """Command: run the margin interest job for ``day`` (America/New_York): accrue a day's
+    interest on every loan, and on the month's last day charge the month's interest to cash.
+    Done once per day however often it runs. Replies ``margin.interest.accrued``."""
+
+    TYPE: ClassVar[str] = "margin.interest.accrue"
+    day: date
+
+
+class InterestAccrued(Message):
+    TYPE: ClassVar[str] = "margin.interest.accrued"
+    day: date
+    accrued_accounts: int
+    charged_accounts: int
+    charged: Cash
+
+
+class CheckCalls(Message):
+    """Command: liquidate the calls whose deadline has passed at ``at`` (default now). The
+    service also runs it by itself. Replies ``margin.calls.checked``."""
+
+    TYPE: ClassVar[str] = "margin.calls.check"
+    at: AwareDatetime | None = None
+
+
+class CallsChecked(Message):
+    TYPE: ClassVar[str] = "margin.calls.checked"
+    liquidated: list[AccountId]
 
 
 # ---------------------------------------------------------------- replies

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from functools import lru_cache
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -57,6 +58,57 @@ class Settings(BaseSettings):
     notification_retry_max_seconds: float = 3600.0
     # How long one webhook POST or SMTP session may take (seconds).
     notification_send_timeout: float = 10.0
+
+    # Settlement (business days on the NYSE calendar): a sale's proceeds settle this many
+    # sessions after the trade date (T+1), and a deposit can be withdrawn this many after it
+    # was booked. Tests that deposit and withdraw at once set both to 0.
+    ledger_settlement_days: int = 1
+    ledger_deposit_hold_days: int = 6
+    # How often the ledger looks for held withdrawals whose money has settled (seconds).
+    ledger_settlement_poll_seconds: float = 60.0
+
+    # Regulatory fees on every sell (each rounded up to the cent): SEC fee per $1,000,000 of
+    # principal; FINRA trading activity fee per share, capped per trade.
+    sec_fee_per_million: Decimal = Decimal("27.80")
+    finra_taf_per_share: Decimal = Decimal("0.000166")
+    finra_taf_max: Decimal = Decimal("8.30")
+    # Monthly platform fee, waived when the account's day-end value reached the threshold on
+    # at least one day of the month.
+    platform_fee: Decimal = Decimal("3.00")
+    platform_fee_waiver: Decimal = Decimal("10000.00")
+    # Annual interest rate on plus accounts' uninvested cash (accrued daily, actual/365, paid monthly).
+    plus_cash_interest_rate: Decimal = Decimal("0.04")
+    # The ledger runs its daily job (dividends, interest, fees) for each finished day by itself
+    # (off: only by the ``ledger.day.run`` command); how often it checks (seconds).
+    ledger_day_schedule: bool = True
+    ledger_day_poll_seconds: float = 300.0
+
+    # Margin (PRODUCT.md "Margin (borrow)"). Rates are decimal fractions.
+    # Share of the eligible market value that can be borrowed (a security's own initial
+    # requirement replaces 1 - this share for it).
+    margin_borrow_share: Decimal = Decimal("0.40")
+    # Market value of positions needed to borrow at all.
+    margin_minimum_invested: Decimal = Decimal("2000.00")
+    # A borrow is refused while one security is more than this share of the market value.
+    margin_max_concentration: Decimal = Decimal("0.60")
+    # Maintenance: house rate, the regulatory floor no rate goes under, and the hard floor
+    # (equity under this share of the market value liquidates at once, call or not).
+    margin_maintenance_rate: Decimal = Decimal("0.30")
+    margin_regulatory_minimum: Decimal = Decimal("0.25")
+    margin_hard_floor: Decimal = Decimal("0.25")
+    # Business days (NYSE sessions) to meet a call; liquidation sells this much more than the
+    # exact shortfall / maintenance rate (a fraction: 0.05 = 5% more).
+    margin_call_days: int = 3
+    margin_liquidation_buffer: Decimal = Decimal("0.05")
+    # A withdrawal may not leave the loan above this share of the account's value.
+    margin_withdrawal_max_loan: Decimal = Decimal("0.40")
+    # Annual interest on the loan, by plan (accrued daily, actual/365, charged monthly).
+    margin_rate_plus: Decimal = Decimal("0.0725")
+    margin_rate_basic: Decimal = Decimal("0.0875")
+    # The margin service checks call deadlines and runs each finished day's interest by itself
+    # (off: only by the margin.calls.check / margin.interest.accrue commands); how often (s).
+    margin_schedule: bool = True
+    margin_schedule_poll_seconds: float = 60.0
 
     def port_for(self, service: str) -> int:
         return self.http_port or SERVICE_PORTS[service] + self.http_port_offset

@@ -74,6 +74,10 @@ LEDGER_COMMANDS = _commands("ledger")
 # Withdrawals waiting for sells: paid out after the account's fills, or rejected by the pie.
 LEDGER_WITHDRAWALS = _events("ledger.withdrawals", "ledger.fills.booked", "pie.withdrawal.refused",
                              "ledger.deposit.booked")
+# The latest prices, for the market value of holdings on statements.
+LEDGER_MARKET = _events("ledger.market", "market.prices.changed",
+                        # dividends, paid by the ledger's daily job on their pay date
+                        "market.dividend.announced")
 # ---- pie
 PIE_LEDGER = _events(
     "pie.ledger", "ledger.account.opened", "ledger.cash.changed", "ledger.position.changed", "ledger.fills.booked"
@@ -83,10 +87,15 @@ PIE_COMMANDS = _commands("pie")
 PIE_WITHDRAWALS = _events("pie.withdrawals", "ledger.withdrawal.pending")
 PIE_WINDOW = _events("pie.window", "window.intents.rejected")
 # ---- order
-ORDER_LEDGER = _events("order.ledger", "ledger.account.opened")
+ORDER_LEDGER = _events("order.ledger", "ledger.account.opened", "ledger.cash.changed", "ledger.position.changed",
+                       "ledger.fills.booked", "ledger.deposit.booked", "ledger.funding.rejected")
 ORDER_COMMANDS = _commands("order")
+ORDER_PIE = _events("order.pie", "pie.pie.changed")
+ORDER_MARKET = _events("order.market", "market.prices.changed")
+ORDER_WINDOW = _events("order.window", "window.intents.carried_over", "window.intents.rejected",
+                       "window.intents.cancelled")
 # ---- window
-WINDOW_INTENTS = _events("window.intents", "pie.intents.submitted")
+WINDOW_INTENTS = _events("window.intents", "pie.intents.submitted", "order.intents.submitted")
 WINDOW_EXECUTIONS = _events("window.executions", "market.orders.executed")
 WINDOW_COMMANDS = _commands("window")
 WINDOW_LEDGER = _events(
@@ -94,7 +103,9 @@ WINDOW_LEDGER = _events(
 )
 WINDOW_MARKET = _events("window.market", "market.prices.changed")
 # ---- margin
-MARGIN_LEDGER = _events("margin.ledger", "ledger.account.opened", "ledger.cash.changed", "ledger.position.changed")
+MARGIN_LEDGER = _events("margin.ledger", "ledger.account.opened", "ledger.cash.changed", "ledger.position.changed",
+                       # loans booked; fills after a liquidation repay the loan
+                       "ledger.loan.changed", "ledger.fills.booked")
 MARGIN_MARKET = _events("margin.market", "market.prices.changed")
 MARGIN_COMMANDS = _commands("margin")
 # ---- notification
@@ -107,6 +118,9 @@ NOTIFICATION_EVENTS = _events(
 )
 NOTIFICATION_WINDOW = _events("notification.window", "window.intents.carried_over", "window.intents.rejected")
 NOTIFICATION_COMMANDS = _commands("notification")
+NOTIFICATION_ORDERS = _events("notification.orders", "order.order.changed", "order.order.refused")
+NOTIFICATION_MARGIN = _events("notification.margin", "ledger.loan.changed", "margin.call.issued", "margin.call.met",
+                              "margin.call.liquidated")
 # ---- market
 MARKET_COMMANDS = _commands("market")
 

@@ -23,7 +23,13 @@ def settings() -> Settings:
            "M1_RELAY_POLL_SECONDS": "0.2", "M1_LOG_LEVEL": "WARNING",
            # No window closes by itself on the NYSE schedule in the middle of a test: the
            # schedule's own tests turn it on, with the service clock set.
-           "M1_WINDOW_SCHEDULE": "false"}
+           "M1_WINDOW_SCHEDULE": "false",
+           # Tests deposit and withdraw at once: no settlement days nor deposit hold, unless a
+           # test sets them (tests/integration/test_ledger_settlement.py).
+           "M1_LEDGER_SETTLEMENT_DAYS": "0", "M1_LEDGER_DEPOSIT_HOLD_DAYS": "0",
+           # nor does the ledger's daily job (fees, interest, dividends) run at New York
+           # midnight: its tests run days by command
+           "M1_LEDGER_DAY_SCHEDULE": "false"}
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     get_settings.cache_clear()

@@ -5,7 +5,9 @@ from __future__ import annotations
 from collections import defaultdict
 from decimal import Decimal
 
-from services.ledger import domain, store
+from services.ledger import domain, report_handlers, reports_store, settlement, store
+from services.ledger import lots_handlers
+from services.ledger import loans
 from shared import topology
 from shared.contracts import (
     AccountBalances,
@@ -34,6 +36,8 @@ NO_SHARES = Decimal("0.00000")
 
 def register(service: Service) -> None:
     on = service.handler
+    lots_handlers.register(service)  # tax lots, dividends, fees, interest, gains
+    loans.register(service)  # margin loans: draws, repayments, interest charges
 
     async def notify_funding_rejected(tx: Tx, raw: dict | None, reason: str) -> None:
         """Tell the holder of a known account that a funding event was refused."""
@@ -104,6 +108,7 @@ def register(service: Service) -> None:
 
     @on(topology.LEDGER_FUNDING, WithdrawalRequested, on_reject=notify_funding_rejected)
     async def book_withdrawal(tx: Tx, event: WithdrawalRequested) -> None:
+        await loans.check_withdrawal(tx, event.account_id, event.amount, service.settings.margin_withdrawal_max_loan)
         if await hold_if_short(tx, event):
             return
         async def postings():
@@ -130,9 +135,22 @@ def register(service: Service) -> None:
         # Withdrawals already held come first: only the cash they leave is free for this one,
         # so a later, smaller withdrawal never overtakes a held one and strands it.
         held = sum((w["amount"] for w in await store.open_withdrawals(tx.conn, event.account_id)), Decimal(0))
-        cash = max(await store.cash_of(tx.conn, event.account_id) - held, Decimal("0.00"))
-        if event.amount <= cash:
+        # Settlement (report_handlers, settlement.py): unsettled sale proceeds and deposits
+        # on hold cannot leave yet.
+        state = await report_handlers.cash_state(tx.conn, event.account_id, tx.now, service.settings,
+                                                 held_withdrawals=held)
+        decision = settlement.decide(event.amount, state, await reports_store.holds_securities(tx.conn,
+                                                                                                event.account_id))
+        if decision == settlement.Decision.PAY:
             return False
+        if decision == settlement.Decision.REFUSE:
+            raise Rejected(f"insufficient withdrawable cash: requested {event.amount}, withdrawable "
+                           f"{state.withdrawable}; {state.on_hold} of deposits are on hold for "
+                           f"{service.settings.ledger_deposit_hold_days} business days after they arrive")
+        cash = state.free_after_holds
+        if decision == settlement.Decision.WAIT:  # the cash is there: paid once the sales settle
+            await store.hold_withdrawal(tx.conn, event.withdrawal_id, event.account_id, event.amount, tx.now)
+            return True
         if await store.hold_withdrawal(tx.conn, event.withdrawal_id, event.account_id, event.amount, tx.now):
             tx.emit(WithdrawalPending(account_id=event.account_id, withdrawal_id=event.withdrawal_id,
                                       amount=event.amount, cash=cash, shortfall=event.amount - cash,
@@ -148,25 +166,31 @@ def register(service: Service) -> None:
     async def pay_out_held_withdrawals(tx: Tx, event: FillsBooked | DepositBooked) -> None:
         """After an account's fills (or a deposit), pay its held withdrawals, oldest first,
         while its cash covers them."""
-        if await store.get_account(tx.conn, event.account_id, lock=True) is None:
+        await pay_out_held(tx, event.account_id)
+
+    async def pay_out_held(tx: Tx, account_id: str) -> None:
+        """Pay the account's held withdrawals, oldest first, while its withdrawable cash
+        (settled, not on hold) covers them. Also run by the settlement sweep."""
+        if await store.get_account(tx.conn, account_id, lock=True) is None:
             return
-        for held in await store.open_withdrawals(tx.conn, event.account_id):
-            cash = await store.cash_of(tx.conn, event.account_id)
-            if held["amount"] > cash:
+        for held in await store.open_withdrawals(tx.conn, account_id):
+            cash = await store.cash_of(tx.conn, account_id)
+            state = await report_handlers.cash_state(tx.conn, account_id, tx.now, service.settings)
+            if not settlement.payable(held["amount"], state):
                 return
-            version = await store.bump_version(tx.conn, event.account_id)
+            version = await store.bump_version(tx.conn, account_id)
             booked = await store.book_entry(
-                tx.conn, kind="withdrawal", reference=str(held["withdrawal_id"]), account_id=event.account_id,
+                tx.conn, kind="withdrawal", reference=str(held["withdrawal_id"]), account_id=account_id,
                 correlation_id=tx.correlation_id, booked_at=tx.now,
-                postings=domain.withdrawal(event.account_id, held["amount"], cash))
+                postings=domain.withdrawal(account_id, held["amount"], cash))
             entry_id, moved = booked
-            cash = moved[(domain.cash_book(event.account_id), domain.USD)].quantize(domain.CENT)
-            await store.insert_funding(tx.conn, held["withdrawal_id"], "withdrawal", event.account_id,
+            cash = moved[(domain.cash_book(account_id), domain.USD)].quantize(domain.CENT)
+            await store.insert_funding(tx.conn, held["withdrawal_id"], "withdrawal", account_id,
                                        held["amount"], entry_id, tx.now)
             await store.close_withdrawal(tx.conn, held["withdrawal_id"], "paid")
-            tx.emit(WithdrawalBooked(account_id=event.account_id, withdrawal_id=held["withdrawal_id"],
+            tx.emit(WithdrawalBooked(account_id=account_id, withdrawal_id=held["withdrawal_id"],
                                      amount=held["amount"], cash=cash, booked_at=tx.now))
-            tx.emit(CashChanged(account_id=event.account_id, cash=cash, delta=-held["amount"], cause="withdrawal",
+            tx.emit(CashChanged(account_id=account_id, cash=cash, delta=-held["amount"], cause="withdrawal",
                                 cause_id=str(held["withdrawal_id"]), version=version))
 
     @on(topology.LEDGER_WITHDRAWALS, WithdrawalRefused)
@@ -192,7 +216,9 @@ def register(service: Service) -> None:
                                         correlation_id=tx.correlation_id, booked_at=tx.now, postings=postings)
         if booked is None:
             return  # this window's fills were booked before (replayed under another message id)
+        await record_trades(tx, booked[0], event.window_id, event.fills)
         await emit_fills_booked(tx, event.window_id, event.fills, accounts)
+        await lots_handlers.book_lots(tx, event.window_id, event.fills)
 
     @on(topology.LEDGER_FILLS, FillsBatch)
     async def book_fills_batch(tx: Tx, event: FillsBatch) -> None:
@@ -211,13 +237,22 @@ def register(service: Service) -> None:
                                         postings=postings)
         if booked is None:
             return  # this batch was booked before (replayed under another message id)
+        await record_trades(tx, booked[0], event.window_id, event.fills)
         await emit_fills_booked(tx, event.window_id, event.fills, accounts)
+        await lots_handlers.book_lots(tx, event.window_id, event.fills)
         # Last: the check takes a lock per window held to commit (so that of two batches
         # booked at once, the later sees the other's entry); the work above runs in parallel.
         if off := await store.unbalanced_clearing(tx.conn, str(event.window_id), event.batches,
                                                   domain.clearing_book(event.window_id)):
             raise Rejected(f"window {event.window_id} does not balance over its {event.batches} batches: "
                            + ", ".join(f"{r['asset']} off by {r['amount']}" for r in off))
+
+    async def record_trades(tx: Tx, entry_id: int, window_id, fills) -> None:
+        """The trades of a booked fill entry, with the date the sales settle."""
+        await reports_store.record_trades(tx.conn, entry_id, window_id, fills, tx.now,
+                                          settlement.settles_on(tx.now, service.settings.ledger_settlement_days))
+
+    report_handlers.register(service, pay_out_held)
 
     async def emit_fills_booked(tx: Tx, window_id, all_fills, accounts: list[str]) -> None:
         """Per account: its fills, new cash and positions (``FillsBooked``, ``CashChanged``,

@@ -7,6 +7,8 @@ from pathlib import Path
 from services.market import domain, store
 from shared import topology
 from shared.contracts import (
+    AnnounceDividend,
+    DividendAnnounced,
     Execution,
     ExecuteOrders,
     HaltSecurity,
@@ -90,6 +92,16 @@ def register(service: Service) -> None:
         if breaker is not None:
             await store.trip(tx.conn, breaker.day, breaker.level, tx.now, breaker.until)
         return await halts_view(tx)
+
+    @on(topology.MARKET_COMMANDS, AnnounceDividend)
+    async def announce_dividend(tx: Tx, cmd: AnnounceDividend) -> DividendAnnounced:
+        """A listed security's dividend: published as ``market.dividend`` (the ledger pays it)."""
+        if cmd.symbol not in await store.quotes(tx.conn, [cmd.symbol]):
+            raise Rejected(f"unknown security {cmd.symbol}")
+        event = DividendAnnounced(symbol=cmd.symbol, amount_per_share=cmd.amount_per_share, ex_date=cmd.ex_date,
+                                  pay_date=cmd.pay_date)
+        tx.emit(event)
+        return event
 
     async def halts_view(tx: Tx) -> HaltsView:
         breaker = await store.market_wide_halt(tx.conn, tx.now)

@@ -16,6 +16,9 @@ from shared.contracts import (
     FundingRejected,
     IntentsCarriedOver,
     IntentsRejected,
+    OrderChanged,
+    OrderRefused,
+    OrderState,
     Side,
     WithdrawalBooked,
 )
@@ -26,6 +29,13 @@ FUNDING_REJECTED = "funding_rejected"
 TRADES_EXECUTED = "trades_executed"
 INTENTS_REJECTED = "intents_rejected"
 INTENTS_CARRIED_OVER = "intents_carried_over"
+ORDER_REFUSED = "order_refused"
+# An order's changes the holder is told about, by OrderChanged.change; the others (funded:
+# its deposit was booked, which the deposit's own notification says; cancel_requested: the
+# answer follows) are not notified.
+ORDER_KINDS = {"placed": "order_placed", "cancel_refused": "order_cancel_refused", "cancelled": "order_cancelled",
+               "carried_over": "order_carried_over", "executed": "order_executed",
+               "partially_executed": "order_partially_executed", "rejected": "order_rejected"}
 
 
 @dataclass(frozen=True)
@@ -94,6 +104,47 @@ def intents_carried_over(event: IntentsCarriedOver) -> Notification:
     return Notification(event.account_id, INTENTS_CARRIED_OVER,
                         f"Trades in {', '.join(event.symbols)} wait for the next window: {event.reason}.",
                         event.model_dump(mode="json", include={"window_id", "symbols", "intents", "reason"}))
+
+
+def _order_words(order: OrderState) -> str:
+    """``buy $100.00 of VTI``, ``sell 1.5 shares of BND``."""
+    if order.amount is not None:
+        return f"{order.side.value} {dollars(order.amount)} of {order.symbol}"
+    return f"{order.side.value} {format(order.quantity.normalize(), 'f')} shares of {order.symbol}"
+
+
+def order_changed(event: OrderChanged) -> Notification | None:
+    """One notification per change of an order the holder cares about (None for the others)."""
+    kind = ORDER_KINDS.get(event.change)
+    if kind is None:
+        return None
+    o = event.order
+    name, what = f"Order {str(o.order_id)[:8]}", _order_words(o)
+    if event.change == "placed":
+        text = f"{name} placed: {what} in the next trade window."
+        if o.waiting_for is not None:
+            text = f"{name} placed: {what}; it waits for your deposit of {dollars(o.deposit_amount)}."
+    elif event.change == "cancel_refused":
+        text = f"{name} ({what}) could not be cancelled: {(o.reason or '').removeprefix('not cancelled: ')}."
+    elif event.change == "cancelled":
+        text = f"{name} cancelled: {what}."
+    elif event.change == "carried_over":
+        text = f"{name} ({what}) waits for the next window: {o.reason}."
+    elif event.change in ("executed", "partially_executed"):
+        verb = "bought" if o.side is Side.BUY else "sold"
+        traded = (f"{verb} {format(o.filled_quantity, 'f')} {o.symbol} for {dollars(o.filled_amount)} "
+                  f"at {price(o.price)}")
+        text = (f"{name} executed: {traded}." if event.change == "executed"
+                else f"{name} partially executed ({what}): {traded}; {o.reason}.")
+    else:
+        text = f"{name} rejected ({what}): {o.reason}."
+    data = {"change": event.change, **o.model_dump(mode="json")}
+    return Notification(event.account_id, kind, text, data)
+
+
+def order_refused(event: OrderRefused) -> Notification:
+    return Notification(event.account_id, ORDER_REFUSED, f"Your {event.request} was refused: {event.reason}",
+                        event.model_dump(mode="json", include={"request", "reason"}))
 
 
 # ---------------------------------------------------------------- delivery channels

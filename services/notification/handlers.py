@@ -6,6 +6,7 @@ import json
 import logging
 
 from services.notification import domain, store
+from services.notification import margin as notification_margin
 from services.notification.channels import Delivery, EmailChannel, LogChannel, WebhookChannel
 from services.notification.delivery import DeliveryWorker
 from shared import topology
@@ -23,6 +24,8 @@ from shared.contracts import (
     GetFeed,
     IntentsCarriedOver,
     IntentsRejected,
+    OrderChanged,
+    OrderRefused,
     ResendDeliveries,
     SetChannels,
     WithdrawalBooked,
@@ -46,7 +49,8 @@ async def notify(tx: Tx, note: domain.Notification) -> None:
 
 def _notifier(render):
     async def handle(tx: Tx, event) -> None:
-        await notify(tx, render(event))
+        if (note := render(event)) is not None:  # None: an event the holder is not told about
+            await notify(tx, note)
 
     handle.__name__ = render.__name__
     return handle
@@ -77,9 +81,12 @@ def register(service: Service) -> None:
         (topology.NOTIFICATION_EVENTS, FillsBooked, domain.trades_executed),
         (topology.NOTIFICATION_WINDOW, IntentsRejected, domain.intents_rejected),
         (topology.NOTIFICATION_WINDOW, IntentsCarriedOver, domain.intents_carried_over),
+        (topology.NOTIFICATION_ORDERS, OrderChanged, domain.order_changed),
+        (topology.NOTIFICATION_ORDERS, OrderRefused, domain.order_refused),
     ]
     for queue, model, render in renderers:
         on(queue, model)(_notifier(render))
+    notification_margin.register(service, _notifier)  # margin loans and calls
 
     @on(topology.NOTIFICATION_COMMANDS, GetFeed, idempotent=False)
     async def get_feed(tx: Tx, query: GetFeed) -> Feed:

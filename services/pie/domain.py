@@ -113,6 +113,26 @@ def leaves(pie: PieSpec) -> list[Leaf]:
     return out
 
 
+def slice_for(pie: PieSpec | None, symbol: str, side: str, held: Mapping[str, Decimal]) -> str:
+    """The slice a trade made outside this service (a customer's order) belongs to: the
+    security's slice in the tree, and of several (the same security in two sub-pies) the
+    first for a buy, the one holding most for a sell. A security not in the tree gets a
+    top-level path of its own (so a later pie change treats it as a removed slice)."""
+    paths = [leaf.path for leaf in leaves(pie)] if pie is not None else []
+    candidates = [p for p in paths if p.rsplit("/", 1)[-1] == symbol]
+    if not candidates:
+        return symbol
+    if side == "sell":
+        return max(candidates, key=lambda p: (held.get(p, ZERO), -candidates.index(p)))
+    return candidates[0]
+
+
+def dividend_symbol(cause_id: str) -> str | None:
+    """The paying security of a dividend's cash change (cause id ``dividend:<SYMBOL>:<ex-date>``)."""
+    parts = cause_id.split(":")
+    return parts[1] if len(parts) == 3 and parts[0] == "dividend" and parts[1] else None
+
+
 def pie_paths(pie: PieSpec, path: str = "") -> set[str]:
     """The path of every pie in the tree, the root's being ""."""
     out = {path}

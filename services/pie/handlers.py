@@ -116,6 +116,23 @@ async def auto_invest(tx: Tx, account_id: str) -> None:
                   _intents(tx, "auto", plan, IntentSource.AUTO_INVEST))
 
 
+async def reinvest_dividend(tx: Tx, event: CashChanged) -> None:
+    """With the ``reinvest`` setting, a dividend of $1 or more buys more of the paying
+    security (its slice), whatever the auto-invest setting; a smaller one, or one from a
+    security no longer in the pie, stays cash like any other."""
+    account = await store.get_settings(tx.conn, event.account_id)
+    symbol = domain.dividend_symbol(event.cause_id)
+    pie = await _pie_of(tx, event.account_id)
+    if account["dividends"] != "reinvest" or symbol is None or pie is None or event.delta < rebalance.MIN_BUY:
+        return
+    path = domain.slice_for(pie, symbol, Side.BUY.value, {})
+    if path not in {leaf.path for leaf in domain.leaves(pie)}:
+        return
+    await _submit(tx, event.account_id, "dividend", IntentSource.AUTO_INVEST, [
+        store.NewIntent(_id(tx, "dividend:0"), path, symbol, Side.BUY.value, event.delta,
+                        IntentSource.AUTO_INVEST.value)])
+
+
 async def reinvest(tx: Tx, account_id: str, proceeds: dict[str, Decimal]) -> None:
     """Buy, inside each pie, with the proceeds earmarked for it (a removed slice's sale),
     whatever the auto-invest setting."""
@@ -214,6 +231,8 @@ def register(service: Service) -> None:
         # Cash from fills is invested by the FillsBooked handler, after it has marked the fills
         # and earmarked a removed slice's proceeds: the two events are handled concurrently, so
         # investing here too could spend the same proceeds twice.
+        if moved and event.cause == "dividend":
+            await reinvest_dividend(tx, event)
         if moved and event.cause != "fill":
             await auto_invest(tx, event.account_id)
             await cover_shortfall(tx, event.account_id)
@@ -235,6 +254,12 @@ def register(service: Service) -> None:
         await store.lock_account(tx.conn, event.account_id)
         cash_moved = await store.apply_cash(tx.conn, event.account_id, event.cash, event.version)
         await store.apply_positions(tx.conn, event.account_id, event.positions, event.version)
+        if foreign := await store.foreign_fills(tx.conn, event.account_id, event.fills):
+            # A customer's order: its shares belong to the security's slice as well.
+            pie = await _pie_of(tx, event.account_id)
+            held = await _held(tx, event.account_id)
+            await store.adopt_fills(tx.conn, event.account_id, [
+                (f, domain.slice_for(pie, f.symbol, f.side.value, held)) for f in foreign], tx.now)
         booked = await store.book_fills(tx.conn, event.account_id, event.window_id, event.fills, tx.now)
         await reinvest(tx, event.account_id, booked.reinvest)
         if booked.filled and (pie := await _pie_of(tx, event.account_id)) is not None:

@@ -367,3 +367,26 @@ async def record_cash_request(conn: asyncpg.Connection, request_id: UUID, accoun
            VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (request_id) DO NOTHING""",
         request_id, account_id, amount, planned, batch_id, reason, created_at)
     return result.endswith(" 1")
+
+
+async def foreign_fills(conn: asyncpg.Connection, account_id: str, fills: Sequence[Fill]) -> list[Fill]:
+    """The fills whose intents this service did not submit (a customer's orders)."""
+    ours = {r["intent_id"] for r in await conn.fetch(
+        "SELECT intent_id FROM intents WHERE account_id = $1 AND intent_id = ANY($2::uuid[])",
+        account_id, [f.intent_id for f in fills])}
+    return [f for f in fills if f.intent_id not in ours]
+
+
+async def adopt_fills(conn: asyncpg.Connection, account_id: str, adopted: Sequence[tuple[Fill, str]],
+                      created_at: datetime) -> None:
+    """Record trades made outside this service (``(fill, slice path)``) as pending intents of
+    source ``order``, so that booking the fills moves them into their slices like ours."""
+    rows = [(f, path) for f, path in adopted if f.quantity > 0]
+    await conn.execute(
+        """INSERT INTO intents (intent_id, batch_id, account_id, path, symbol, side, quantity, source, created_at)
+           SELECT i, i, $1, p, s, d, q, 'order', $6
+           FROM unnest($2::uuid[], $3::text[], $4::text[], $5::text[], $7::numeric[]) AS t(i, p, s, d, q)
+           ON CONFLICT (intent_id) DO NOTHING""",
+        account_id, [f.intent_id for f, _ in rows], [p for _, p in rows], [f.symbol for f, _ in rows],
+        [f.side.value for f, _ in rows], created_at, [f.quantity for f, _ in rows],
+    )

@@ -23,6 +23,7 @@ from shared.contracts import (
     IntentsCarriedOver,
     IntentsRejected,
     IntentsSubmitted,
+    OrderIntentsSubmitted,
     OrdersExecuted,
     PositionChanged,
     PricesChanged,
@@ -134,6 +135,8 @@ def register(service: Service) -> None:
             raise Rejected("intent ids already used for different intents: " + ", ".join(map(str, conflicts)))
         await store.insert_intents(tx.conn, event.batch_id, event.intents, tx.now)
 
+    on(topology.WINDOW_INTENTS, OrderIntentsSubmitted)(collect_intents)  # customer orders, same rules
+
     @on(topology.WINDOW_LEDGER, FillsBooked)
     async def fills_booked(tx: Tx, event: FillsBooked) -> None:
         """A window's fills booked for the account: its cash and positions after them, and
@@ -153,7 +156,9 @@ def register(service: Service) -> None:
         if not cmd.intent_ids and cmd.batch_id is None:
             raise Rejected("name the intents to cancel: intent_ids, batch_id or both")
         cancelled, refused = await store.cancel(tx.conn, cmd.intent_ids, cmd.batch_id)
-        return IntentsCancelled(cancelled=cancelled, refused=refused)
+        outcome = IntentsCancelled(cancelled=cancelled, refused=refused)
+        tx.emit(outcome)  # also an event: the order service learns the outcome of its cancels
+        return outcome
 
     @on(topology.WINDOW_COMMANDS, CloseWindow)
     async def close_window(tx: Tx, cmd: CloseWindow) -> WindowClosing:

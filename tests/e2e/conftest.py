@@ -29,7 +29,10 @@ def system(tmp_path_factory):
     log_dir = tmp_path_factory.mktemp("logs")
     supervisor = Supervisor(settings, list(SERVICES), log_dir, ports={n: free_port() for n in SERVICES},
                             env={"M1_RELAY_POLL_SECONDS": "0.2", "M1_LOG_LEVEL": "INFO",
-                                 "M1_WINDOW_SCHEDULE": "false"})  # windows close by command only
+                                 "M1_WINDOW_SCHEDULE": "false",  # windows close by command only
+                                 # scenarios withdraw right after depositing and selling
+                                 "M1_LEDGER_SETTLEMENT_DAYS": "0", "M1_LEDGER_DEPOSIT_HOLD_DAYS": "0",
+                                 "M1_LEDGER_DAY_SCHEDULE": "false"})  # days run by command
     supervisor.start()
     try:
         failed = supervisor.wait_healthy(timeout=90)

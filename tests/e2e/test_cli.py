@@ -88,6 +88,14 @@ def test_up_with_the_demo_then_the_cli_then_ctrl_c_stops_everything_cleanly(cli_
         assert "VTI" in table and "total" in table
         bad = m1(cli_env, "pie", "set", account, str(_bad_pie(tmp_path)), check=False)
         assert bad.returncode == 1 and "sum" in bad.stdout
+        # The ledger's operator commands: a clean audit, an export bean-check accepts, a statement.
+        until(lambda: "the books are clean" in m1(cli_env, "ledger", "audit", check=False).stdout)
+        m1(cli_env, "ledger", "export", "--format", "beancount", "--output", str(tmp_path / "books.beancount"))
+        checked = subprocess.run([str(Path(sys.executable).parent / "bean-check"), str(tmp_path / "books.beancount")],
+                                 capture_output=True, text=True, timeout=60)
+        assert checked.returncode == 0, checked.stdout + checked.stderr
+        statement = m1(cli_env, "statement", account).stdout
+        assert "deposit" in statement and "500.00" in statement and "withdrawable" in statement
     finally:
         up.send_signal(signal.SIGINT)
         rest, _ = up.communicate(timeout=60)

@@ -12,6 +12,7 @@ import pytest
 from shared.contracts import DepositReceived, OpenAccount
 from tests.e2e.test_deposit_flow import assert_books_balance
 from tests.support import eventually, fetch, fetchval
+from tests.support_ledger import assert_ledger_checks_out
 
 pytestmark = pytest.mark.e2e
 
@@ -55,6 +56,7 @@ async def test_killing_ledger_and_notification_mid_stream_loses_and_duplicates_n
     await eventually(lambda: _at_least(settings.database_url, notified, accounts, DEPOSITS), timeout=60)
     await asyncio.sleep(1.0)
     assert await fetchval(settings.database_url, notified, accounts) == DEPOSITS
+    await assert_ledger_checks_out(client)  # the audit is clean and the export passes bean-check
 
 
 async def _publish_all(client, events):

@@ -11,6 +11,7 @@ import pytest
 
 from shared.contracts import CloseWindow, GetAccount, GetFeed, GetPortfolio, OpenAccount, PieSpec, SetPie, SetPrices
 from tests.support import eventually, fetch, fetchval
+from tests.support_ledger import assert_ledger_checks_out
 
 pytestmark = pytest.mark.e2e
 
@@ -66,6 +67,9 @@ async def test_a_deposit_is_invested_booked_and_notified_once(system, client):
 
     view = await eventually(lambda: _portfolio_if(client, account, lambda v: Decimal(v["pending_buys"]) > 0))
     assert Decimal(view["pending_buys"]) == Decimal("1000.00")
+    # The intents reach the window as an event of their own: wait until it holds them.
+    await eventually(lambda: fetchval(settings.database_url, 'SELECT count(*) = 2 FROM "window".intents '
+                                                             "WHERE account_id = $1", account))
     closing = await client.call(CloseWindow())
     orders = {o["symbol"]: (o["side"], Decimal(o["notional"])) for o in closing["orders"]}
     assert orders["VTI"] == ("buy", Decimal("600.00")) and orders["BND"] == ("buy", Decimal("400.00"))
@@ -101,6 +105,7 @@ async def test_a_deposit_is_invested_booked_and_notified_once(system, client):
     again = await client.call(GetPortfolio(account_id=account))
     assert again["pending_buys"] == "0.00" and again["total"] == view["total"]
     await assert_books_balance(settings.database_url)
+    await assert_ledger_checks_out(client)  # the audit is clean and the export passes bean-check
 
 
 async def _pie_accepts(client, account):

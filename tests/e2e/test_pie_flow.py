@@ -28,6 +28,7 @@ from shared.contracts import (
 )
 from tests.e2e.test_deposit_flow import assert_books_balance
 from tests.support import eventually, fetch, fetchval
+from tests.support_ledger import assert_ledger_checks_out
 
 pytestmark = pytest.mark.e2e
 
@@ -103,6 +104,7 @@ async def test_a_second_deposit_into_a_drifted_portfolio_buys_only_the_underweig
     assert by_symbol(view)["VTI"] == D("1200.00")
     await eventually(lambda: settled(settings, account))
     await assert_books_balance(settings.database_url)
+    await assert_ledger_checks_out(client)  # the audit is clean and the export passes bean-check
 
 
 async def test_a_withdrawal_sells_the_overweight_slice_and_pays_out_after_the_window(system, client):
@@ -125,6 +127,7 @@ async def test_a_withdrawal_sells_the_overweight_slice_and_pays_out_after_the_wi
     assert any("300.00" in e["message"] for e in feed)
     await eventually(lambda: settled(settings, account))
     await assert_books_balance(settings.database_url)
+    await assert_ledger_checks_out(client)  # the audit is clean and the export passes bean-check
 
 
 async def test_a_withdrawal_above_the_withdrawable_value_is_rejected_with_the_reason(system, client):
@@ -138,6 +141,7 @@ async def test_a_withdrawal_above_the_withdrawable_value_is_rejected_with_the_re
     feed = await eventually(lambda: _feed_with(client, account, "rejected"))
     assert any("exceeds the withdrawable value" in e["message"] for e in feed)
     assert await pending(settings, account) == []
+    await assert_ledger_checks_out(client)  # the audit is clean and the export passes bean-check
 
 
 async def test_removing_a_slice_liquidates_it_and_reinvests_in_the_pie_with_auto_invest_off(system, client):
@@ -158,6 +162,7 @@ async def test_removing_a_slice_liquidates_it_and_reinvests_in_the_pie_with_auto
     assert by_symbol(view) == {"VTI": D("600.00"), "VXUS": D("400.00")}
     await eventually(lambda: settled(settings, account))
     await assert_books_balance(settings.database_url)
+    await assert_ledger_checks_out(client)  # the audit is clean and the export passes bean-check
 
 
 async def _feed_with(client, account, word):
@@ -202,6 +207,7 @@ async def test_the_cli_applies_models_changes_settings_rebalances_and_cancels(sy
     assert await pending(settings, account) == []
     table = await asyncio.to_thread(m1, settings, "portfolio", account)
     assert "drift" in table and "+10.00" in table  # VTI 60% of a 50% target
+    await assert_ledger_checks_out(client)  # the audit is clean and the export passes bean-check
 
 
 async def test_withdrawing_everything_sells_every_share_once_even_when_the_price_falls_before_the_window(
@@ -230,3 +236,4 @@ async def test_withdrawing_everything_sells_every_share_once_even_when_the_price
     assert any("nothing left to sell" in e["message"] for e in feed)
     await eventually(lambda: settled(settings, account))
     await assert_books_balance(settings.database_url)
+    await assert_ledger_checks_out(client)  # the audit is clean and the export passes bean-check

@@ -15,6 +15,7 @@ from m1.runner import health
 from shared.contracts import DepositReceived, OpenAccount
 from tests.e2e.test_deposit_flow import assert_books_balance
 from tests.support import eventually, fetch, fetchval
+from tests.support_ledger import assert_ledger_checks_out
 
 pytestmark = pytest.mark.e2e
 
@@ -84,6 +85,7 @@ async def test_deposits_published_across_a_restart_are_all_booked_exactly_once(s
     for name in system.names:
         status = await eventually(lambda n=name: asyncio.to_thread(_healthy, system, n), timeout=60, interval=0.5)
         assert status
+    await assert_ledger_checks_out(client)  # the audit is clean and the export passes bean-check
 
 
 def _healthy(system, name):

@@ -25,6 +25,7 @@ from shared.contracts import (
 )
 from tests.e2e.test_deposit_flow import assert_books_balance
 from tests.support import eventually, fetchval
+from tests.support_ledger import assert_ledger_checks_out
 
 pytestmark = pytest.mark.e2e
 
@@ -110,3 +111,4 @@ async def test_orders_go_first_and_a_halted_security_carries_over_and_is_notifie
     assert [(o["symbol"], o["notional"]) for o in second["orders"]] == [(halted, "10.00")]
     await window_reconciles(settings.database_url, second["window_id"])
     assert (await client.call(GetAccount(account_id=account)))["cash"] == "0.00"
+    await assert_ledger_checks_out(client)  # the audit is clean and the export passes bean-check

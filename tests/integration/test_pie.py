@@ -503,3 +503,35 @@ async def test_a_withdrawal_still_short_after_its_sells_filled_sells_again_then_
     assert body["withdrawal_id"] == str(wid) and "nothing left to sell" in body["reason"]
     await channel.close()
     await move_prices(bus, settings, PRICES)
+
+
+async def test_shares_a_customers_order_bought_join_their_slice(pie, bus, settings, intents_queue):
+    account = await invested_account(bus, settings, intents_queue, SIXTY_FORTY)  # 0.24 VTI, 0.55172 BND
+    order_fill = Fill(intent_id=uuid.uuid4(), account_id=account, symbol="VTI", side=Side.BUY,
+                      quantity=D("0.10000"), amount=D("25.00"), price=D("250.00"))
+    await publish(bus, FillsBooked(account_id=account, window_id=uuid.uuid4(), fills=[order_fill], cash=D("0.00"),
+                                   positions={"VTI": D("0.34000"), "BND": D("0.55172")}, version=3,
+                                   booked_at=NOW))
+    rows = await eventually(lambda: fetch(settings.database_url, "SELECT path, quantity, cost FROM pie.slice_holdings "
+                                                                 "WHERE account_id = $1 AND path = 'VTI' "
+                                                                 "AND quantity = 0.34", account))
+    assert [tuple(r) for r in rows] == [("VTI", D("0.34000"), D("85.00"))]
+
+
+async def test_a_dividend_with_reinvest_on_buys_more_of_the_paying_security(pie, bus, settings, intents_queue):
+    account = await invested_account(bus, settings, intents_queue, SIXTY_FORTY)
+    assert (await bus.request(SetSettings(account_id=account, dividends="reinvest"))).ok
+    await publish(bus, CashChanged(account_id=account, cash=D("1.50"), delta=D("1.50"), cause="dividend",
+                                   cause_id="dividend:BND:2026-11-20", version=3))
+    (batch,) = await eventually(lambda: submitted(intents_queue, account))
+    assert trades(batch) == {"BND": ("buy", D("1.50"))}  # under $25: auto-invest alone would wait
+    await publish(bus, CashChanged(account_id=account, cash=D("2.40"), delta=D("0.90"), cause="dividend",
+                                   cause_id="dividend:VTI:2026-11-21", version=4))
+    assert await submitted(intents_queue, account) == []  # under $1: stays cash
+
+
+async def test_a_dividend_with_the_cash_setting_is_cash_like_any_other(pie, bus, settings, intents_queue):
+    account = await invested_account(bus, settings, intents_queue, SIXTY_FORTY)
+    await publish(bus, CashChanged(account_id=account, cash=D("1.50"), delta=D("1.50"), cause="dividend",
+                                   cause_id="dividend:BND:2026-11-20", version=3))
+    assert await submitted(intents_queue, account) == []

@@ -334,3 +334,19 @@ def test_a_withdrawal_above_cash_plus_holdings_is_refused_with_the_figures():
     need = domain.withdrawal_need(D("100.00"), cash=D("30.00"), pending_buys=D("0"), held=D("0"), holdings=D("69.99"))
     assert need.refusal == ("withdrawal of $100.00 exceeds the withdrawable value $99.99 "
                             "(cash $30.00 + investments $69.99)")
+
+
+def test_a_trade_made_by_order_belongs_to_its_securitys_slice():
+    tree = PieSpec.model_validate({"name": "Two cores", "slices": [
+        {"target": 60, "pie": {"name": "Core", "slices": [{"symbol": "VTI", "target": 50},
+                                                          {"symbol": "VXUS", "target": 50}]}},
+        {"target": 40, "pie": {"name": "Growth", "slices": [{"symbol": "VTI", "target": 100}]}}]})
+    assert domain.slice_for(tree, "VXUS", "buy", {}) == "Core/VXUS"
+    assert domain.slice_for(tree, "VTI", "buy", {}) == "Core/VTI"  # the first of two
+    assert domain.slice_for(tree, "VTI", "sell", {"Core/VTI": D("1"), "Growth/VTI": D("3")}) == "Growth/VTI"
+    assert domain.slice_for(tree, "QQQ", "buy", {}) == "QQQ"  # not a slice: a top-level path of its own
+
+
+def test_the_paying_security_is_read_from_the_dividends_cause():
+    assert domain.dividend_symbol("dividend:BND:2026-11-20") == "BND"
+    assert domain.dividend_symbol("fill:x") is None and domain.dividend_symbol("dividend::2026-11-20") is None

@@ -2,7 +2,7 @@
 -- and plan. Order validation reads it (an order for an unknown account is refused) without
 -- ever asking the ledger. Fed by ledger.account.opened on the order.ledger queue.
 --
--- The orders themselves (order.orders) come with the PlaceOrder issue, in 0002_orders.sql.
+-- The orders themselves (orders) are in 0002_orders.sql.
 
 CREATE TABLE accounts (
     account_id text PRIMARY KEY,

@@ -1,0 +1,247 @@
+"""SQL of tax lots, realised gains, dividends and the daily job. Parameters only; the caller
+owns the transaction. Every write is one multi-row statement (``unnest``) however many
+accounts it covers."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from datetime import date, datetime
+from decimal import Decimal
+
+import asyncpg
+
+from services.ledger.domain import USD, cash_book
+from services.ledger.lots import Closure, Lot, Sale
+from shared.contracts import Fill
+
+# ---------------------------------------------------------------- lots and gains
+
+
+async def open_lots(conn: asyncpg.Connection, pairs: Sequence[tuple[str, str]]
+                    ) -> dict[tuple[str, str], list[Lot]]:
+    """The open lots of each (account, symbol), locked."""
+    rows = await conn.fetch(
+        """SELECT l.lot_id, l.account_id, l.symbol, l.acquired_on, l.remaining, l.remaining_cost
+           FROM lots l JOIN unnest($1::text[], $2::text[]) AS p(a, s) ON l.account_id = p.a AND l.symbol = p.s
+           WHERE l.remaining > 0 ORDER BY l.lot_id FOR UPDATE OF l""",
+        [a for a, _ in pairs], [s for _, s in pairs],
+    )
+    out: dict[tuple[str, str], list[Lot]] = defaultdict(list)
+    for r in rows:
+        out[(r["account_id"], r["symbol"])].append(Lot(r["lot_id"], r["acquired_on"], r["remaining"],
+                                                       r["remaining_cost"]))
+    return out
+
+
+async def update_lots(conn: asyncpg.Connection, lots: Iterable[Lot]) -> None:
+    lots = list(lots)
+    if lots:
+        await conn.execute(
+            """UPDATE lots SET remaining = u.q, remaining_cost = u.c
+               FROM unnest($1::bigint[], $2::numeric[], $3::numeric[]) AS u(id, q, c) WHERE lots.lot_id = u.id""",
+            [lot.lot_id for lot in lots], [lot.quantity for lot in lots], [lot.cost for lot in lots],
+        )
+
+
+async def insert_lots(conn: asyncpg.Connection, window_id: str, buys: Sequence[Fill], acquired_at: datetime,
+                      acquired_on: date) -> None:
+    """A lot per buy fill: its quantity, at its amount paid."""
+    if buys:
+        await conn.execute(
+            """INSERT INTO lots (account_id, symbol, window_id, intent_id, acquired_at, acquired_on, quantity, cost,
+                                 remaining, remaining_cost)
+               SELECT a, s, $1, i, $2, $3, q, c, q, c
+               FROM unnest($4::text[], $5::text[], $6::uuid[], $7::numeric[], $8::numeric[]) AS t(a, s, i, q, c)""",
+            window_id, acquired_at, acquired_on, [f.account_id for f in buys], [f.symbol for f in buys],
+            [f.intent_id for f in buys], [f.quantity for f in buys], [f.amount for f in buys],
+        )
+
+
+async def insert_gains(conn: asyncpg.Connection, closed: Sequence[tuple[Sale, Closure]], sold_at: datetime,
+                       sold_on: date) -> None:
+    if closed:
+        await conn.execute(
+            """INSERT INTO realised_gains (account_id, symbol, sale_id, lot_id, acquired_on, sold_at, sold_on,
+                                           quantity, proceeds, cost, gain, term, basis_known)
+               SELECT a, s, i, l, d, $1, $2, q, p, c, p - c, t, l IS NOT NULL
+               FROM unnest($3::text[], $4::text[], $5::text[], $6::bigint[], $7::date[], $8::numeric[],
+                           $9::numeric[], $10::numeric[], $11::text[]) AS u(a, s, i, l, d, q, p, c, t)""",
+            sold_at, sold_on, [s.account_id for s, _ in closed], [s.symbol for s, _ in closed],
+            [s.sale_id for s, _ in closed], [c.lot_id for _, c in closed], [c.acquired for _, c in closed],
+            [c.quantity for _, c in closed], [c.proceeds for _, c in closed], [c.cost for _, c in closed],
+            [c.term for _, c in closed],
+        )
+
+
+async def flag_wash_sales(conn: asyncpg.Connection, pairs: Sequence[tuple[str, str]], days: int) -> int:
+    """Flag the loss sales of these (account, symbol) pairs that have a purchase of the same
+    security within ``days`` days before or after, other than a lot the sale itself closed.
+    Returns how many rows were newly flagged."""
+    if not pairs:
+        return 0
+    result = await conn.execute(
+        """UPDATE realised_gains g SET wash_sale = true
+           FROM unnest($1::text[], $2::text[]) AS p(a, s)
+           WHERE g.account_id = p.a AND g.symbol = p.s AND g.gain < 0 AND NOT g.wash_sale
+             AND EXISTS (
+                 SELECT 1 FROM lots l
+                 WHERE l.account_id = g.account_id AND l.symbol = g.symbol
+                   AND l.acquired_on BETWEEN g.sold_on - $3::int AND g.sold_on + $3::int
+                   AND NOT EXISTS (SELECT 1 FROM realised_gains c WHERE c.sale_id = g.sale_id AND c.lot_id = l.lot_id))""",
+        [a for a, _ in pairs], [s for _, s in pairs], days,
+    )
+    return int(result.split()[-1])
+
+
+async def gains_of(conn: asyncpg.Connection, account_id: str, year: int) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        """SELECT sale_id, symbol, quantity, acquired_on, sold_on, proceeds, cost, gain, term, wash_sale, basis_known
+           FROM realised_gains WHERE account_id = $1 AND sold_on >= $2 AND sold_on < $3
+           ORDER BY sold_at, sale_id, gain_id""",
+        account_id, date(year, 1, 1), date(year + 1, 1, 1),
+    )
+
+
+async def sales_on(conn: asyncpg.Connection, day: date) -> list[asyncpg.Record]:
+    """The day's sales per trade (account, symbol, window): proceeds and shares."""
+    return await conn.fetch(
+        """SELECT account_id, symbol, split_part(sale_id, ':', 1) AS window_id, sum(proceeds) AS proceeds,
+                  sum(quantity) AS quantity
+           FROM realised_gains WHERE sold_on = $1 GROUP BY 1, 2, 3 ORDER BY 1, 2, 3""",
+        day,
+    )
+
+
+# ---------------------------------------------------------------- dividends
+
+
+async def insert_dividend(conn: asyncpg.Connection, symbol: str, ex_date: date, pay_date: date,
+                          per_share: Decimal, now: datetime) -> asyncpg.Record:
+    """Store an announced dividend; returns the stored row (the earlier one when this
+    security's dividend of that ex-date was announced before)."""
+    await conn.execute(
+        """INSERT INTO dividends (symbol, ex_date, pay_date, amount_per_share, announced_at)
+           VALUES ($1, $2, $3, $4, $5) ON CONFLICT (symbol, ex_date) DO NOTHING""",
+        symbol, ex_date, pay_date, per_share, now,
+    )
+    return await conn.fetchrow("SELECT * FROM dividends WHERE symbol = $1 AND ex_date = $2", symbol, ex_date)
+
+
+async def due_dividends(conn: asyncpg.Connection, day: date) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        """SELECT symbol, ex_date, pay_date, amount_per_share FROM dividends
+           WHERE pay_date <= $1 AND paid_at IS NULL ORDER BY pay_date, symbol FOR UPDATE""", day)
+
+
+async def holders_at(conn: asyncpg.Connection, symbol: str, before: datetime) -> dict[str, Decimal]:
+    """Shares of ``symbol`` each customer held just before ``before``, from the journal."""
+    rows = await conn.fetch(
+        """SELECT split_part(p.book, ':', 2) AS account_id, sum(p.amount) AS quantity
+           FROM postings p JOIN entries e ON e.entry_id = p.entry_id
+           WHERE p.asset = $1 AND p.book LIKE 'customer:%:securities' AND e.booked_at < $2
+           GROUP BY p.book HAVING sum(p.amount) > 0""",
+        symbol, before,
+    )
+    return {r["account_id"]: r["quantity"] for r in rows}
+
+
+async def mark_dividend_paid(conn: asyncpg.Connection, symbol: str, ex_date: date, entry_id: int | None,
+                             now: datetime) -> None:
+    await conn.execute("UPDATE dividends SET entry_id = $3, paid_at = $4 WHERE symbol = $1 AND ex_date = $2",
+                       symbol, ex_date, entry_id, now)
+
+
+# ---------------------------------------------------------------- the daily job
+
+
+async def day_schedule_started(conn: asyncpg.Connection, today: date) -> date:
+    """The day the schedule first ran (recorded on the first call): earlier days are not owed."""
+    await conn.execute("INSERT INTO day_schedule (id, started_on) VALUES (1, $1) ON CONFLICT (id) DO NOTHING", today)
+    return await conn.fetchval("SELECT started_on FROM day_schedule WHERE id = 1")
+
+
+async def days_run_since(conn: asyncpg.Connection, first: date) -> set[date]:
+    return {r["day"] for r in await conn.fetch("SELECT day FROM days_run WHERE day >= $1", first)}
+
+
+async def record_day_run(conn: asyncpg.Connection, day: date, now: datetime) -> None:
+    await conn.execute("INSERT INTO days_run (day, ran_at) VALUES ($1, $2) ON CONFLICT (day) DO NOTHING", day, now)
+
+
+async def lock_day(conn: asyncpg.Connection) -> None:
+    """One daily job at a time (the schedule and a command may run at once)."""
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtext('m1.ledger.day'))")
+
+
+async def record_day_values(conn: asyncpg.Connection, day: date) -> None:
+    """Every account's value now (cash + positions at the last known prices) as ``day``'s,
+    once per day. Positions without a known price count at zero."""
+    await conn.execute(
+        """WITH last AS MATERIALIZED (
+               SELECT DISTINCT ON (symbol) symbol, price FROM prices ORDER BY symbol, as_of DESC),
+           held AS (
+               SELECT split_part(b.book, ':', 2) AS account_id, sum(b.amount * l.price) AS value
+               FROM balances b JOIN last l ON l.symbol = b.asset
+               WHERE b.book LIKE 'customer:%:securities' GROUP BY 1),
+           cash AS (
+               SELECT split_part(book, ':', 2) AS account_id, amount FROM balances
+               WHERE book LIKE 'customer:%:cash' AND asset = 'USD')
+           INSERT INTO day_values (account_id, day, cash, value)
+           SELECT a.account_id, $1, coalesce(c.amount, 0), coalesce(c.amount, 0) + coalesce(h.value, 0)
+           FROM accounts a LEFT JOIN cash c USING (account_id) LEFT JOIN held h USING (account_id)
+           ON CONFLICT (account_id, day) DO NOTHING""",
+        day,
+    )
+
+
+async def positive_cash_of_plan(conn: asyncpg.Connection, plan: str) -> dict[str, Decimal]:
+    rows = await conn.fetch(
+        """SELECT a.account_id, b.amount FROM accounts a
+           JOIN balances b ON b.book = 'customer:' || a.account_id || ':cash' AND b.asset = $2
+           WHERE a.plan = $1 AND b.amount > 0""",
+        plan, USD,
+    )
+    return {r["account_id"]: r["amount"] for r in rows}
+
+
+async def insert_accruals(conn: asyncpg.Connection, day: date, rate: Decimal,
+                          accruals: dict[str, tuple[Decimal, Decimal]]) -> int:
+    """``accruals``: account -> (cash, interest). Once per account and day; returns how many
+    were new."""
+    if not accruals:
+        return 0
+    ids = sorted(accruals)
+    result = await conn.execute(
+        """INSERT INTO interest_accruals (account_id, day, cash, rate, amount)
+           SELECT a, $1, c, $2, m FROM unnest($3::text[], $4::numeric[], $5::numeric[]) AS t(a, c, m)
+           ON CONFLICT (account_id, day) DO NOTHING""",
+        day, rate, ids, [accruals[a][0] for a in ids], [accruals[a][1] for a in ids],
+    )
+    return int(result.split()[-1])
+
+
+async def month_values(conn: asyncpg.Connection, first: date, last: date) -> dict[str, list[Decimal]]:
+    rows = await conn.fetch(
+        "SELECT account_id, array_agg(value) AS v FROM day_values WHERE day BETWEEN $1 AND $2 GROUP BY account_id",
+        first, last,
+    )
+    return {r["account_id"]: list(r["v"]) for r in rows}
+
+
+async def month_accrued(conn: asyncpg.Connection, first: date, last: date) -> dict[str, Decimal]:
+    rows = await conn.fetch(
+        """SELECT account_id, sum(amount) AS amount FROM interest_accruals WHERE day BETWEEN $1 AND $2
+           GROUP BY account_id""",
+        first, last,
+    )
+    return {r["account_id"]: r["amount"] for r in rows}
+
+
+async def entry_exists(conn: asyncpg.Connection, kind: str, reference: str) -> bool:
+    return bool(await conn.fetchval("SELECT count(*) FROM entries WHERE kind = $1 AND reference = $2",
+                                    kind, reference))
+
+
+def cash_books(account_ids: Iterable[str]) -> list[str]:
+    return [cash_book(a) for a in account_ids]
