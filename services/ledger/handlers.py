@@ -21,7 +21,6 @@ from shared.contracts import (
     FundingRejected,
     GetAccount,
     OpenAccount,
-    PositionChanged,
     WithdrawalBooked,
     WithdrawalPending,
     WithdrawalRefused,
@@ -30,8 +29,6 @@ from shared.contracts import (
 from shared.messaging import Rejected, Tx
 from shared.service import Service
 
-# A position sold down to nothing is reported as zero shares (a Decimal: contracts refuse numbers).
-NO_SHARES = Decimal("0.00000")
 
 
 def register(service: Service) -> None:
@@ -255,8 +252,11 @@ def register(service: Service) -> None:
     report_handlers.register(service, pay_out_held)
 
     async def emit_fills_booked(tx: Tx, window_id, all_fills, accounts: list[str]) -> None:
-        """Per account: its fills, new cash and positions (``FillsBooked``, ``CashChanged``,
-        ``PositionChanged``)."""
+        """Per account, one ``FillsBooked``: its fills of the window with its cash, complete
+        positions and version after them. It is the only event of a fill: the per-account
+        ``ledger.cash.changed`` and per-security ``ledger.position.changed`` it replaces
+        were a dozen messages per account of a million-intent window, and every consumer
+        needs the fill's cash and positions together anyway."""
         versions = await store.bump_versions(tx.conn, accounts)
         cash = await store.cash_of_many(tx.conn, accounts)
         positions = await store.positions_of_many(tx.conn, accounts)
@@ -264,17 +264,6 @@ def register(service: Service) -> None:
         for fill in all_fills:
             by_account[fill.account_id].append(fill)
         for account_id in accounts:
-            fills = by_account[account_id]
-            tx.emit(FillsBooked(account_id=account_id, window_id=window_id, fills=fills,
+            tx.emit(FillsBooked(account_id=account_id, window_id=window_id, fills=by_account[account_id],
                                 cash=cash[account_id], positions=positions[account_id],
                                 version=versions[account_id], booked_at=tx.now))
-            cash_delta = sum((f.amount if f.side == "sell" else -f.amount) for f in fills)
-            tx.emit(CashChanged(account_id=account_id, cash=cash[account_id], delta=cash_delta, cause="fill",
-                                cause_id=str(window_id), version=versions[account_id]))
-            deltas = defaultdict(lambda: 0)
-            for f in fills:
-                deltas[f.symbol] += f.quantity if f.side == "buy" else -f.quantity
-            for symbol, delta in sorted(deltas.items()):
-                tx.emit(PositionChanged(account_id=account_id, symbol=symbol,
-                                        quantity=positions[account_id].get(symbol, NO_SHARES), delta=delta,
-                                        version=versions[account_id]))

@@ -10,7 +10,6 @@ schedule.
 from __future__ import annotations
 
 import asyncio
-from collections import defaultdict
 from collections.abc import Sequence
 from datetime import date, datetime, time
 from decimal import Decimal

@@ -264,7 +264,11 @@ def register(service: Service) -> None:
         await reinvest(tx, event.account_id, booked.reinvest)
         if booked.filled and (pie := await _pie_of(tx, event.account_id)) is not None:
             await liquidate_removed(tx, event.account_id, pie)  # a buy that filled into a removed slice
-        if cash_moved or booked.filled:
+        if booked.liquidated:
+            # A liquidation's proceeds are for what it was asked to pay (a margin loan, a
+            # negative balance): nothing is invested until the next cash change after it.
+            await cover_shortfall(tx, event.account_id)
+        elif cash_moved or booked.filled:
             await auto_invest(tx, event.account_id)
             await cover_shortfall(tx, event.account_id)
 

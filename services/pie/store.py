@@ -208,6 +208,7 @@ async def batch_intents(conn: asyncpg.Connection, account_id: str, batch_id: UUI
 class Booked:
     filled: int  # intents of ours marked filled
     reinvest: dict[str, Decimal]  # proceeds of filled sells earmarked for a pie, by pie path
+    liquidated: bool = False  # among them, sells raising cash on request (a margin liquidation)
 
 
 async def book_fills(conn: asyncpg.Connection, account_id: str, window_id: UUID, fills: Sequence[Fill],
@@ -224,7 +225,7 @@ async def book_fills(conn: asyncpg.Connection, account_id: str, window_id: UUID,
            ), done AS (
                UPDATE intents i SET status = 'filled', filled_at = $6, window_id = $7
                FROM f WHERE i.intent_id = f.intent_id AND i.account_id = $1 AND i.status = 'pending'
-               RETURNING i.intent_id, i.path, i.symbol, i.reinvest_in
+               RETURNING i.intent_id, i.path, i.symbol, i.reinvest_in, i.source
            ), moved AS (
                SELECT d.path, d.symbol,
                       sum(CASE WHEN f.side = 'buy' THEN f.quantity ELSE 0 END) AS bought,
@@ -244,7 +245,7 @@ async def book_fills(conn: asyncpg.Connection, account_id: str, window_id: UUID,
                               + (SELECT paid FROM moved m WHERE m.path = h.path)
                RETURNING path
            )
-           SELECT d.reinvest_in, f.side, f.amount FROM done d JOIN f USING (intent_id)""",
+           SELECT d.reinvest_in, d.source, f.side, f.amount FROM done d JOIN f USING (intent_id)""",
         account_id, [f.intent_id for f in fills], [f.side.value for f in fills], [f.quantity for f in fills],
         [f.amount for f in fills], filled_at, window_id,
     )
@@ -252,7 +253,7 @@ async def book_fills(conn: asyncpg.Connection, account_id: str, window_id: UUID,
     for r in rows:
         if r["reinvest_in"] is not None and r["side"] == "sell":
             reinvest[r["reinvest_in"]] = reinvest.get(r["reinvest_in"], Decimal("0.00")) + r["amount"]
-    return Booked(len(rows), reinvest)
+    return Booked(len(rows), reinvest, any(r["source"] == "liquidation" and r["side"] == "sell" for r in rows))
 
 
 @dataclass(frozen=True)

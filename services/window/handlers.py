@@ -148,8 +148,6 @@ def register(service: Service) -> None:
     @on(topology.WINDOW_LEDGER, CashChanged)
     async def cash_changed(tx: Tx, event: CashChanged) -> None:
         await store.set_cash(tx.conn, event.account_id, event.cash, event.version)
-        if event.cause == "fill":
-            await store.release(tx.conn, event.account_id, uuid.UUID(event.cause_id))
 
     @on(topology.WINDOW_COMMANDS, CancelIntents)
     async def cancel_intents(tx: Tx, cmd: CancelIntents) -> IntentsCancelled:

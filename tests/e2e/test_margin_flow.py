@@ -20,7 +20,6 @@ from shared.contracts import (
     GetMarginStatus,
     OpenAccount,
     SetPrices,
-    SetSettings,
 )
 from tests.e2e.test_deposit_flow import assert_books_balance
 from tests.e2e.test_pie_flow import close_window, invested_account, pending
@@ -86,7 +85,7 @@ async def test_call_met_by_a_deposit_then_liquidated_after_the_deadline(system, 
         await close_window(client, settings, account)
 
     # a second drop; the call is not met by its deadline: liquidation in the next window
-    await client.call(SetSettings(account_id=account, auto_invest=False))  # keep the proceeds as cash
+    # (auto-invest stays on: a liquidation's proceeds are not invested, they repay the loan)
     await client.call(SetPrices(prices={"VTI": "96.00", "BND": "30.72"}))  # 4% more: under 30%, over 25%
     view = await eventually(lambda: status_if(client, account, lambda v: v["call"]["status"] == "open"))
     loan_before = D(view["loan"])
@@ -110,6 +109,7 @@ async def test_call_met_by_a_deposit_then_liquidated_after_the_deadline(system, 
     assert amount - D("0.05") <= repaid <= amount  # the proceeds, up to the liquidation amount
     assert D(view["equity"]) >= D(view["requirement"])  # the liquidation restored the requirement
     assert await eventually(lambda: feed_has(client, account, "margin_loan_repaid"))
+    assert await pending(settings, account) == []  # nothing of the proceeds was invested again
     await assert_books_balance(settings.database_url)
     rows = await fetch(settings.database_url, "SELECT amount FROM ledger.balances WHERE book = $1",
                        f"customer:{account}:loan")

@@ -17,6 +17,7 @@ from shared.contracts import (
     CloseWindow,
     ExecuteOrders,
     FillsBatch,
+    FillsBooked,
     Intent,
     IntentsRejected,
     IntentsSubmitted,
@@ -348,10 +349,10 @@ async def test_cash_spent_by_a_window_the_ledger_has_not_booked_yet_is_not_spent
     assert await fetchval(settings.database_url, 'SELECT funded_amount FROM "window".intents WHERE intent_id = $1',
                           second.intent_id) == D("20.00")
     # The ledger books the first window: cash $20 (and the second window's $20 still held).
-    booked = CashChanged(account_id=account, cash="20.00", delta="-80.00", cause="fill",
-                         cause_id=str(first.window_id), version=2)
+    booked = FillsBooked(account_id=account, window_id=first.window_id, fills=[], cash="20.00",
+                         positions={symbol: "8"}, version=2, booked_at="2026-11-25T15:00:00Z")
     message_id = str(uuid.uuid4())
-    await bus.publish_json(CashChanged.TYPE, booked.model_dump(mode="json"), message_id=message_id)
+    await bus.publish_json(FillsBooked.TYPE, booked.model_dump(mode="json"), message_id=message_id)
     await handled(settings, message_id)
     await submit(bus, settings, account, third := intent(account, symbol, BUY, "5.00"))
     rejected = Seen(await listen(bus, IntentsRejected.TYPE))
