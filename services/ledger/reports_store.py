@@ -26,10 +26,11 @@ async def record_trades(conn: asyncpg.Connection, entry_id: int, window_id, fill
     await conn.execute(
         """INSERT INTO trades (entry_id, window_id, account_id, symbol, side, quantity, amount, booked_at, settles_on)
            SELECT $1, $2, a, s, d, q, m, $3, $4
-           FROM unnest($5::text[], $6::text[], $7::text[], $8::numeric[], $9::numeric[]) AS t(a, s, d, q, m)""",
+           FROM unnest($5::text[], $6::text[], $7::text[], $8::text[]::numeric[], $9::text[]::numeric[])
+                AS t(a, s, d, q, m)""",
         entry_id, str(window_id), booked_at, settles_on,
         [f.account_id for f in fills], [f.symbol for f in fills], [str(f.side) for f in fills],
-        [f.quantity for f in fills], [f.amount for f in fills],
+        [str(f.quantity) for f in fills], [str(f.amount) for f in fills],
     )
 
 
