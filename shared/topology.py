@@ -72,8 +72,7 @@ LEDGER_FUNDING = _events("ledger.funding", "funding.deposit.received", "funding.
 LEDGER_FILLS = _events("ledger.fills", "window.fills.allocated", "window.fills.batch")
 LEDGER_COMMANDS = _commands("ledger")
 # Withdrawals waiting for sells: paid out after the account's fills, or rejected by the pie.
-LEDGER_WITHDRAWALS = _events("ledger.withdrawals", "ledger.fills.booked", "pie.withdrawal.refused",
-                             "ledger.deposit.booked")
+LEDGER_WITHDRAWALS = _events("ledger.withdrawals", "ledger.fills.booked", "pie.withdrawal.refused")
 # The latest prices, for the market value of holdings on statements.
 LEDGER_MARKET = _events("ledger.market", "market.prices.changed",
                         # dividends, paid by the ledger's daily job on their pay date

@@ -102,6 +102,8 @@ def register(service: Service) -> None:
                               cash=cash, booked_at=tx.now))
         tx.emit(CashChanged(account_id=event.account_id, cash=cash, delta=event.amount, cause="deposit",
                             cause_id=str(event.deposit_id), version=version))
+        if await store.open_withdrawals(tx.conn, event.account_id):
+            await pay_out_held(tx, event.account_id)  # the deposit may cover a held withdrawal
 
     @on(topology.LEDGER_FUNDING, WithdrawalRequested, on_reject=notify_funding_rejected)
     async def book_withdrawal(tx: Tx, event: WithdrawalRequested) -> None:
@@ -154,13 +156,8 @@ def register(service: Service) -> None:
                                       requested_at=event.requested_at))
         return True
 
-    @on(topology.LEDGER_WITHDRAWALS, DepositBooked)
-    async def pay_out_after_deposit(tx: Tx, event: DepositBooked) -> None:
-        """A deposit can cover a held withdrawal as well as the sells raising it."""
-        await pay_out_held_withdrawals(tx, event)
-
     @on(topology.LEDGER_WITHDRAWALS, FillsBooked)
-    async def pay_out_held_withdrawals(tx: Tx, event: FillsBooked | DepositBooked) -> None:
+    async def pay_out_held_withdrawals(tx: Tx, event: FillsBooked) -> None:
         """After an account's fills (or a deposit), pay its held withdrawals, oldest first,
         while its cash covers them."""
         await pay_out_held(tx, event.account_id)

@@ -193,6 +193,8 @@ async def cover_shortfall(tx: Tx, account_id: str) -> None:
     Held withdrawals that nothing is left to sell for are refused."""
     account = await store.get_account(tx.conn, account_id)
     withdrawals = await store.held_for_withdrawals(tx.conn, account_id)
+    if withdrawals <= 0 and account["cash"] >= 0:
+        return  # nothing owed: the common case, two reads
     owed = withdrawals + await store.pending_buys(tx.conn, account_id) if withdrawals > 0 else Decimal("0.00")
     need = max(owed - account["cash"], -account["cash"]) - await store.pending_sells(tx.conn, account_id)
     if need <= 0:
