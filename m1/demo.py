@@ -1,9 +1,10 @@
-"""The demo: one customer's first deposit, end to end through the running services.
+"""The demo: one customer's first deposit and an order, end to end through the running services.
 
 Opens an account, sets a nested pie, deposits $1,000.00 as the bank would, waits for the
 pie service's buy intents, closes the trade window as an operator would, waits for the
-fills to be booked, replays the same deposit (nothing changes), and prints the portfolio
-and the customer's notifications.
+fills to be booked, replays the same deposit (nothing changes); then, with auto-invest off,
+orders 1 share of VTI paid by a deposit made with the order, trades it in the next window,
+audits the books, and prints the portfolio and the customer's notifications.
 """
 
 from __future__ import annotations
@@ -16,7 +17,19 @@ from decimal import Decimal
 from rich.console import Console
 
 from m1.client import Client, ServiceError
-from shared.contracts import CloseWindow, GetFeed, GetPortfolio, OpenAccount, PieSpec, SetPie
+from shared.contracts import (
+    AuditLedger,
+    CloseWindow,
+    GetFeed,
+    GetOrder,
+    GetPortfolio,
+    OpenAccount,
+    PieSpec,
+    PlaceOrder,
+    SetPie,
+    SetSettings,
+    Side,
+)
 from shared.settings import Settings
 
 DEMO_PIE = PieSpec.model_validate({
@@ -29,6 +42,7 @@ DEMO_PIE = PieSpec.model_validate({
     ],
 })
 DEPOSIT = Decimal("1000.00")
+ORDER_DEPOSIT = Decimal("350.00")  # 1 share of VTI at its last price plus the 5% margin
 
 
 async def wait_for(check, what: str, timeout: float = 30.0):
@@ -76,18 +90,54 @@ async def run_demo(settings: Settings, console: Console) -> bool:
             again = await client.call(GetPortfolio(account_id=account))
             same = again["cash"] == view["cash"] and again["total"] == view["total"]
             console.print(f"7. bank re-sent the same deposit: {'no change' if same else '[red]CHANGED[/red]'}")
+            executed = await _order_one_share(client, console, account)
+            audit = await client.call(AuditLedger())
+            console.print(f"11. ledger audit: {audit['entries']} entries, "
+                          + ("every balance reconciles" if audit["ok"] else f"[red]{audit['differences']}[/red]"))
+            again = await client.call(GetPortfolio(account_id=account))
             console.print(portfolio_table(again))
-            feed = await wait_for(lambda: _feed_with(client, account, 2), "the notifications")
+            feed = await wait_for(lambda: _feed_with(client, account, 4), "the notifications")
             console.print("notifications:")
             for entry in feed:
                 console.print(f"  - {entry['message']}")
-            ok = same and Decimal(again["invested"]) > 0
-            console.print("[green]demo finished: deposit invested, replay ignored[/green]" if ok
+            ok = same and Decimal(again["invested"]) > 0 and executed and audit["ok"]
+            console.print("[green]demo finished: deposit invested, replay ignored, order executed, books "
+                          "reconcile[/green]" if ok
                           else "[red]demo finished with unexpected figures[/red]")
             return ok
     except (ServiceError, TimeoutError) as exc:
         console.print(f"[red]demo failed:[/red] {exc}")
         return False
+
+
+async def _order_one_share(client: Client, console: Console, account: str) -> bool:
+    """The holder turns auto-invest off and orders 1 share of VTI with a deposit to pay for
+    it; the order waits for the deposit, goes into the next window ahead of automated trades
+    and ends executed."""
+    await client.call(SetSettings(account_id=account, auto_invest=False))
+    deposit_id = uuid.uuid4()
+    placed = await client.call(PlaceOrder(account_id=account, symbol="VTI", side=Side.BUY, quantity=Decimal("1"),
+                                          deposit_id=deposit_id, deposit_amount=ORDER_DEPOSIT))
+    order_id = placed["order"]["order_id"]
+    await client.deposit(account, ORDER_DEPOSIT, deposit_id)
+    console.print(f"8. auto-invest off; order {order_id[:8]}: buy 1 share of VTI, paid by a ${ORDER_DEPOSIT} "
+                  "deposit made with it")
+
+    async def funded():
+        view = (await client.call(GetOrder(order_id=uuid.UUID(order_id))))["order"]
+        return view if view["waiting_for"] is None else None
+
+    await wait_for(funded, "the order's deposit to be booked")
+    closing = await wait_for(lambda: _close_with_intents(client), "the window to receive the order")
+    console.print(f"9. operator closed window {str(closing['window_id'])[:8]}")
+
+    async def final():
+        view = (await client.call(GetOrder(order_id=uuid.UUID(order_id))))["order"]
+        return view if view["status"] not in ("pending", "carried_over") else None
+
+    view = await wait_for(final, "the order's outcome")
+    console.print(f"10. order {view['status']}: {view.get('filled_quantity')} share at ${view.get('price')}")
+    return view["status"] == "executed"
 
 
 async def _close_with_intents(client: Client):

@@ -63,8 +63,9 @@ def test_up_with_the_demo_then_the_cli_then_ctrl_c_stops_everything_cleanly(cli_
             if "press Ctrl-C" in line or up.poll() is not None:
                 break
         out = "".join(lines)
-        assert "demo finished: deposit invested, replay ignored" in out, out
+        assert "demo finished: deposit invested, replay ignored, order executed, books reconcile" in out, out
         assert "no change" in out and "Trades executed" in out
+        assert "order executed: 1.00000 share" in out and "every balance reconciles" in out
 
         account = f"cli-{uuid.uuid4().hex[:6]}"
         assert "open" in m1(cli_env, "account", "open", account, "--plan", "plus").stdout
