@@ -48,6 +48,7 @@ from shared.topology import SERVICES
 from tests.e2e.conftest import free_port
 from tests.e2e.test_windows import window_reconciles
 from tests.support import PG_BASE, create_vhost, delete_vhost, eventually, fetchval, unique_name
+from tests.support_ledger import assert_ledger_checks_out
 
 pytestmark = pytest.mark.e2e
 
@@ -252,6 +253,7 @@ async def test_deposit_orders_cancel_windows_halt_and_withdrawal_leave_the_expec
     mails = [m for m in mailbox.messages if m["To"] == "holder@example.com"]
     assert sorted(m.get_content().splitlines()[0] for m in mails) == sorted(messages)
     assert len({m["Message-ID"] for m in mails}) == len(entries)
+    await assert_ledger_checks_out(client)  # the audit is clean and the export passes bean-check
 
 
 def m1(system, *args: str) -> subprocess.CompletedProcess:
@@ -289,6 +291,7 @@ async def test_the_cli_places_an_order_with_its_deposit_lists_it_and_refuses_a_b
     assert both.returncode != 0 and "exactly one of --amount or --shares" in both.stdout + both.stderr
     cancelled = await asyncio.to_thread(m1, system, "order", "cancel", order_id)
     assert cancelled.returncode == 0 and "cancelled" in cancelled.stdout, cancelled.stdout
+    await assert_ledger_checks_out(client)
 
 
 async def _ok(client, command) -> bool:
