@@ -136,7 +136,10 @@ async def _order_one_share(client: Client, console: Console, account: str) -> bo
         return view if view["status"] not in ("pending", "carried_over") else None
 
     view = await wait_for(final, "the order's outcome")
-    console.print(f"10. order {view['status']}: {view.get('filled_quantity')} share at ${view.get('price')}")
+    price = Decimal(view["price"]) if view.get("price") else Decimal(0)
+    cents = price.quantize(Decimal("0.01"))
+    console.print(f"10. order {view['status']}: {view.get('filled_quantity')} share at "
+                  f"${cents if cents == price else price.normalize()}")
     return view["status"] == "executed"
 
 
