@@ -133,7 +133,7 @@ async def _order_one_share(client: Client, console: Console, account: str) -> bo
 
     async def final():
         view = (await client.call(GetOrder(order_id=uuid.UUID(order_id))))["order"]
-        return view if view["status"] not in ("pending", "carried_over") else None
+        return view if view.get("final") else None
 
     view = await wait_for(final, "the order's outcome")
     price = Decimal(view["price"]) if view.get("price") else Decimal(0)

@@ -22,6 +22,14 @@ order_app = typer.Typer(no_args_is_help=True, help="Customer orders: buy or sell
 FINAL = ("cancelled", "executed", "partially_executed", "rejected")
 
 
+def is_final(order: dict) -> bool:
+    """The order reached its one final state (a partially executed order is open while its
+    rest is carried; an order state without the flag is judged by its status)."""
+    if order.get("final") is not None:
+        return bool(order["final"])
+    return order["status"] in FINAL
+
+
 def _cli():
     from m1 import cli  # the shared helpers (run, _call, console, print_json) live there
 
@@ -34,8 +42,13 @@ def describe(order: dict) -> str:
 
 
 def status_line(order: dict) -> str:
-    """``pending``, ``pending (waits for deposit ...)``, ``executed: 0.39808 at 251.2``."""
+    """``pending``, ``pending (waits for deposit ...)``, ``executed: 0.39808 at 251.2``,
+    ``partially executed, rest $40.00 carried: ...``."""
     text = order["status"].replace("_", " ")
+    if order["status"] == "partially_executed" and not is_final(order):
+        rest = f"${order['rest_amount']}" if order.get("rest_amount") is not None else \
+            f"{order.get('rest_quantity')} shares"
+        text += f", rest {rest} carried"
     if order.get("waiting_for"):
         text += f" (waits for {order['waiting_for']})"
     if order.get("cancel_requested"):
@@ -110,14 +123,16 @@ def cancel(order_id: str) -> None:
         async with Client(settings) as client:
             order = (await client.call(CancelOrder(order_id=oid)))["order"]
             deadline = time.monotonic() + settings.request_timeout
-            while order["cancel_requested"] and order["status"] not in FINAL and time.monotonic() < deadline:
+            while order["cancel_requested"] and not is_final(order) and time.monotonic() < deadline:
                 await asyncio.sleep(0.2)
                 order = (await client.call(GetOrder(order_id=oid)))["order"]
             return order
 
     order = cli.run(go())
     cli.console.print(f"order {order['order_id']}: {describe(order)} - {status_line(order)}")
-    if order["status"] != "cancelled":
+    # a partly executed order whose rest was cancelled ends partially executed
+    rest_cancelled = order["status"] == "partially_executed" and "cancelled by the holder" in (order["reason"] or "")
+    if not is_final(order) or (order["status"] != "cancelled" and not rest_cancelled):
         raise typer.Exit(1)
 
 
@@ -142,10 +157,11 @@ def orders(account_id: str, as_json: Annotated[bool, typer.Option("--json")] = F
         cli.console.print("no orders")
         return
     table = Table(title=f"{account_id}: orders")
-    for column in ("order", "placed", "order of", "state"):
+    for column in ("order", "placed", "order of", "open/final", "state"):
         table.add_column(column)
     for o in result["orders"]:
-        table.add_row(o["order_id"], o["placed_at"][:19], describe(o), status_line(o))
+        table.add_row(o["order_id"], o["placed_at"][:19], describe(o), "final" if is_final(o) else "open",
+                      status_line(o))
     cli.console.print(table)
 
 

@@ -762,8 +762,9 @@ class ResendDeliveries(Message):
 
 class OrderStatus(StrEnum):
     """An order's state: ``pending`` (maybe waiting for its deposit) and ``carried_over`` (a
-    halt sent it to the next window) are open; the other four are final, and an order ends in
-    exactly one of them."""
+    halt sent it to the next window) are open; ``partially_executed`` is open while the rest
+    is carried to the next window, else final (``OrderState.final`` says which); the other
+    three are final, and an order ends in exactly one final state."""
 
     PENDING = "pending"
     CARRIED_OVER = "carried_over"
@@ -832,6 +833,15 @@ class OrderState(BaseModel):
     placed_at: datetime
     updated_at: datetime
     version: int
+    # the order reached its one final state (``partially_executed`` is open while its rest is
+    # carried to the next window); None from a producer that does not say
+    final: bool | None = None
+    # the order's current intent at the window (part 1 is the order's id; a partly filled
+    # order's rest is the next part) and what that intent asks
+    intent_id: UUID | None = None
+    part: int | None = None
+    rest_amount: Cash | None = None
+    rest_quantity: Quantity | None = None
 
 
 class OrderView(Message):

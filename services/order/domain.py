@@ -12,16 +12,19 @@ Validation of a new order (``check``):
   open sells (a share sell at the last price less the margin, rounded down), plus the
   deposits made with open orders and not booked yet (this order's included).
 
-An order's fill (``outcome``): executed when it traded everything asked; partially executed
+An order's fill (``after_fill``): executed when it traded everything asked; partially executed
 when the window funded less (a buy scaled to the cash) or delivered fewer shares (a sell
-limited to the shares held).
+limited to the shares held), and then the rest is carried to the next window as the order's
+next intent, unless it is too small to trade (``rest_ended``: what a rejected or cancelled
+rest leaves).
 """
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import ROUND_HALF_EVEN, Decimal
 
 from shared.contracts import OrderStatus, PieSpec, Side
 from shared.money import cents_down, cents_up, shares_up
@@ -33,7 +36,13 @@ MINIMUM_BUY = Decimal("1.00")
 # (the window funds them the same way).
 PRICE_MARGIN = Decimal("0.05")
 
-OPEN = frozenset({OrderStatus.PENDING, OrderStatus.CARRIED_OVER})
+PRICE_STEP = Decimal("0.000001")
+_PART_NAMESPACE = uuid.UUID("0b7d4c52-6a1e-4f0b-9c3d-8e2f1a5b7c90")
+
+# An order is open until it reaches a final state (the ``final`` flag of its row, published as
+# ``OrderState.final``); ``partially_executed`` is both: open while its rest is carried to the
+# next window, final when nothing more will trade.
+OPEN = frozenset({OrderStatus.PENDING, OrderStatus.CARRIED_OVER, OrderStatus.PARTIALLY_EXECUTED})
 FINAL = frozenset({OrderStatus.CANCELLED, OrderStatus.EXECUTED, OrderStatus.PARTIALLY_EXECUTED,
                    OrderStatus.REJECTED})
 
@@ -156,26 +165,95 @@ def check(order: Order, *, account_known: bool, pie_symbols: Sequence[str] | Non
 
 
 @dataclass(frozen=True)
-class Outcome:
+class Progress:
+    """An order after a fill of its current intent: its status, whether that is final, why,
+    the fills so far, and the rest carried to the next window (None when nothing is carried)."""
+
     status: OrderStatus
+    final: bool
     reason: str | None
+    filled_quantity: Decimal
+    filled_amount: Decimal
+    price: Decimal
+    rest_amount: Decimal | None = None
+    rest_quantity: Decimal | None = None
+
+    @property
+    def carried(self) -> bool:
+        return self.rest_amount is not None or self.rest_quantity is not None
 
 
-def outcome(side: Side, amount: Decimal | None, quantity: Decimal | None, filled_amount: Decimal,
-            filled_quantity: Decimal) -> Outcome:
-    """Executed when the fill is everything the order asked; otherwise partially executed,
-    with why (the rest is not carried: the window traded what could be paid or delivered)."""
-    if amount is not None:
-        short = filled_amount < amount
+def part_intent(order_id: uuid.UUID, part: int) -> uuid.UUID:
+    """The id of an order's intent number ``part``: the order's id for the first, then one
+    derived from the order's id and the number (the same every time, so a replay is a no-op)."""
+    return order_id if part == 1 else uuid.uuid5(_PART_NAMESPACE, f"{order_id}:{part}")
+
+
+def rest_words(amount: Decimal | None, quantity: Decimal | None) -> str:
+    """``$40.00``, ``0.5 shares``."""
+    return f"${amount:,.2f}" if amount is not None else f"{format(quantity.normalize(), 'f')} shares"
+
+
+def average_price(quantity: Decimal | None, price: Decimal | None, fill_quantity: Decimal,
+                  fill_price: Decimal) -> Decimal:
+    """The quantity-weighted average of the price so far and a fill's, to 1/1,000,000 (half
+    even); the fill's price when nothing traded before (or no shares at all)."""
+    if not quantity or price is None or quantity + fill_quantity == 0:
+        return fill_price
+    return ((quantity * price + fill_quantity * fill_price) / (quantity + fill_quantity)).quantize(
+        PRICE_STEP, rounding=ROUND_HALF_EVEN)
+
+
+def after_fill(side: Side, rest_amount: Decimal | None, rest_quantity: Decimal | None,
+               filled_quantity: Decimal | None, filled_amount: Decimal | None, price: Decimal | None,
+               fill_quantity: Decimal, fill_amount: Decimal, fill_price: Decimal) -> Progress:
+    """The order after the window filled its current intent (which asked ``rest_amount`` or
+    ``rest_quantity``): fills add up and the price is their quantity-weighted average. What the
+    intent asked less what it filled is the rest (dollars for a dollar order, shares for a
+    share order):
+
+    - nothing left: ``executed``, final;
+    - a dollar rest under ``MINIMUM_BUY`` (no window trades less): not carried, final
+      ``partially_executed`` with the rest named in the reason;
+    - otherwise ``partially_executed`` and open: the rest goes to the next window as the
+      order's next intent (a buy the window scaled to the cash, a sell limited to the shares
+      held)."""
+    total_q = (filled_quantity or ZERO) + fill_quantity
+    total_a = (filled_amount or ZERO) + fill_amount
+    avg = average_price(filled_quantity, price, fill_quantity, fill_price)
+    base = dict(filled_quantity=total_q, filled_amount=total_a, price=avg)
+    if rest_amount is not None:
+        rest = rest_amount - fill_amount
+        words = rest_words(rest, None)
     else:
-        short = filled_quantity < quantity
-    if not short:
-        return Outcome(OrderStatus.EXECUTED, None)
-    if side is Side.BUY:
-        return Outcome(OrderStatus.PARTIALLY_EXECUTED,
-                       "the window funded less than the order: the account's cash did not cover all of it")
-    return Outcome(OrderStatus.PARTIALLY_EXECUTED,
-                   "the window sold less than the order: the account held fewer shares")
+        rest = rest_quantity - fill_quantity
+        words = rest_words(None, rest)
+    if rest <= 0:
+        return Progress(OrderStatus.EXECUTED, True, None, **base)
+    why = ("the window funded less than the order: the account's cash did not cover all of it" if side is Side.BUY
+           else "the window sold less than the order: the account held fewer shares")
+    if rest_amount is not None and rest < MINIMUM_BUY:
+        return Progress(OrderStatus.PARTIALLY_EXECUTED, True,
+                        f"{why}; the rest, {words}, is under the ${MINIMUM_BUY} a window trades and is not carried",
+                        **base)
+    return Progress(OrderStatus.PARTIALLY_EXECUTED, False, f"{why}; the rest, {words}, is carried to the next window",
+                    rest_amount=rest if rest_amount is not None else None,
+                    rest_quantity=rest if rest_quantity is not None else None, **base)
+
+
+def rest_ended(filled: bool, rest_amount: Decimal | None, rest_quantity: Decimal | None, *,
+               rejected: str | None = None) -> tuple[OrderStatus, str]:
+    """The final state of an order whose current intent the window rejected (``rejected``:
+    the window's reason) or cancelled (the holder's cancel): ``rejected`` / ``cancelled`` when
+    nothing traded yet, else ``partially_executed`` with what happened to the rest."""
+    if not filled:
+        if rejected is not None:
+            return OrderStatus.REJECTED, rejected
+        return OrderStatus.CANCELLED, "cancelled by the holder before its window"
+    rest = rest_words(rest_amount, rest_quantity)
+    if rejected is not None:
+        return OrderStatus.PARTIALLY_EXECUTED, f"the rest, {rest}, was rejected: {rejected}"
+    return OrderStatus.PARTIALLY_EXECUTED, f"the rest, {rest}, was cancelled by the holder before its window"
 
 
 def cancel_outcome(refusal: str) -> OrderStatus | None:

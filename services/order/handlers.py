@@ -51,7 +51,7 @@ def state(row: asyncpg.Record) -> OrderState:
     fields = {k: row[k] for k in ("order_id", "account_id", "symbol", "side", "amount", "quantity", "status",
                                   "deposit_id", "deposit_amount", "cancel_requested", "filled_quantity",
                                   "filled_amount", "price", "window_id", "reason", "placed_at", "updated_at",
-                                  "version")}
+                                  "version", "final", "intent_id", "part", "rest_amount", "rest_quantity")}
     return OrderState(**fields, waiting_for=waiting)
 
 
@@ -63,15 +63,17 @@ def changed(tx: Tx, row: asyncpg.Record, change: str) -> OrderState:
 
 
 def submit(tx: Tx, row: asyncpg.Record) -> None:
-    """Send the order to the window as one intent of source ``order`` (its id is the order's)."""
-    intent = Intent(intent_id=row["order_id"], account_id=row["account_id"], symbol=row["symbol"],
-                    side=Side(row["side"]), amount=row["amount"], quantity=row["quantity"], source=IntentSource.ORDER)
-    tx.emit(OrderIntentsSubmitted(account_id=row["account_id"], batch_id=row["order_id"], intents=[intent]))
+    """Send the order's current intent to the window, of source ``order`` (part 1's id is the
+    order's; a carried rest's is its own), asking the order's amount or quantity, or the rest."""
+    intent = Intent(intent_id=row["intent_id"], account_id=row["account_id"], symbol=row["symbol"],
+                    side=Side(row["side"]), amount=row["rest_amount"], quantity=row["rest_quantity"],
+                    source=IntentSource.ORDER)
+    tx.emit(OrderIntentsSubmitted(account_id=row["account_id"], batch_id=row["intent_id"], intents=[intent]))
 
 
 def _as_order(row: asyncpg.Record) -> domain.Order:
     unbooked = row["deposit_amount"] if row["deposit_unbooked"] else domain.ZERO
-    return domain.Order(Side(row["side"]), row["symbol"], row["amount"], row["quantity"], unbooked)
+    return domain.Order(Side(row["side"]), row["symbol"], row["rest_amount"], row["rest_quantity"], unbooked)
 
 
 def _request_words(raw: dict) -> str:
@@ -158,16 +160,16 @@ def register(service: Service) -> None:
         row = await store.order(tx.conn, cmd.order_id, lock=True)
         if row is None:
             raise Rejected(f"unknown order {cmd.order_id}")
-        if OrderStatus(row["status"]) in domain.FINAL:
+        if row["final"]:
             raise Rejected(f"order {cmd.order_id} is already {row['status'].replace('_', ' ')}")
         if row["cancel_requested"]:
             return OrderView(order=state(row))  # asked before; the window's answer follows
         if not row["submitted"]:  # still waiting for its deposit: nothing at the window yet
-            row = await store.update(tx.conn, cmd.order_id, tx.now, status=OrderStatus.CANCELLED.value,
+            row = await store.update(tx.conn, cmd.order_id, tx.now, status=OrderStatus.CANCELLED.value, final=True,
                                      reason="cancelled by the holder before it was sent to a window")
             return OrderView(order=changed(tx, row, "cancelled"))
         row = await store.update(tx.conn, cmd.order_id, tx.now, cancel_requested=True)
-        tx.emit(CancelIntents(intent_ids=[cmd.order_id]), command=True)
+        tx.emit(CancelIntents(intent_ids=[row["intent_id"]]), command=True)
         return OrderView(order=changed(tx, row, "cancel_requested"))
 
     @on(topology.ORDER_COMMANDS, GetOrder, idempotent=False)
@@ -208,7 +210,7 @@ def register(service: Service) -> None:
         for row in await store.lock_waiting_for(tx.conn, deposit_id):
             if row["account_id"] != event.account_id:
                 continue
-            row = await store.update(tx.conn, row["order_id"], tx.now, status=OrderStatus.REJECTED.value,
+            row = await store.update(tx.conn, row["order_id"], tx.now, status=OrderStatus.REJECTED.value, final=True,
                                      reason=f"the deposit that was to pay for it was refused: {event.reason}")
             changed(tx, row, "rejected")
 
@@ -220,47 +222,63 @@ def register(service: Service) -> None:
         await store.set_positions(tx.conn, event.account_id, dict(event.positions), event.version)
         fills = {f.intent_id: f for f in event.fills}
         for row in await store.lock_open(tx.conn, list(fills), event.account_id):
-            fill = fills[row["order_id"]]
-            result = domain.outcome(Side(row["side"]), row["amount"], row["quantity"], fill.amount, fill.quantity)
-            row = await store.update(tx.conn, row["order_id"], tx.now, status=result.status.value,
-                                     reason=result.reason, filled_quantity=fill.quantity, filled_amount=fill.amount,
-                                     price=fill.price, window_id=event.window_id, cancel_requested=False)
+            fill = fills[row["intent_id"]]
+            result = domain.after_fill(Side(row["side"]), row["rest_amount"], row["rest_quantity"],
+                                       row["filled_quantity"], row["filled_amount"], row["price"],
+                                       fill.quantity, fill.amount, fill.price)
+            fields = dict(status=result.status.value, final=result.final, reason=result.reason,
+                          filled_quantity=result.filled_quantity, filled_amount=result.filled_amount,
+                          price=result.price, window_id=event.window_id, cancel_requested=False, cancel_attempts=0)
+            if result.carried:  # the rest is the order's next intent, for the next window
+                part = row["part"] + 1
+                fields.update(part=part, intent_id=domain.part_intent(row["order_id"], part),
+                              rest_amount=result.rest_amount, rest_quantity=result.rest_quantity)
+            row = await store.update(tx.conn, row["order_id"], tx.now, **fields)
+            if result.carried:
+                submit(tx, row)
             changed(tx, row, result.status.value)
 
     @on(topology.ORDER_WINDOW, IntentsCarriedOver)
     async def carried_over(tx: Tx, event: IntentsCarriedOver) -> None:
         for row in await store.lock_open(tx.conn, event.intents, event.account_id):
-            if row["status"] == OrderStatus.CARRIED_OVER and row["window_id"] == event.window_id:
-                continue  # this carry-over again
-            row = await store.update(tx.conn, row["order_id"], tx.now, status=OrderStatus.CARRIED_OVER.value,
-                                     window_id=event.window_id, reason=event.reason)
+            if row["window_id"] == event.window_id:
+                continue  # this carry-over again (a rest is never in the window that filled its order's part)
+            # a partly executed order stays partially_executed: its fills are kept
+            status = (OrderStatus.PARTIALLY_EXECUTED if row["status"] == OrderStatus.PARTIALLY_EXECUTED
+                      else OrderStatus.CARRIED_OVER)
+            row = await store.update(tx.conn, row["order_id"], tx.now, status=status.value, window_id=event.window_id,
+                                     reason=event.reason)
             changed(tx, row, "carried_over")
 
     @on(topology.ORDER_WINDOW, IntentsRejected)
     async def intents_rejected(tx: Tx, event: IntentsRejected) -> None:
         ids = [uuid.UUID(k) for k in event.reasons]
         for row in await store.lock_open(tx.conn, ids, event.account_id):
-            row = await store.update(tx.conn, row["order_id"], tx.now, status=OrderStatus.REJECTED.value,
-                                     window_id=event.window_id, reason=event.reasons[str(row["order_id"])],
-                                     cancel_requested=False)
-            changed(tx, row, "rejected")
+            status, reason = domain.rest_ended(row["filled_quantity"] is not None, row["rest_amount"],
+                                               row["rest_quantity"], rejected=event.reasons[str(row["intent_id"])])
+            row = await store.update(tx.conn, row["order_id"], tx.now, status=status.value, final=True,
+                                     window_id=event.window_id, reason=reason, cancel_requested=False)
+            changed(tx, row, status.value)
 
     @on(topology.ORDER_WINDOW, IntentsCancelled)
     async def intents_cancelled(tx: Tx, event: IntentsCancelled) -> None:
-        """The window's answer to a cancel (of any sender's: ids that are no order are skipped)."""
+        """The window's answer to a cancel (of any sender's: ids that are no order's current
+        intent are skipped)."""
         refusals = {uuid.UUID(k): v for k, v in event.refused.items()}
         for row in await store.lock_open(tx.conn, [*event.cancelled, *refusals]):
-            order_id = row["order_id"]
-            if order_id in refusals and domain.cancel_outcome(refusals[order_id]) is None:
-                if row["cancel_requested"] and domain.ask_again(refusals[order_id], row["cancel_attempts"]):
+            order_id, intent_id = row["order_id"], row["intent_id"]
+            if intent_id in refusals and domain.cancel_outcome(refusals[intent_id]) is None:
+                if row["cancel_requested"] and domain.ask_again(refusals[intent_id], row["cancel_attempts"]):
                     # The cancel overtook the order's intent on its way to the window: ask again.
                     await store.update(tx.conn, order_id, tx.now, cancel_attempts=row["cancel_attempts"] + 1)
-                    tx.emit(CancelIntents(intent_ids=[order_id]), command=True)
+                    tx.emit(CancelIntents(intent_ids=[intent_id]), command=True)
                 elif row["cancel_requested"]:
                     row = await store.update(tx.conn, order_id, tx.now, cancel_requested=False,
-                                             reason=f"not cancelled: {refusals[order_id]}")
+                                             reason=f"not cancelled: {refusals[intent_id]}")
                     changed(tx, row, "cancel_refused")
                 continue
-            row = await store.update(tx.conn, order_id, tx.now, status=OrderStatus.CANCELLED.value,
-                                     cancel_requested=False, reason="cancelled by the holder before its window")
-            changed(tx, row, "cancelled")
+            status, reason = domain.rest_ended(row["filled_quantity"] is not None, row["rest_amount"],
+                                               row["rest_quantity"])
+            row = await store.update(tx.conn, order_id, tx.now, status=status.value, final=True,
+                                     cancel_requested=False, reason=reason)
+            changed(tx, row, status.value)  # partially_executed when part of it traded before

@@ -15,10 +15,11 @@ import asyncpg
 
 ORDER_COLUMNS = """order_id, account_id, symbol, side, amount, quantity, status, deposit_id, deposit_amount,
                    submitted, cancel_requested, cancel_attempts, filled_quantity, filled_amount, price, window_id, reason,
-                   placed_at, updated_at, version"""
+                   placed_at, updated_at, version,
+                   final, intent_id, part, rest_amount, rest_quantity"""
 # What ``update`` may set on an order.
 UPDATABLE = frozenset({"status", "submitted", "cancel_requested", "cancel_attempts", "filled_quantity", "filled_amount", "price",
-                       "window_id", "reason"})
+                       "window_id", "reason", "final", "intent_id", "part", "rest_amount", "rest_quantity"})
 
 
 async def upsert_account(conn: asyncpg.Connection, account_id: str, kind: str, plan: str, opened_at: datetime) -> None:
@@ -126,8 +127,9 @@ async def insert_order(conn: asyncpg.Connection, order_id: UUID, account_id: str
                        deposit_amount: Decimal | None, submitted: bool, now: datetime) -> asyncpg.Record:
     return await conn.fetchrow(
         f"""INSERT INTO orders (order_id, account_id, symbol, side, amount, quantity, status, deposit_id,
-                                deposit_amount, submitted, placed_at, updated_at)
-            VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7, $8, $9, $10, $10)
+                                deposit_amount, submitted, placed_at, updated_at, intent_id, rest_amount,
+                                rest_quantity)
+            VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7, $8, $9, $10, $10, $1, $5, $6)
             RETURNING {ORDER_COLUMNS}""",
         order_id, account_id, symbol, side, amount, quantity, deposit_id, deposit_amount, submitted, now,
     )
@@ -139,27 +141,28 @@ async def order(conn: asyncpg.Connection, order_id: UUID, *, lock: bool = False)
 
 
 async def open_orders(conn: asyncpg.Connection, account_id: str) -> list[asyncpg.Record]:
-    """The account's open orders (pending or carried over), with whether their deposit is
-    still to be booked."""
+    """The account's open orders (not final), with whether their deposit is still to be
+    booked."""
     return await conn.fetch(
         f"""SELECT {", ".join("o." + c.strip() for c in ORDER_COLUMNS.split(","))},
                    (o.deposit_id IS NOT NULL AND d.deposit_id IS NULL) AS deposit_unbooked
             FROM orders o LEFT JOIN deposits d ON d.deposit_id = o.deposit_id
-            WHERE o.account_id = $1 AND o.status IN ('pending', 'carried_over')
+            WHERE o.account_id = $1 AND NOT o.final
             ORDER BY o.placed_at, o.order_id""",
         account_id,
     )
 
 
-async def lock_open(conn: asyncpg.Connection, order_ids: Sequence[UUID],
+async def lock_open(conn: asyncpg.Connection, intent_ids: Sequence[UUID],
                     account_id: str | None = None) -> list[asyncpg.Record]:
-    """Lock the open orders among ``order_ids`` (of ``account_id`` when given), in id order."""
+    """Lock the open orders whose current intent is among ``intent_ids`` (of ``account_id``
+    when given), in id order. An earlier part's intent finds nothing."""
     return await conn.fetch(
         f"""SELECT {ORDER_COLUMNS} FROM orders
-            WHERE order_id = ANY($1::uuid[]) AND status IN ('pending', 'carried_over')
+            WHERE intent_id = ANY($1::uuid[]) AND NOT final
               AND ($2::text IS NULL OR account_id = $2)
             ORDER BY order_id FOR UPDATE""",
-        list(order_ids), account_id,
+        list(intent_ids), account_id,
     )
 
 
@@ -167,7 +170,7 @@ async def lock_waiting_for(conn: asyncpg.Connection, deposit_id: UUID) -> list[a
     """Lock the open orders still waiting for this deposit (not yet sent to the window)."""
     return await conn.fetch(
         f"""SELECT {ORDER_COLUMNS} FROM orders
-            WHERE deposit_id = $1 AND status = 'pending' AND NOT submitted
+            WHERE deposit_id = $1 AND status = 'pending' AND NOT submitted AND NOT final
             ORDER BY order_id FOR UPDATE""",
         deposit_id,
     )

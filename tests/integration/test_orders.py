@@ -113,7 +113,7 @@ class Holder:
         return await eventually(check)
 
     def fill(self, order: dict, quantity: str, amount: str, price: str) -> Fill:
-        return Fill(intent_id=order["order_id"], account_id=self.account, symbol=order["symbol"],
+        return Fill(intent_id=order["intent_id"], account_id=self.account, symbol=order["symbol"],
                     side=order["side"], quantity=quantity, amount=amount, price=price)
 
     async def booked(self, window_id: uuid.UUID, *fills: Fill, cash: str = "0.00") -> str:
@@ -133,8 +133,9 @@ async def holders(services, bus, settings):
         return made[-1]
 
     yield make
-    ids = [r["order_id"] for h in made for r in await fetch(
-        settings.database_url, 'SELECT order_id FROM "order".orders WHERE account_id = $1', h.account)]
+    ids = [r[c] for h in made for r in await fetch(
+        settings.database_url, 'SELECT order_id, intent_id FROM "order".orders WHERE account_id = $1', h.account)
+        for c in ("order_id", "intent_id")]
     if ids:
         reply = await bus.request(CancelIntents(intent_ids=ids))
         assert reply.ok, reply
@@ -372,3 +373,115 @@ async def test_fills_carry_overs_and_rejections_end_each_order_in_one_final_stat
     assert f"Order {full['order_id'][:8]} executed: bought 1.00000 {holder.stock} for $20.00 at $20.00." in messages
     assert (f"Order {carried['order_id'][:8]} (buy $10.00 of {holder.stock}) waits for the next window: "
             "news pending.") in messages
+
+
+# ---------------------------------------------------------------- a partly filled order's rest
+
+
+async def partly_filled(holder: Holder, amount: str = "50.00", filled: str = "30.00") -> tuple[dict, dict]:
+    """A dollar buy of the stock the window scaled to ``filled`` at $20.00: the order and its
+    state once partly executed."""
+    order = await holder.placed(amount=amount)
+    await holder.booked(uuid.uuid4(), holder.fill(order, str(D(filled) / 20), filled, "20.00"))
+    return order, await holder.settled(order["order_id"], "partially_executed")
+
+
+async def test_a_scaled_buy_carries_its_rest_to_the_next_window_and_executes_after_a_deposit(holder):
+    order, partial = await partly_filled(holder)
+    assert (partial["final"], partial["part"], partial["rest_amount"], partial["filled_amount"]) == (
+        False, 2, "20.00", "30.00")
+    assert partial["intent_id"] != order["order_id"]
+    assert partial["reason"] == ("the window funded less than the order: the account's cash did not cover all of "
+                                 "it; the rest, $20.00, is carried to the next window")
+    # the rest is the order's next intent at the window, for $20.00
+    rest = await eventually(lambda: holder.intent(partial["intent_id"]))
+    assert (rest["source"], rest["side"], rest["amount"], rest["status"]) == ("order", "buy", D("20.00"), "pending")
+    # the rest holds the account's cash for new orders: $100.00 deposited, $20.00 held by the rest
+    await handled(holder.settings, "order", await holder.cash("100.00"))
+    reply = await holder.place(symbol=holder.bond, amount="90.00")
+    assert not reply.ok and "$80.00 is available" in reply.reason
+    # the part-1 fill again changes nothing; the rest fills in full at $40.00 in the next window
+    again = await holder.booked(uuid.uuid4(), holder.fill(order, "1.50000", "30.00", "20.00"))
+    await handled(holder.settings, "order", again)
+    assert (await holder.order(order["order_id"]))["version"] == partial["version"]
+    await holder.booked(uuid.uuid4(), holder.fill(partial, "0.50000", "20.00", "40.00"))
+    done = await holder.settled(order["order_id"], "executed")
+    assert (done["final"], done["filled_quantity"], done["filled_amount"], done["price"], done["reason"]) == (
+        True, "2.00000", "50.00", "25.000000", None)
+    notes = await holder.feed(4, "order_")
+    assert [n["kind"] for n in notes] == ["order_placed", "order_partially_executed", "order_refused",
+                                          "order_executed"]
+    assert notes[1]["message"] == (
+        f"Order {order['order_id'][:8]} partially executed (buy $50.00 of {holder.stock}): bought 1.50000 "
+        f"{holder.stock} for $30.00 at $20.00; the window funded less than the order: the account's cash did not "
+        "cover all of it; the rest, $20.00, is carried to the next window.")
+    assert notes[3]["message"] == (f"Order {order['order_id'][:8]} executed: bought 2.00000 {holder.stock} "
+                                   "for $50.00 at $25.00.")
+
+
+async def test_a_rejected_rest_ends_the_order_partially_executed_with_the_windows_reason(holder):
+    order, partial = await partly_filled(holder)
+    await publish(holder.bus, IntentsRejected(account_id=holder.account, window_id=uuid.uuid4(),
+                                              reasons={partial["intent_id"]: "insufficient cash: under $1"}))
+
+    async def ended():
+        o = await holder.order(order["order_id"])
+        return o if o["final"] else None
+
+    done = await eventually(ended)
+    assert (done["status"], done["filled_amount"], done["reason"]) == (
+        "partially_executed", "30.00", "the rest, $20.00, was rejected: insufficient cash: under $1")
+    # final: a late fill of the rest changes nothing, and a cancel is refused
+    late = await holder.booked(uuid.uuid4(), holder.fill(partial, "0.50000", "20.00", "40.00"))
+    await handled(holder.settings, "order", late)
+    assert (await holder.order(order["order_id"]))["version"] == done["version"]
+    reply = await holder.bus.request(CancelOrder(order_id=order["order_id"]))
+    assert not reply.ok and reply.reason == f"order {order['order_id']} is already partially executed"
+    notes = await holder.feed(3, "order_p")
+    assert notes[-1]["message"].endswith("; the rest, $20.00, was rejected: insufficient cash: under $1.")
+
+
+async def test_cancel_of_a_carried_rest_cancels_its_intent_and_ends_the_order(holder):
+    order, partial = await partly_filled(holder)
+    await eventually(lambda: holder.intent(partial["intent_id"]))
+    reply = await holder.bus.request(CancelOrder(order_id=order["order_id"]))
+    assert reply.ok and reply.result["order"]["cancel_requested"] is True
+
+    async def ended():
+        o = await holder.order(order["order_id"])
+        return o if o["final"] else None
+
+    done = await eventually(ended)
+    assert (done["status"], done["cancel_requested"], done["filled_amount"], done["reason"]) == (
+        "partially_executed", False, "30.00", "the rest, $20.00, was cancelled by the holder before its window")
+    assert (await holder.intent(partial["intent_id"]))["status"] == "cancelled"
+    assert (await holder.intent(order["order_id"])) is not None  # part 1 stays as the window left it
+
+
+async def test_a_share_sell_limited_to_the_shares_held_carries_the_rest_until_the_window_finds_none(holders):
+    holder = await holders().setup(stock_shares="3")
+    order = await holder.placed(side="sell", quantity="3")
+    await holder.booked(uuid.uuid4(), holder.fill(order, "2.00000", "40.00", "20.00"))
+    partial = await holder.settled(order["order_id"], "partially_executed")
+    assert (partial["final"], partial["rest_quantity"], partial["rest_amount"]) == (False, "1.00000", None)
+    rest = await eventually(lambda: holder.intent(partial["intent_id"]))
+    assert (rest["side"], rest["quantity"], rest["amount"]) == ("sell", D("1.00000"), None)
+    # a halt carries the rest again: the order stays partially executed with its fills
+    window = uuid.uuid4()
+    halt = await publish(holder.bus, IntentsCarriedOver(account_id=holder.account, window_id=window,
+                                                        symbols=[holder.stock], intents=[partial["intent_id"]],
+                                                        reason="news pending"))
+    await handled(holder.settings, "order", halt)
+    halted = await holder.order(order["order_id"])
+    assert (halted["status"], halted["final"], halted["reason"], halted["filled_quantity"]) == (
+        "partially_executed", False, "news pending", "2.00000")
+    await publish(holder.bus, IntentsRejected(account_id=holder.account, window_id=uuid.uuid4(),
+                                              reasons={partial["intent_id"]: "nothing held to sell"}))
+
+    async def ended():
+        o = await holder.order(order["order_id"])
+        return o if o["final"] else None
+
+    done = await eventually(ended)
+    assert (done["status"], done["reason"]) == ("partially_executed",
+                                                "the rest, 1 shares, was rejected: nothing held to sell")

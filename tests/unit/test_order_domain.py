@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from services.notification import domain as notes
 from services.order import domain
-from services.order.domain import Order, check, outcome
+from services.order.domain import Order, check
 from shared.contracts import OrderChanged, OrderRefused, OrderState, OrderStatus, PieSpec, Side
 
 D = Decimal
@@ -105,19 +105,91 @@ def test_accepted_sells_never_need_more_shares_than_held(held, wanted):
 
 
 @given(amount=cents, filled=cents)
-def test_a_dollar_order_is_executed_only_when_filled_in_full(amount, filled):
+def test_a_dollar_rest_of_a_dollar_or_more_is_carried_and_a_smaller_one_ends_the_order(amount, filled):
     filled = min(filled, amount)
     for side in Side:
-        result = outcome(side, amount, None, filled, D("1"))
-        assert result.status is (OrderStatus.EXECUTED if filled == amount else OrderStatus.PARTIALLY_EXECUTED)
-        assert (result.reason is None) == (filled == amount)
+        result = domain.after_fill(side, amount, None, None, None, None, D("1"), filled, D("10"))
+        rest = amount - filled
+        assert (result.filled_amount, result.filled_quantity, result.price) == (filled, D("1"), D("10"))
+        if rest == 0:
+            assert (result.status, result.final, result.reason, result.carried) == (
+                OrderStatus.EXECUTED, True, None, False)
+        elif rest < D("1.00"):
+            assert (result.status, result.final, result.carried) == (OrderStatus.PARTIALLY_EXECUTED, True, False)
+            assert f"the rest, ${rest:,.2f}, is under the $1.00 a window trades and is not carried" in result.reason
+        else:
+            assert (result.status, result.final, result.rest_amount, result.rest_quantity) == (
+                OrderStatus.PARTIALLY_EXECUTED, False, rest, None)
+            assert result.reason.endswith(f"the rest, ${rest:,.2f}, is carried to the next window")
 
 
-def test_a_share_order_is_partial_when_fewer_shares_traded():
-    assert outcome(Side.SELL, None, D("2"), D("40.00"), D("2")).status is OrderStatus.EXECUTED
-    partial = outcome(Side.SELL, None, D("2"), D("30.00"), D("1.5"))
-    assert partial == domain.Outcome(OrderStatus.PARTIALLY_EXECUTED,
-                                     "the window sold less than the order: the account held fewer shares")
+def test_a_share_order_carries_the_shares_not_traded():
+    done = domain.after_fill(Side.SELL, None, D("2"), None, None, None, D("2"), D("40.00"), D("20"))
+    assert (done.status, done.final) == (OrderStatus.EXECUTED, True)
+    partial = domain.after_fill(Side.SELL, None, D("2"), None, None, None, D("1.5"), D("30.00"), D("20"))
+    assert (partial.status, partial.final, partial.rest_quantity, partial.rest_amount) == (
+        OrderStatus.PARTIALLY_EXECUTED, False, D("0.5"), None)
+    assert partial.reason == ("the window sold less than the order: the account held fewer shares; "
+                              "the rest, 0.5 shares, is carried to the next window")
+
+
+@given(amount=st.decimals("1.00", "10000", places=2), shares=st.lists(st.integers(0, 100), min_size=1, max_size=8))
+def test_parts_never_trade_more_than_the_order_and_it_ends_final_once(amount, shares):
+    """Each window funds some percentage of what the current part asks; the parts' fills
+    plus the carried rest are always the order's amount, and the order ends final at most once."""
+    rest, quantity, filled, price, final = amount, None, None, None, False
+    for pct in shares:
+        fill = (rest * pct / 100).quantize(D("0.01"), rounding="ROUND_DOWN")
+        result = domain.after_fill(Side.BUY, rest, None, quantity, filled, price, fill / 10, fill, D("10"))
+        quantity, filled, price = result.filled_quantity, result.filled_amount, result.price
+        assert filled <= amount
+        if result.final:
+            final = True
+            assert result.rest_amount is None and (amount - filled < D("1.00"))
+            assert (result.status is OrderStatus.EXECUTED) == (filled == amount)
+            break
+        assert result.status is OrderStatus.PARTIALLY_EXECUTED and filled + result.rest_amount == amount
+        assert result.rest_amount >= D("1.00")
+        rest = result.rest_amount
+    assert final or rest >= D("1.00")
+
+
+def test_fills_of_the_parts_add_up_at_their_quantity_weighted_average_price():
+    # a $100.00 buy scaled to $60.00 at $20, then the $40.00 rest at $40
+    first = domain.after_fill(Side.BUY, D("100.00"), None, None, None, None, D("3"), D("60.00"), D("20"))
+    assert first.rest_amount == D("40.00") and not first.final
+    second = domain.after_fill(Side.BUY, first.rest_amount, None, first.filled_quantity, first.filled_amount,
+                               first.price, D("1"), D("40.00"), D("40"))
+    assert (second.status, second.final, second.filled_quantity, second.filled_amount, second.price) == (
+        OrderStatus.EXECUTED, True, D("4"), D("100.00"), D("25.000000"))
+
+
+@given(parts=st.lists(st.tuples(st.decimals("0.00001", "1000", places=5), st.decimals("0.01", "1000", places=2)),
+                      min_size=1, max_size=5))
+def test_the_average_price_lies_between_the_fills_prices(parts):
+    quantity, price = None, None
+    for q, p in parts:
+        price = domain.average_price(quantity, price, q, p)
+        quantity = (quantity or D(0)) + q
+    low, high = min(p for _, p in parts), max(p for _, p in parts)
+    assert low <= price <= high
+
+
+def test_each_part_has_its_own_intent_id_the_same_every_time():
+    order_id = uuid.uuid4()
+    assert domain.part_intent(order_id, 1) == order_id
+    assert domain.part_intent(order_id, 2) == domain.part_intent(order_id, 2) != order_id
+    assert domain.part_intent(order_id, 3) not in (order_id, domain.part_intent(order_id, 2))
+
+
+def test_a_rejected_or_cancelled_rest_ends_the_order_with_what_happened_to_it():
+    assert domain.rest_ended(False, D("10.00"), None, rejected="no cash") == (OrderStatus.REJECTED, "no cash")
+    assert domain.rest_ended(False, D("10.00"), None) == (OrderStatus.CANCELLED,
+                                                          "cancelled by the holder before its window")
+    assert domain.rest_ended(True, D("40.00"), None, rejected="insufficient cash") == (
+        OrderStatus.PARTIALLY_EXECUTED, "the rest, $40.00, was rejected: insufficient cash")
+    assert domain.rest_ended(True, None, D("0.5")) == (
+        OrderStatus.PARTIALLY_EXECUTED, "the rest, 0.5 shares, was cancelled by the holder before its window")
 
 
 def test_a_cancel_is_asked_again_only_while_the_window_does_not_know_the_intent():
@@ -127,8 +199,9 @@ def test_a_cancel_is_asked_again_only_while_the_window_does_not_know_the_intent(
     assert not domain.ask_again("its window w has started (intent frozen)", 0)
 
 
-def test_an_open_state_is_never_final():
-    assert domain.OPEN.isdisjoint(domain.FINAL) and domain.OPEN | domain.FINAL == set(OrderStatus)
+def test_only_partially_executed_is_both_open_and_final():
+    assert domain.OPEN & domain.FINAL == {OrderStatus.PARTIALLY_EXECUTED}
+    assert domain.OPEN | domain.FINAL == set(OrderStatus)
 
 
 # ---------------------------------------------------------------- notifications of orders
@@ -175,3 +248,26 @@ def test_a_refused_order_request_is_worded_with_its_reason():
                                             reason="XYZ is not a slice of the account's pie"))
     assert (note.kind, note.message) == ("order_refused",
                                          "Your buy $10.00 of XYZ was refused: XYZ is not a slice of the account's pie")
+
+
+def test_a_partly_executed_order_says_whether_its_rest_is_carried():
+    carried = told("partially_executed", status="partially_executed", final=False, rest_amount=D("40.00"),
+                   filled_quantity=D("3"), filled_amount=D("60.00"), price=D("20"),
+                   reason="the window funded less than the order; the rest, $40.00, is carried to the next window")
+    assert carried.message == ("Order 1a2b3c4d partially executed (buy $100.00 of VTI): bought 3 VTI for $60.00 at "
+                               "$20.00; the window funded less than the order; the rest, $40.00, is carried to the "
+                               "next window.")
+    assert carried.data["final"] is False and carried.data["rest_amount"] == "40.00"
+
+
+def test_the_cli_tells_open_orders_from_final_ones():
+    from m1.order_commands import is_final, status_line
+
+    base = dict(side="buy", amount="100.00", quantity=None, symbol="VTI", filled_quantity="3",
+                filled_amount="60.00", price="20", reason="r")
+    open_ = {**base, "status": "partially_executed", "final": False, "rest_amount": "40.00"}
+    assert not is_final(open_) and status_line(open_).startswith("partially executed, rest $40.00 carried: 3 for")
+    done = {**base, "status": "partially_executed", "final": True, "rest_amount": "40.00"}
+    assert is_final(done) and status_line(done).startswith("partially executed: 3 for $60.00")
+    # an order state without the flag is judged by its status
+    assert is_final({**base, "status": "executed"}) and not is_final({**base, "status": "carried_over"})
