@@ -100,20 +100,11 @@ class Tx:
 
     def emit(self, message: Message, *, command: bool = False) -> str:
         """Queue an event (or a command to another service) for publication after commit."""
-        out = Outgoing(
-            exchange=COMMANDS_EXCHANGE if command else EVENTS_EXCHANGE,
-            routing_key=message.TYPE,
-            message_id=self._next_id(),
-            message_type=message.TYPE,
-            headers={"x-schema-version": message.VERSION},
-            body=message.model_dump_json().encode(),
-        )
-        self.outgoing.append(out)
-        return out.message_id
+        return self.emit_json(type(message), message.model_dump_json().encode(), command=command)
 
     def emit_json(self, model: type[Message], body: bytes, *, command: bool = False) -> str:
-        """Queue a message of ``model`` whose JSON body was built elsewhere (for example in
-        SQL, for bodies of millions of values); the consumer validates it as usual."""
+        """Queue a message of ``model`` whose JSON body is given (built elsewhere, for example
+        in SQL for bodies of millions of values); the consumer validates it as usual."""
         out = Outgoing(
             exchange=COMMANDS_EXCHANGE if command else EVENTS_EXCHANGE,
             routing_key=model.TYPE,

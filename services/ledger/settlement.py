@@ -19,11 +19,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
-from functools import lru_cache
-from typing import Any
-from zoneinfo import ZoneInfo
 
-NEW_YORK = ZoneInfo("America/New_York")
+from shared.calendar import NEW_YORK, nyse
+
 ZERO = Decimal("0.00")
 
 
@@ -32,20 +30,13 @@ def local_date(moment: datetime) -> date:
     return moment.astimezone(NEW_YORK).date()
 
 
-@lru_cache(maxsize=8)
-def _nyse(year: int) -> Any:
-    import exchange_calendars  # slow to import; only settlement dates need it
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return exchange_calendars.get_calendar("XNYS", start=f"{year - 1}-01-01", end=f"{year + 1}-12-31")
 
 
 def business_days_after(day: date, days: int) -> date:
     """The ``days``-th NYSE session after ``day`` (``day`` itself for 0)."""
     if days <= 0:
         return day
-    calendar = _nyse(day.year)
+    calendar = nyse(day.year)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         start = calendar.date_to_session(day.isoformat(), direction="previous")

@@ -23,13 +23,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
-from functools import lru_cache
 from typing import Any
-from zoneinfo import ZoneInfo
 
+from shared.calendar import NEW_YORK, nyse
 from shared.money import ZERO, cents_down, cents_up
 
-NEW_YORK = ZoneInfo("America/New_York")
 ELIGIBLE_KINDS = ("individual", "joint", "trust")
 DAYS_PER_YEAR = Decimal("365")
 
@@ -192,20 +190,13 @@ def charge_of(accrued: Decimal) -> Decimal:
     return cents_down(accrued) if accrued > 0 else Decimal("0.00")
 
 
-@lru_cache(maxsize=8)
-def _nyse(year: int) -> Any:
-    import exchange_calendars  # slow to import; only deadlines need it
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return exchange_calendars.get_calendar("XNYS", start=f"{year - 1}-01-01", end=f"{year + 1}-12-31")
 
 
 def call_deadline(issued_at: datetime, days: int) -> datetime:
     """The close of the ``days``-th NYSE session after the New York date of ``issued_at``
     (a call issued on Friday with 3 days is due at Wednesday's close)."""
     day = issued_at.astimezone(NEW_YORK).date()
-    calendar = _nyse(day.year)
+    calendar = nyse(day.year)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         start = calendar.date_to_session(day.isoformat(), direction="previous")

@@ -22,11 +22,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
-from functools import lru_cache
 from typing import Any
 from uuid import UUID
-from zoneinfo import ZoneInfo
 
+from shared.calendar import NEW_YORK, nyse
 from shared.contracts import Execution, Fill, Intent, IntentSource, IntentsSubmitted, NetOrder, Residue, Side
 from shared.money import cents_down, cents_up, shares_down, shares_up
 
@@ -329,7 +328,6 @@ def summary(intents: Sequence[Intent], executions: Sequence[Execution], residues
 # ---------------------------------------------------------------- schedule
 
 MORNING, AFTERNOON = "morning", "afternoon"
-NEW_YORK = ZoneInfo("America/New_York")
 MORNING_AT, AFTERNOON_AT = time(9, 30), time(15, 0)
 # On an early-close day the afternoon window runs this long before the close (12:30 for 13:00).
 EARLY_CLOSE_LEAD = timedelta(minutes=30)
@@ -345,19 +343,12 @@ class Slot:
     session: str
 
 
-@lru_cache(maxsize=8)
-def _nyse(year: int) -> Any:
-    import exchange_calendars  # slow to import; only the schedule needs it
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return exchange_calendars.get_calendar("XNYS", start=f"{year - 1}-01-01", end=f"{year + 1}-12-31")
 
 
 def slots_on(day: date) -> list[Slot]:
     """The day's windows on the NYSE calendar: none on a weekend or holiday; 09:30 and 15:00
     New York time, the afternoon one moved to 30 minutes before an early close."""
-    calendar = _nyse(day.year)
+    calendar = nyse(day.year)
     with warnings.catch_warnings():  # pandas deprecation notices from inside the library
         warnings.simplefilter("ignore")
         if not calendar.is_session(day.isoformat()):
