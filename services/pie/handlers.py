@@ -52,6 +52,14 @@ def _id(tx: Tx, suffix: str) -> uuid.UUID:
     return uuid.uuid5(_INTENT_NAMESPACE, f"{tx.message_id}:{suffix}")
 
 
+async def _known_and_locked(tx: Tx, account_id: str) -> None:
+    """Lock the account's row for the rest of the transaction; a command for an account this
+    service has not heard of is refused."""
+    if await store.get_account(tx.conn, account_id) is None:
+        raise Rejected(f"unknown account {account_id}")
+    await store.lock_account(tx.conn, account_id)
+
+
 async def _pie_of(tx: Tx, account_id: str) -> PieSpec | None:
     text = await store.pie_json(tx.conn, account_id)
     return PieSpec.model_validate_json(text) if text is not None else None
@@ -305,9 +313,7 @@ def register(service: Service) -> None:
     async def raise_cash(tx: Tx, cmd: RaiseCash) -> CashRaising:
         """Sell ``amount`` from the most overweight slices in the next window (all the
         holdings when they are worth less), once per request id."""
-        if await store.get_account(tx.conn, cmd.account_id) is None:
-            raise Rejected(f"unknown account {cmd.account_id}")
-        await store.lock_account(tx.conn, cmd.account_id)
+        await _known_and_locked(tx, cmd.account_id)
         if (seen := await store.cash_request(tx.conn, cmd.request_id)) is not None:
             return CashRaising(account_id=seen["account_id"], request_id=cmd.request_id, amount=seen["amount"],
                                planned=seen["planned"], batch_id=seen["batch_id"], reason=seen["reason"])
@@ -362,9 +368,7 @@ def register(service: Service) -> None:
 
     @on(topology.PIE_COMMANDS, SetSettings)
     async def set_settings(tx: Tx, cmd: SetSettings) -> AccountSettings:
-        if await store.get_account(tx.conn, cmd.account_id) is None:
-            raise Rejected(f"unknown account {cmd.account_id}")
-        await store.lock_account(tx.conn, cmd.account_id)
+        await _known_and_locked(tx, cmd.account_id)
         row = await store.set_settings(tx.conn, cmd.account_id, cmd.auto_invest, cmd.minimum_cash, cmd.dividends)
         event = AccountSettings(account_id=cmd.account_id, auto_invest=row["auto_invest"],
                                 minimum_cash=row["minimum_cash"], dividends=row["dividends"])
@@ -377,9 +381,7 @@ def register(service: Service) -> None:
 
     @on(topology.PIE_COMMANDS, Rebalance)
     async def rebalance_pie(tx: Tx, cmd: Rebalance) -> RebalancePlanned:
-        if await store.get_account(tx.conn, cmd.account_id) is None:
-            raise Rejected(f"unknown account {cmd.account_id}")
-        await store.lock_account(tx.conn, cmd.account_id)
+        await _known_and_locked(tx, cmd.account_id)
         pie = await _pie_of(tx, cmd.account_id)
         if pie is None:
             raise Rejected(f"account {cmd.account_id} has no pie to rebalance")
@@ -399,9 +401,7 @@ def register(service: Service) -> None:
 
     @on(topology.PIE_COMMANDS, CancelRebalance)
     async def cancel_rebalance(tx: Tx, cmd: CancelRebalance) -> RebalanceCancelled:
-        if await store.get_account(tx.conn, cmd.account_id) is None:
-            raise Rejected(f"unknown account {cmd.account_id}")
-        await store.lock_account(tx.conn, cmd.account_id)
+        await _known_and_locked(tx, cmd.account_id)
         cancelled = await store.cancel_batch(tx.conn, cmd.account_id, cmd.batch_id, cmd.intent_ids)
         event = RebalanceCancelled(account_id=cmd.account_id, batch_id=cmd.batch_id, cancelled=cancelled)
         tx.emit(event)

@@ -7,26 +7,21 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
-import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
 
 from shared.contracts import AnnounceDividend, GetAccount, RunLedgerDay, SetPrices
 from tests.e2e.test_deposit_flow import assert_books_balance
-from tests.e2e.test_pie_flow import close_window, invested_account, pending, portfolio_if, settled
+from tests.e2e.test_pie_flow import close_window, invested_account, m1, pending, portfolio_if, settled
 from tests.support import eventually, fetchval
 from tests.support_ledger import assert_ledger_checks_out
 
 pytestmark = pytest.mark.e2e
 
 D = Decimal
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def next_day_not_month_end() -> datetime:
@@ -34,15 +29,6 @@ def next_day_not_month_end() -> datetime:
     also charges the platform fee, which this scenario leaves out)."""
     day = datetime.now(UTC).astimezone(ZoneInfo("America/New_York")).date() + timedelta(days=1)
     return day + timedelta(days=1) if (day + timedelta(days=1)).month != day.month else day
-
-
-def m1(settings, *args: str) -> str:
-    env = {**os.environ, "M1_RABBITMQ_URL": settings.rabbitmq_url, "M1_DATABASE_URL": settings.database_url,
-           "COLUMNS": "200"}
-    result = subprocess.run([sys.executable, "-m", "m1.cli", *args], env=env, cwd=ROOT, capture_output=True,
-                            text=True, timeout=60)
-    assert result.returncode == 0, result.stdout + result.stderr
-    return result.stdout
 
 
 async def test_a_dividend_is_paid_to_holders_and_reinvested_from_25_dollars(system, client):

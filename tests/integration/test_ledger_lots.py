@@ -22,7 +22,6 @@ from shared.contracts import (
     GetAccount,
     GetGains,
     OpenAccount,
-    Residue,
     RunLedgerDay,
 )
 from tests.integration.test_order_margin import handled, new_symbol, publish
@@ -53,9 +52,14 @@ async def open_funded(bus, settings, amount: str, plan: str = "basic") -> str:
 
 
 async def trade(bus, settings, ledger, when: datetime, *fills: tuple[str, str, str, str, str]) -> None:
-    """Book one window at ``when``: fills of (account, symbol, side, quantity, price); the
-    street executes each fill as is (no residue)."""
+    """Book one window at ``when`` (the ledger's clock): see ``book_fills``."""
     ledger.clock.set(when)
+    await book_fills(bus, settings, *fills)
+
+
+async def book_fills(bus, settings, *fills: tuple[str, str, str, str, str]) -> None:
+    """Book one window's fills of (account, symbol, side, quantity, price) in the ledger; the
+    street executes each fill as is (no residue)."""
     allocated = [Fill(intent_id=uuid.uuid4(), account_id=a, symbol=s, side=side, quantity=D(q), price=D(p),
                       amount=(D(q) * D(p)).quantize(D("0.01"))) for a, s, side, q, p in fills]
     executions = [Execution(symbol=f.symbol, side=f.side, quantity=f.quantity, price=f.price, amount=f.amount)

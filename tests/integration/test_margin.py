@@ -18,9 +18,6 @@ from shared.contracts import (
     BorrowMargin,
     CheckCalls,
     DepositReceived,
-    Execution,
-    Fill,
-    FillsAllocated,
     GetFeed,
     GetMarginStatus,
     OpenAccount,
@@ -29,6 +26,7 @@ from shared.contracts import (
     SetSecurityRequirement,
     WithdrawalRequested,
 )
+from tests.integration.test_ledger_lots import book_fills as trade
 from tests.integration.test_order_margin import handled, new_symbol, publish
 from tests.support import eventually, fetch, fetchval
 
@@ -60,16 +58,6 @@ async def deposit(bus, settings, account: str, amount: str) -> None:
     event = DepositReceived(deposit_id=uuid.uuid4(), account_id=account, amount=D(amount), currency="USD",
                             received_at=datetime.now(UTC))
     await handled(settings, "ledger", await publish(bus, event, str(event.deposit_id)))
-
-
-async def trade(bus, settings, *fills: tuple[str, str, str, str, str]) -> None:
-    """Book one window's fills of (account, symbol, side, quantity, price) in the ledger."""
-    allocated = [Fill(intent_id=uuid.uuid4(), account_id=a, symbol=s, side=side, quantity=D(q), price=D(p),
-                      amount=(D(q) * D(p)).quantize(D("0.01"))) for a, s, side, q, p in fills]
-    executions = [Execution(symbol=f.symbol, side=f.side, quantity=f.quantity, price=f.price, amount=f.amount)
-                  for f in allocated]
-    event = FillsAllocated(window_id=uuid.uuid4(), executions=executions, fills=allocated, residues=[])
-    await handled(settings, "ledger", await publish(bus, event))
 
 
 async def status(bus, account: str) -> dict:
