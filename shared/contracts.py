@@ -233,8 +233,11 @@ class Fill(BaseModel):
     price: Price
 
 
-class FillsBooked(Message):
-    TYPE: ClassVar[str] = "ledger.fills.booked"
+class AccountFills(BaseModel):
+    """One account's part of a booked fills batch: its fills of the window, with its cash,
+    complete positions and version right after them."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
     account_id: AccountId
     window_id: UUID
     fills: list[Fill]
@@ -242,6 +245,20 @@ class FillsBooked(Message):
     positions: dict[Symbol, Quantity]
     version: int
     booked_at: datetime
+
+
+class FillsBooked(Message):
+    """A batch of a window's fills booked by the ledger (one ``window.fills.batch``, many
+    accounts): per account its fills, cash, positions and version after them. It is the only
+    event of a fill. One message per batch, not per account: a million-intent window is a
+    few dozen messages for every consumer, which handles each account's part in turn."""
+
+    TYPE: ClassVar[str] = "ledger.fills.booked"
+    VERSION: ClassVar[int] = 2
+    window_id: UUID
+    batch: int = Field(ge=0)
+    booked_at: datetime
+    accounts: list[AccountFills]
 
 
 # ---------------------------------------------------------------- pie
@@ -579,19 +596,36 @@ class PricesChanged(Message):
     as_of: datetime
 
 
+# A fill as it travels in a ``FillsBatch``: a row of plain values, decimals as text. A
+# window's million fills are validated here without building a model per fill.
+QuantityText = Annotated[str, StringConstraints(pattern=r"^\d{1,15}(\.\d{1,5})?$")]
+CashText = Annotated[str, StringConstraints(pattern=r"^\d{1,14}(\.\d{1,2})?$")]
+PriceText = Annotated[str, StringConstraints(pattern=r"^\d{1,12}(\.\d{1,6})?$")]
+FillRow = tuple[UUID, AccountId, Symbol, Side, QuantityText, CashText, PriceText]
+FILL_ROW = ("intent_id", "account_id", "symbol", "side", "quantity", "amount", "price")
+
+
 class FillsBatch(Message):
     """A window's fills for a batch of accounts (many accounts per message; every fill of an
     account is in one batch). Batch 0 also carries the window's executions and residues (the
     street and firm legs). The ledger books each batch once as one balanced entry, through
-    the window's clearing book, which nets to zero once all ``batches`` are booked."""
+    the window's clearing book, which nets to zero once all ``batches`` are booked.
+
+    ``fills`` are rows in ``FILL_ROW`` order: intent id, account, symbol, side, quantity
+    (shares, up to 5 decimals), amount (cash, 2 decimals) and price (up to 6 decimals)."""
 
     TYPE: ClassVar[str] = "window.fills.batch"
+    VERSION: ClassVar[int] = 2
     window_id: UUID
     batch: int = Field(ge=0)
     batches: int = Field(ge=1)
-    fills: list[Fill]
+    fills: list[FillRow]
     executions: list[Execution] = []
     residues: list[Residue] = []
+
+    def fill_models(self) -> list[Fill]:
+        """The rows as ``Fill`` models (for tests and small batches)."""
+        return [Fill(**dict(zip(FILL_ROW, row))) for row in self.fills]
 
 
 class CancelIntents(Message):

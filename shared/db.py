@@ -75,7 +75,9 @@ async def create_pool(url: str, schema: str, *, min_size: int = 1, max_size: int
                 url,
                 min_size=min_size,
                 max_size=max_size,
-                server_settings={"search_path": schema, "application_name": f"m1-{schema}"},
+                # No JIT: a batch statement's estimated cost passes the JIT threshold, and
+                # compiling it (a few hundred ms each time) costs more than it runs.
+                server_settings={"search_path": schema, "application_name": f"m1-{schema}", "jit": "off"},
             )
     raise AssertionError("unreachable")
 

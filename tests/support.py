@@ -20,7 +20,7 @@ from urllib.parse import quote
 import aio_pika
 import asyncpg
 
-from shared.contracts import Message, Reply
+from shared.contracts import AccountFills, FillsBooked, Message, Reply
 from shared.topology import COMMANDS_EXCHANGE, EVENTS_EXCHANGE
 
 RABBIT_HOST = os.environ.get("M1_TEST_RABBIT_HOST", "127.0.0.1:5672")
@@ -141,3 +141,12 @@ async def dlq_messages(url: str, queue: str) -> list[aio_pika.abc.AbstractIncomi
     finally:
         await connection.close()
     return out
+
+
+def fills_batch(*parts: AccountFills, batch: int = 0) -> FillsBooked:
+    """One booked fills batch (``ledger.fills.booked``) carrying ``parts``, each account's
+    fills, cash, positions and version, in account order as the ledger sends them; the window
+    and the booking time are the first part's."""
+    accounts = sorted(parts, key=lambda p: p.account_id)
+    return FillsBooked(window_id=accounts[0].window_id, batch=batch, booked_at=accounts[0].booked_at,
+                       accounts=accounts)

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
 from decimal import Decimal
+from typing import ClassVar
 
-from services.ledger import domain, report_handlers, reports_store, settlement, store
+from pydantic import BaseModel, ConfigDict
+
+from services.ledger import domain, fills_store, report_handlers, reports_store, settlement, store
+from services.ledger.fills_store import FillColumns
 from services.ledger import lots_handlers
 from services.ledger import loans
 from shared import topology
 from shared.contracts import (
     AccountBalances,
+    AccountId,
     AccountOpened,
     CashChanged,
     DepositBooked,
@@ -20,6 +24,7 @@ from shared.contracts import (
     FillsBooked,
     FundingRejected,
     GetAccount,
+    Message,
     OpenAccount,
     WithdrawalBooked,
     WithdrawalPending,
@@ -29,6 +34,22 @@ from shared.contracts import (
 from shared.messaging import Rejected, Tx
 from shared.service import Service
 
+
+
+class _BookedAccount(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore")
+    account_id: AccountId
+
+
+class BookedAccounts(Message):
+    """The ledger's own reading of its ``ledger.fills.booked``: only which accounts a batch
+    covers (paying their held withdrawals needs nothing else), so that a batch's tens of
+    thousands of fills are not parsed into models again."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+    TYPE: ClassVar[str] = FillsBooked.TYPE
+    VERSION: ClassVar[int] = FillsBooked.VERSION
+    accounts: list[_BookedAccount]
 
 
 def register(service: Service) -> None:
@@ -156,11 +177,12 @@ def register(service: Service) -> None:
                                       requested_at=event.requested_at))
         return True
 
-    @on(topology.LEDGER_WITHDRAWALS, FillsBooked)
-    async def pay_out_held_withdrawals(tx: Tx, event: FillsBooked) -> None:
-        """After an account's fills (or a deposit), pay its held withdrawals, oldest first,
-        while its cash covers them."""
-        await pay_out_held(tx, event.account_id)
+    @on(topology.LEDGER_WITHDRAWALS, BookedAccounts)
+    async def pay_out_held_withdrawals(tx: Tx, event: BookedAccounts) -> None:
+        """After a batch of fills, pay the held withdrawals of its accounts that have one,
+        oldest first, while their cash covers them."""
+        for account_id in await store.with_open_withdrawals(tx.conn, [a.account_id for a in event.accounts]):
+            await pay_out_held(tx, account_id)
 
     async def pay_out_held(tx: Tx, account_id: str) -> None:
         """Pay the account's held withdrawals, oldest first, while its withdrawable cash
@@ -198,71 +220,50 @@ def register(service: Service) -> None:
 
     @on(topology.LEDGER_FILLS, FillsAllocated)
     async def book_fills(tx: Tx, event: FillsAllocated) -> None:
-        accounts = sorted({f.account_id for f in event.fills})
-        locked = await store.lock_accounts(tx.conn, accounts)
-        if missing := [a for a in accounts if a not in locked]:
-            raise Rejected(f"fills for unknown accounts: {', '.join(missing)}")
+        """A whole window's fills in one entry (reference ``<window>``), which must balance by
+        itself."""
         try:
-            postings = domain.fills(event.executions, event.fills, event.residues)
+            domain.fills(event.executions, event.fills, event.residues)  # refuses an unbalanced window
         except domain.Refusal as exc:
             raise Rejected(str(exc)) from exc
-        booked = await store.book_entry(tx.conn, kind="fill", reference=str(event.window_id), account_id=None,
-                                        correlation_id=tx.correlation_id, booked_at=tx.now, postings=postings)
-        if booked is None:
-            return  # this window's fills were booked before (replayed under another message id)
-        await record_trades(tx, booked[0], event.window_id, event.fills)
-        await emit_fills_booked(tx, event.window_id, event.fills, accounts)
-        await lots_handlers.book_lots(tx, event.window_id, event.fills)
+        await book_window_fills(tx, event.window_id, str(event.window_id), 0, FillColumns.of_fills(event.fills),
+                                event.executions, event.residues, clearing=None)
 
     @on(topology.LEDGER_FILLS, FillsBatch)
     async def book_fills_batch(tx: Tx, event: FillsBatch) -> None:
         """One batch of a window's fills: one entry (reference ``<window>:<batch>``), booked
         once, all or nothing; the batch completing the window checks its clearing book."""
-        accounts = sorted({f.account_id for f in event.fills})
-        locked = await store.lock_accounts(tx.conn, accounts)
-        if missing := [a for a in accounts if a not in locked]:
-            raise Rejected(f"fills for unknown accounts: {', '.join(missing)}")
-        try:
-            postings = domain.fills_batch(event.window_id, event.executions, event.fills, event.residues)
-        except domain.Refusal as exc:
-            raise Rejected(str(exc)) from exc
-        booked = await store.book_entry(tx.conn, kind="fill", reference=f"{event.window_id}:{event.batch}",
-                                        account_id=None, correlation_id=tx.correlation_id, booked_at=tx.now,
-                                        postings=postings, new_balances=False)
-        if booked is None:
-            return  # this batch was booked before (replayed under another message id)
-        await record_trades(tx, booked[0], event.window_id, event.fills)
-        await emit_fills_booked(tx, event.window_id, event.fills, accounts)
-        await lots_handlers.book_lots(tx, event.window_id, event.fills)
+        clearing = domain.clearing_book(event.window_id)
+        if not await book_window_fills(tx, event.window_id, f"{event.window_id}:{event.batch}", event.batch,
+                                       FillColumns.of_rows(event.fills), event.executions, event.residues,
+                                       clearing=clearing):
+            return
         # Last: the check takes a lock per window held to commit (so that of two batches
         # booked at once, the later sees the other's entry); the work above runs in parallel.
-        if off := await store.unbalanced_clearing(tx.conn, str(event.window_id), event.batches,
-                                                  domain.clearing_book(event.window_id)):
+        if off := await store.unbalanced_clearing(tx.conn, str(event.window_id), event.batches, clearing):
             raise Rejected(f"window {event.window_id} does not balance over its {event.batches} batches: "
                            + ", ".join(f"{r['asset']} off by {r['amount']}" for r in off))
 
-    async def record_trades(tx: Tx, entry_id: int, window_id, fills) -> None:
-        """The trades of a booked fill entry, with the date the sales settle."""
-        await reports_store.record_trades(tx.conn, entry_id, window_id, fills, tx.now,
-                                          settlement.settles_on(tx.now, service.settings.ledger_settlement_days))
+    async def book_window_fills(tx: Tx, window_id, reference: str, batch: int, fills: FillColumns,
+                                executions, residues, clearing: str | None) -> bool:
+        """Book fills as one entry, set-based: postings and balances, trade records, tax lots,
+        and one ``ledger.fills.booked`` for all their accounts. False when the entry was booked
+        before (a replay under another message id)."""
+        accounts = sorted(set(fills.accounts))
+        locked = await store.lock_accounts(tx.conn, accounts)
+        if missing := [a for a in accounts if a not in locked]:
+            raise Rejected(f"fills for unknown accounts: {', '.join(missing)}")
+        entry_id = await store.insert_entry(tx.conn, kind="fill", reference=reference, account_id=None,
+                                            correlation_id=tx.correlation_id, booked_at=tx.now)
+        if entry_id is None:
+            return False
+        await fills_store.insert_postings(tx.conn, entry_id, fills, executions, residues, clearing)
+        await fills_store.insert_trades(tx.conn, entry_id, window_id, fills, tx.now,
+                                        settlement.settles_on(tx.now, service.settings.ledger_settlement_days))
+        await lots_handlers.book_lots(tx, window_id, fills)
+        if fills:
+            tx.emit_json(FillsBooked, (await fills_store.fills_booked_json(tx.conn, window_id, batch, tx.now,
+                                                                            fills)).encode())
+        return True
 
     report_handlers.register(service, pay_out_held)
-
-    async def emit_fills_booked(tx: Tx, window_id, all_fills, accounts: list[str]) -> None:
-        """Per account, one ``FillsBooked``: its fills of the window with its cash, complete
-        positions and version after them. It is the only event of a fill: the per-account
-        ``ledger.cash.changed`` and per-security ``ledger.position.changed`` it replaces
-        were a dozen messages per account of a million-intent window, and every consumer
-        needs the fill's cash and positions together anyway."""
-        versions = await store.bump_versions(tx.conn, accounts)
-        cash = await store.cash_of_many(tx.conn, accounts)
-        positions = await store.positions_of_many(tx.conn, accounts)
-        by_account = defaultdict(list)
-        for fill in all_fills:
-            by_account[fill.account_id].append(fill)
-        for account_id in accounts:
-            # Built from validated fills and the ledger's own rows: no second validation.
-            tx.emit(FillsBooked.model_construct(account_id=account_id, window_id=window_id,
-                                                fills=by_account[account_id], cash=cash[account_id],
-                                                positions=positions[account_id], version=versions[account_id],
-                                                booked_at=tx.now))

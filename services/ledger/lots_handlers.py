@@ -15,20 +15,19 @@ from datetime import date, datetime, time
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
-from services.ledger import domain, lots, lots_store, store
+from services.ledger import domain, fills_store, lots, lots_store, store
+from services.ledger.fills_store import FillColumns
 from services.ledger.domain import Posting, cash_book
 from shared import topology
 from shared.contracts import (
     CashChanged,
     DividendAnnounced,
-    Fill,
     GainsReport,
     GainsTotals,
     GetGains,
     LedgerDayDone,
     RealisedGain,
     RunLedgerDay,
-    Side,
 )
 from shared.messaging import Rejected, Tx
 from shared.service import Service
@@ -67,15 +66,20 @@ async def emit_cash_changes(tx: Tx, deltas: dict[str, Decimal], cause: str, caus
                             cause_id=cause_id, version=versions[account_id]))
 
 
-async def book_lots(tx: Tx, window_id: object, fills: Sequence[Fill]) -> None:
-    """After a fill entry (the accounts locked): open a lot per buy, close lots per sell in
-    the tax-minimising order and record the realised gains, and flag wash sales. (The sells'
-    regulatory fees are booked by the daily job of the trade date: ``charge_regulatory_fees``.)"""
+async def book_lots(tx: Tx, window_id: object, fills: FillColumns) -> None:
+    """After a fill entry (the accounts locked): open a lot per buy (one statement), close
+    lots per sell in the tax-minimising order and record the realised gains, and flag wash
+    sales. (The sells' regulatory fees are booked by the daily job of the trade date:
+    ``charge_regulatory_fees``.)"""
     today = ny_date(tx.now)
     window = str(window_id)
-    sells = [lots.Sale(f"{window}:{f.intent_id}", f.account_id, f.symbol, f.quantity, f.amount, f.price)
-             for f in fills if f.side == Side.SELL and f.quantity > 0]
-    buys = [f for f in fills if f.side == Side.BUY and f.quantity > 0]
+    sells = [lots.Sale(f"{window}:{intent_id}", account_id, symbol, Decimal(quantity), Decimal(amount),
+                       Decimal(price))
+             for intent_id, account_id, symbol, side, quantity, amount, price in zip(
+                 fills.intent_ids, fills.accounts, fills.symbols, fills.sides, fills.quantities, fills.amounts,
+                 fills.prices)
+             if side == "sell"]
+    sells = [s for s in sells if s.quantity > 0]
     loss_pairs: set[tuple[str, str]] = set()
     if sells:
         pairs = sorted({(s.account_id, s.symbol) for s in sells})
@@ -83,10 +87,10 @@ async def book_lots(tx: Tx, window_id: object, fills: Sequence[Fill]) -> None:
         await lots_store.update_lots(tx.conn, changed.values())
         await lots_store.insert_gains(tx.conn, closed, tx.now, today)
         loss_pairs = {(s.account_id, s.symbol) for s, c in closed if c.gain < 0}
-    await lots_store.insert_lots(tx.conn, window, buys, tx.now, today)
+    await fills_store.insert_buy_lots(tx.conn, window_id, fills, tx.now, today)
     # A loss sale now, or a buy now of a security sold at a loss in the last 30 days.
-    await lots_store.flag_wash_sales(tx.conn, sorted(loss_pairs | {(f.account_id, f.symbol) for f in buys}),
-                                     lots.WASH_SALE_DAYS)
+    buy_pairs = {(a, s) for a, s, d in zip(fills.accounts, fills.symbols, fills.sides) if d == "buy"}
+    await lots_store.flag_wash_sales(tx.conn, sorted(loss_pairs | buy_pairs), lots.WASH_SALE_DAYS)
 
 
 # ---------------------------------------------------------------- the daily job

@@ -13,7 +13,6 @@ import asyncpg
 
 from services.ledger.domain import USD, cash_book
 from services.ledger.lots import Closure, Lot, Sale
-from shared.contracts import Fill
 
 # ---------------------------------------------------------------- lots and gains
 
@@ -41,20 +40,6 @@ async def update_lots(conn: asyncpg.Connection, lots: Iterable[Lot]) -> None:
             """UPDATE lots SET remaining = u.q, remaining_cost = u.c
                FROM unnest($1::bigint[], $2::numeric[], $3::numeric[]) AS u(id, q, c) WHERE lots.lot_id = u.id""",
             [lot.lot_id for lot in lots], [lot.quantity for lot in lots], [lot.cost for lot in lots],
-        )
-
-
-async def insert_lots(conn: asyncpg.Connection, window_id: str, buys: Sequence[Fill], acquired_at: datetime,
-                      acquired_on: date) -> None:
-    """A lot per buy fill: its quantity, at its amount paid."""
-    if buys:
-        await conn.execute(
-            """INSERT INTO lots (account_id, symbol, window_id, intent_id, acquired_at, acquired_on, quantity, cost,
-                                 remaining, remaining_cost)
-               SELECT a, s, $1, i, $2, $3, q, c, q, c
-               FROM unnest($4::text[], $5::text[], $6::uuid[], $7::numeric[], $8::numeric[]) AS t(a, s, i, q, c)""",
-            window_id, acquired_at, acquired_on, [f.account_id for f in buys], [f.symbol for f in buys],
-            [f.intent_id for f in buys], [f.quantity for f in buys], [f.amount for f in buys],
         )
 
 

@@ -139,6 +139,7 @@ async def run_audit(conn: asyncpg.Connection) -> AuditReport:
     differences += [f"entry {r['entry_id']} does not balance: {r['asset']} off by {r['off']}"
                     for r in await reports_store.unbalanced_entries(conn)]
     differences += [f"entry {e} has no postings" for e in await reports_store.entries_without_postings(conn)]
+    differences += await reports_store.dangling_references(conn)
     recomputed = await reports_store.recomputed_balances(conn)
     differences += reports.balance_differences(recomputed, await reports_store.stored_balances(conn))
     totals: dict[str, Decimal] = {}

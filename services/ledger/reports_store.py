@@ -18,22 +18,6 @@ ZERO = Decimal("0")
 # ---------------------------------------------------------------- trades and prices
 
 
-async def record_trades(conn: asyncpg.Connection, entry_id: int, window_id, fills: Sequence, booked_at: datetime,
-                        settles_on: date) -> None:
-    """One row per fill of a booked fill entry (in its transaction)."""
-    if not fills:
-        return
-    await conn.execute(
-        """INSERT INTO trades (entry_id, window_id, account_id, symbol, side, quantity, amount, booked_at, settles_on)
-           SELECT $1, $2, a, s, d, q, m, $3, $4
-           FROM unnest($5::text[], $6::text[], $7::text[], $8::text[]::numeric[], $9::text[]::numeric[])
-                AS t(a, s, d, q, m)""",
-        entry_id, str(window_id), booked_at, settles_on,
-        [f.account_id for f in fills], [f.symbol for f in fills], [str(f.side) for f in fills],
-        [str(f.quantity) for f in fills], [str(f.amount) for f in fills],
-    )
-
-
 async def record_prices(conn: asyncpg.Connection, prices: dict[str, Decimal], as_of: datetime) -> None:
     await conn.execute(
         """INSERT INTO prices (symbol, as_of, price) SELECT s, $1, p FROM unnest($2::text[], $3::numeric[]) AS t(s, p)
@@ -172,6 +156,30 @@ async def entries_without_postings(conn: asyncpg.Connection) -> list[int]:
     rows = await conn.fetch(
         "SELECT entry_id FROM entries e WHERE NOT EXISTS (SELECT 1 FROM postings p WHERE p.entry_id = e.entry_id)")
     return [r["entry_id"] for r in rows]
+
+
+async def dangling_references(conn: asyncpg.Connection) -> list[str]:
+    """Rows that name an entry, an account or a lot that does not exist (the fills path
+    writes them in bulk without per-row foreign-key checks: migration 0030)."""
+    checks = {
+        "postings of a missing entry": "SELECT count(*) FROM postings p WHERE NOT EXISTS "
+                                       "(SELECT 1 FROM entries e WHERE e.entry_id = p.entry_id)",
+        "trades of a missing entry": "SELECT count(*) FROM trades t WHERE NOT EXISTS "
+                                     "(SELECT 1 FROM entries e WHERE e.entry_id = t.entry_id)",
+        "trades of an unknown account": "SELECT count(*) FROM trades t WHERE NOT EXISTS "
+                                        "(SELECT 1 FROM accounts a WHERE a.account_id = t.account_id)",
+        "tax lots of an unknown account": "SELECT count(*) FROM lots l WHERE NOT EXISTS "
+                                          "(SELECT 1 FROM accounts a WHERE a.account_id = l.account_id)",
+        "realised gains of an unknown account": "SELECT count(*) FROM realised_gains g WHERE NOT EXISTS "
+                                                "(SELECT 1 FROM accounts a WHERE a.account_id = g.account_id)",
+        "realised gains of a missing lot": "SELECT count(*) FROM realised_gains g WHERE g.lot_id IS NOT NULL "
+                                           "AND NOT EXISTS (SELECT 1 FROM lots l WHERE l.lot_id = g.lot_id)",
+    }
+    out = []
+    for what, sql in checks.items():
+        if n := await conn.fetchval(sql):
+            out.append(f"{n} {what}")
+    return out
 
 
 async def recomputed_balances(conn: asyncpg.Connection) -> dict[tuple[str, str], Decimal]:

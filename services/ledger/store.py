@@ -28,7 +28,8 @@ async def insert_account(conn: asyncpg.Connection, account_id: str, kind: str, p
 async def lock_accounts(conn: asyncpg.Connection, account_ids: Sequence[str]) -> dict[str, asyncpg.Record]:
     """Lock the accounts in a stable order so that two bookings never deadlock."""
     rows = await conn.fetch(
-        "SELECT account_id, version FROM accounts WHERE account_id = ANY($1::text[]) ORDER BY account_id FOR UPDATE",
+        """SELECT account_id, version FROM accounts JOIN unnest($1::text[]) AS t(a) ON account_id = t.a
+           ORDER BY account_id FOR UPDATE OF accounts""",
         list(account_ids),
     )
     return {r["account_id"]: r for r in rows}
@@ -49,6 +50,17 @@ async def bump_version(conn: asyncpg.Connection, account_id: str) -> int | None:
     )
 
 
+async def insert_entry(conn: asyncpg.Connection, *, kind: str, reference: str, account_id: str | None,
+                       correlation_id: str, booked_at: datetime) -> int | None:
+    """A new entry's id, or None when an entry of the same kind and reference exists (it was
+    booked before)."""
+    return await conn.fetchval(
+        """INSERT INTO entries (kind, reference, account_id, correlation_id, booked_at)
+           VALUES ($1, $2, $3, $4, $5) ON CONFLICT (kind, reference) DO NOTHING RETURNING entry_id""",
+        kind, reference, account_id, correlation_id, booked_at,
+    )
+
+
 async def book_entry(conn: asyncpg.Connection, *, kind: str, reference: str, account_id: str | None,
                      correlation_id: str, booked_at: datetime, postings: Sequence[Posting],
                      new_balances: bool = True) -> tuple[int, dict[tuple[str, str], Decimal]] | None:
@@ -61,11 +73,8 @@ async def book_entry(conn: asyncpg.Connection, *, kind: str, reference: str, acc
     running row would serialise all bookings on its lock. Their balances are summed from
     postings when read (``firm_balances``).
     """
-    entry_id = await conn.fetchval(
-        """INSERT INTO entries (kind, reference, account_id, correlation_id, booked_at)
-           VALUES ($1, $2, $3, $4, $5) ON CONFLICT (kind, reference) DO NOTHING RETURNING entry_id""",
-        kind, reference, account_id, correlation_id, booked_at,
-    )
+    entry_id = await insert_entry(conn, kind=kind, reference=reference, account_id=account_id,
+                                  correlation_id=correlation_id, booked_at=booked_at)
     if entry_id is None:
         return None
     books = [p.book for p in postings]
@@ -170,6 +179,14 @@ async def hold_withdrawal(conn: asyncpg.Connection, withdrawal_id, account_id: s
         withdrawal_id, account_id, amount, requested_at,
     )
     return row is not None
+
+
+async def with_open_withdrawals(conn: asyncpg.Connection, account_ids: Sequence[str]) -> list[str]:
+    """Those of the accounts that have a pending withdrawal, in account order."""
+    rows = await conn.fetch(
+        """SELECT DISTINCT account_id FROM pending_withdrawals JOIN unnest($1::text[]) AS t(a) ON account_id = t.a
+           WHERE status = 'pending' ORDER BY account_id""", list(account_ids))
+    return [r["account_id"] for r in rows]
 
 
 async def open_withdrawals(conn: asyncpg.Connection, account_id: str) -> list[asyncpg.Record]:

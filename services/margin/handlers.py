@@ -12,6 +12,7 @@ from decimal import Decimal
 from services.margin import domain, store
 from shared import topology
 from shared.contracts import (
+    AccountFills,
     AccountOpened,
     AccrueInterest,
     BorrowMargin,
@@ -152,23 +153,29 @@ def register(service: Service) -> None:
 
     @on(topology.MARGIN_LEDGER, FillsBooked)
     async def fills_booked(tx: Tx, event: FillsBooked) -> None:
+        """A booked fills batch: each account's part in turn, in the batch's order (by account
+        id, so two transactions lock the accounts they share in the same order)."""
+        for part in event.accounts:
+            await account_fills_booked(tx, part)
+
+    async def account_fills_booked(tx: Tx, part: AccountFills) -> None:
         """A fill's cash and positions at one version; after a liquidation's sells, repay the
         loan from the proceeds (up to the liquidation amount) and close the call as liquidated."""
         await store.lock_for_account(tx.conn)
-        await store.set_cash(tx.conn, event.account_id, event.cash, event.version)
-        for symbol in sorted({f.symbol for f in event.fills}):
-            await store.set_position(tx.conn, event.account_id, symbol,
-                                     event.positions.get(symbol, Decimal("0")), event.version, *rates)
-        sold = sum((f.amount for f in event.fills if f.side == Side.SELL), Decimal("0.00"))
-        call = await store.close_liquidation(tx.conn, event.account_id, tx.now) if sold > 0 else None
+        await store.set_cash(tx.conn, part.account_id, part.cash, part.version)
+        for symbol in sorted({f.symbol for f in part.fills}):
+            await store.set_position(tx.conn, part.account_id, symbol,
+                                     part.positions.get(symbol, Decimal("0")), part.version, *rates)
+        sold = sum((f.amount for f in part.fills if f.side == Side.SELL), Decimal("0.00"))
+        call = await store.close_liquidation(tx.conn, part.account_id, tx.now) if sold > 0 else None
         if call is not None:
-            account = await store.get_account(tx.conn, event.account_id)
+            account = await store.get_account(tx.conn, part.account_id)
             amount = min(sold, call["liquidation_amount"], account["loan"])
             if amount > 0:
-                tx.emit(RepayLoan(account_id=event.account_id, amount=amount, up_to=True,
-                                  repayment_id=uuid.uuid5(_IDS, f"liquidation:{call['call_id']}:{event.window_id}")),
+                tx.emit(RepayLoan(account_id=part.account_id, amount=amount, up_to=True,
+                                  repayment_id=uuid.uuid5(_IDS, f"liquidation:{call['call_id']}:{part.window_id}")),
                         command=True)
-        await evaluate(tx, accounts=[event.account_id])
+        await evaluate(tx, accounts=[part.account_id])
 
     # ---------------------------------------------------------------- commands
 

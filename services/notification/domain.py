@@ -10,6 +10,7 @@ from decimal import Decimal
 from typing import Any
 
 from shared.contracts import (
+    AccountFills,
     DepositBooked,
     Fill,
     FillsBooked,
@@ -84,11 +85,16 @@ def _trade(fill: Fill) -> str:
     return f"{verb} {format(fill.quantity, 'f')} {fill.symbol} for {dollars(fill.amount)} at {price(fill.price)}"
 
 
-def trades_executed(event: FillsBooked) -> Notification:
-    trades = "; ".join(_trade(f) for f in event.fills) or "nothing for this account"
-    return Notification(event.account_id, TRADES_EXECUTED,
-                        f"Trades executed in window {str(event.window_id)[:8]}: {trades}.",
-                        event.model_dump(mode="json", include={"window_id", "fills", "cash", "booked_at"}))
+def trades_executed(part: AccountFills) -> Notification:
+    trades = "; ".join(_trade(f) for f in part.fills) or "nothing for this account"
+    return Notification(part.account_id, TRADES_EXECUTED,
+                        f"Trades executed in window {str(part.window_id)[:8]}: {trades}.",
+                        part.model_dump(mode="json", include={"window_id", "fills", "cash", "booked_at"}))
+
+
+def fills_booked(event: FillsBooked) -> list[Notification]:
+    """A booked fills batch: one ``trades_executed`` per account, in the batch's order."""
+    return [trades_executed(part) for part in event.accounts]
 
 
 def intents_rejected(event: IntentsRejected) -> Notification:

@@ -37,19 +37,29 @@ from shared.service import Service
 log_channel = LogChannel(logging.getLogger("m1.notification.deliveries"))
 
 
-async def notify(tx: Tx, note: domain.Notification) -> None:
-    """Store the notification, keyed by the causing message's id, with one pending delivery
-    per channel the account has on (the worker sends them after commit); log it if new."""
+async def notify(tx: Tx, note: domain.Notification, cause_id: str | None = None) -> None:
+    """Store the notification, keyed by ``cause_id`` (the causing message's id unless given),
+    with one pending delivery per channel the account has on (the worker sends them after
+    commit); log it if new."""
+    cause_id = cause_id or tx.message_id
     feed_id = await store.add(tx.conn, note.account_id, note.kind, note.message, json.dumps(note.data),
-                              tx.message_id, tx.now)
+                              cause_id, tx.now)
     if feed_id is not None:
         await log_channel.send(Delivery(None, feed_id, note.account_id, note.kind, note.message, note.data,
-                                        tx.message_id, tx.now, extra={"correlation_id": tx.correlation_id}))
+                                        cause_id, tx.now, extra={"correlation_id": tx.correlation_id}))
 
 
 def _notifier(render):
+    """The handler of a renderer. A renderer returns one notification, None (an event the
+    holder is not told about) or a list, one per account of an event about many accounts (a
+    booked fills batch); each of a list is keyed by the message id and its account."""
+
     async def handle(tx: Tx, event) -> None:
-        if (note := render(event)) is not None:  # None: an event the holder is not told about
+        note = render(event)
+        if isinstance(note, list):
+            for each in note:
+                await notify(tx, each, f"{tx.message_id}:{each.account_id}")
+        elif note is not None:
             await notify(tx, note)
 
     handle.__name__ = render.__name__
@@ -78,7 +88,7 @@ def register(service: Service) -> None:
         (topology.NOTIFICATION_EVENTS, DepositBooked, domain.deposit_received),
         (topology.NOTIFICATION_EVENTS, WithdrawalBooked, domain.withdrawal_completed),
         (topology.NOTIFICATION_EVENTS, FundingRejected, domain.funding_rejected),
-        (topology.NOTIFICATION_EVENTS, FillsBooked, domain.trades_executed),
+        (topology.NOTIFICATION_EVENTS, FillsBooked, domain.fills_booked),  # trades_executed per account
         (topology.NOTIFICATION_WINDOW, IntentsRejected, domain.intents_rejected),
         (topology.NOTIFICATION_WINDOW, IntentsCarriedOver, domain.intents_carried_over),
         (topology.NOTIFICATION_ORDERS, OrderChanged, domain.order_changed),

@@ -10,6 +10,7 @@ import asyncpg
 from services.order import domain, store
 from shared import topology
 from shared.contracts import (
+    AccountFills,
     AccountOpened,
     CancelIntents,
     CancelOrder,
@@ -218,17 +219,23 @@ def register(service: Service) -> None:
 
     @on(topology.ORDER_LEDGER, FillsBooked)
     async def fills_booked(tx: Tx, event: FillsBooked) -> None:
-        await store.set_cash(tx.conn, event.account_id, event.cash, event.version)
-        await store.set_positions(tx.conn, event.account_id, dict(event.positions), event.version)
-        fills = {f.intent_id: f for f in event.fills}
-        for row in await store.lock_open(tx.conn, list(fills), event.account_id):
+        """A booked fills batch: each account's part in turn, in the batch's order (by account
+        id, so two transactions lock the rows of the accounts they share in the same order)."""
+        for account in event.accounts:
+            await account_fills_booked(tx, account)
+
+    async def account_fills_booked(tx: Tx, account: AccountFills) -> None:
+        await store.set_cash(tx.conn, account.account_id, account.cash, account.version)
+        await store.set_positions(tx.conn, account.account_id, dict(account.positions), account.version)
+        fills = {f.intent_id: f for f in account.fills}
+        for row in await store.lock_open(tx.conn, list(fills), account.account_id):
             fill = fills[row["intent_id"]]
             result = domain.after_fill(Side(row["side"]), row["rest_amount"], row["rest_quantity"],
                                        row["filled_quantity"], row["filled_amount"], row["price"],
                                        fill.quantity, fill.amount, fill.price)
             fields = dict(status=result.status.value, final=result.final, reason=result.reason,
                           filled_quantity=result.filled_quantity, filled_amount=result.filled_amount,
-                          price=result.price, window_id=event.window_id, cancel_requested=False, cancel_attempts=0)
+                          price=result.price, window_id=account.window_id, cancel_requested=False, cancel_attempts=0)
             if result.carried:  # the rest is the order's next intent, for the next window
                 part = row["part"] + 1
                 fields.update(part=part, intent_id=domain.part_intent(row["order_id"], part),

@@ -10,6 +10,7 @@ from decimal import Decimal
 from services.pie import domain, models, rebalance, store
 from shared import topology
 from shared.contracts import (
+    AccountFills,
     AccountOpened,
     AccountSettings,
     ApplyModel,
@@ -43,13 +44,14 @@ from shared.contracts import (
 from shared.messaging import Rejected, Tx
 from shared.service import Service
 
-# Intent and batch ids derive from the causing message id, so a redone handler submits the
-# same ids and the window can dedupe them.
+# Intent and batch ids derive from the causing message id and the account, so a redone
+# handler submits the same ids and the window can dedupe them (one message, a booked fills
+# batch, can submit intents for many accounts).
 _INTENT_NAMESPACE = uuid.UUID("3f9c1a52-7d0e-4b8e-8a7c-5e2b9d4f6a10")
 
 
-def _id(tx: Tx, suffix: str) -> uuid.UUID:
-    return uuid.uuid5(_INTENT_NAMESPACE, f"{tx.message_id}:{suffix}")
+def _id(tx: Tx, account_id: str, suffix: str) -> uuid.UUID:
+    return uuid.uuid5(_INTENT_NAMESPACE, f"{tx.message_id}:{account_id}:{suffix}")
 
 
 async def _known_and_locked(tx: Tx, account_id: str) -> None:
@@ -77,7 +79,7 @@ async def _values(tx: Tx, account_id: str) -> tuple[dict[str, Decimal], dict[str
 
 async def _submit(tx: Tx, account_id: str, tag: str, source: IntentSource, new: Sequence[store.NewIntent]) -> uuid.UUID:
     """Store the intents and emit them as one batch for the window."""
-    batch_id = _id(tx, f"{tag}:batch")
+    batch_id = _id(tx, account_id, f"{tag}:batch")
     await store.insert_intents(tx.conn, account_id, batch_id, new, tx.now)
     tx.emit(IntentsSubmitted(account_id=account_id, batch_id=batch_id, intents=[
         Intent(intent_id=n.intent_id, account_id=account_id, symbol=n.symbol, side=Side(n.side), amount=n.amount,
@@ -87,7 +89,7 @@ async def _submit(tx: Tx, account_id: str, tag: str, source: IntentSource, new: 
     return batch_id
 
 
-def _intents(tx: Tx, tag: str, plan: rebalance.Plan, source: IntentSource,
+def _intents(tx: Tx, account_id: str, tag: str, plan: rebalance.Plan, source: IntentSource,
              held: Mapping[str, Decimal] | None = None) -> list[store.NewIntent]:
     """The plan's trades as intents. A sell of a slice's whole value (``held``: the slice's
     shares, by path) sells its shares by quantity, so that the window never delivers more
@@ -98,8 +100,8 @@ def _intents(tx: Tx, tag: str, plan: rebalance.Plan, source: IntentSource,
         amount, quantity = t.amount, None
         if t.side is Side.SELL and t.everything and held.get(t.path):
             amount, quantity = None, held[t.path]
-        out.append(store.NewIntent(_id(tx, f"{tag}:{i}"), t.path, t.symbol, t.side.value, amount, source.value,
-                                   quantity=quantity))
+        out.append(store.NewIntent(_id(tx, account_id, f"{tag}:{i}"), t.path, t.symbol, t.side.value, amount,
+                                   source.value, quantity=quantity))
     return out
 
 
@@ -121,7 +123,7 @@ async def auto_invest(tx: Tx, account_id: str) -> None:
     if plan is None or not plan.trades:
         return
     await _submit(tx, account_id, "auto", IntentSource.AUTO_INVEST,
-                  _intents(tx, "auto", plan, IntentSource.AUTO_INVEST))
+                  _intents(tx, account_id, "auto", plan, IntentSource.AUTO_INVEST))
 
 
 async def reinvest_dividend(tx: Tx, event: CashChanged) -> None:
@@ -137,7 +139,7 @@ async def reinvest_dividend(tx: Tx, event: CashChanged) -> None:
     if path not in {leaf.path for leaf in domain.leaves(pie)}:
         return
     await _submit(tx, event.account_id, "dividend", IntentSource.AUTO_INVEST, [
-        store.NewIntent(_id(tx, "dividend:0"), path, symbol, Side.BUY.value, event.delta,
+        store.NewIntent(_id(tx, event.account_id, "dividend:0"), path, symbol, Side.BUY.value, event.delta,
                         IntentSource.AUTO_INVEST.value)])
 
 
@@ -154,7 +156,7 @@ async def reinvest(tx: Tx, account_id: str, proceeds: dict[str, Decimal]) -> Non
         if plan.trades:
             tag = f"reinvest:{n}"
             await _submit(tx, account_id, tag, IntentSource.REBALANCE,
-                          _intents(tx, tag, plan, IntentSource.REBALANCE))
+                          _intents(tx, account_id, tag, plan, IntentSource.REBALANCE))
 
 
 async def liquidate_removed(tx: Tx, account_id: str, pie: PieSpec) -> None:
@@ -167,7 +169,7 @@ async def liquidate_removed(tx: Tx, account_id: str, pie: PieSpec) -> None:
     new = []
     for i, (path, into) in enumerate(removed.items()):
         h = held[path]
-        new.append(store.NewIntent(_id(tx, f"removed:{i}"), path, h["symbol"], Side.SELL.value, None,
+        new.append(store.NewIntent(_id(tx, account_id, f"removed:{i}"), path, h["symbol"], Side.SELL.value, None,
                                    IntentSource.REBALANCE.value, reinvest_in=into, quantity=h["quantity"]))
     if new:
         await _submit(tx, account_id, "removed", IntentSource.REBALANCE, new)
@@ -189,7 +191,8 @@ async def _sell(tx: Tx, account_id: str, tag: str, amount: Decimal, source: Inte
     plan = rebalance.withdrawal(tree, values, amount)
     if not plan.trades:
         return Decimal("0.00"), None
-    batch_id = await _submit(tx, account_id, tag, source, _intents(tx, tag, plan, source, await _held(tx, account_id)))
+    new = _intents(tx, account_id, tag, plan, source, await _held(tx, account_id))
+    batch_id = await _submit(tx, account_id, tag, source, new)
     return plan.sells, batch_id
 
 
@@ -261,26 +264,32 @@ def register(service: Service) -> None:
 
     @on(topology.PIE_LEDGER, FillsBooked)
     async def fills_booked(tx: Tx, event: FillsBooked) -> None:
-        await store.lock_account(tx.conn, event.account_id)
-        cash_moved = await store.apply_cash(tx.conn, event.account_id, event.cash, event.version)
-        await store.apply_positions(tx.conn, event.account_id, event.positions, event.version)
-        if foreign := await store.foreign_fills(tx.conn, event.account_id, event.fills):
+        """A booked fills batch: each account's part in turn, in the batch's order (by account
+        id, so two transactions lock the accounts they share in the same order)."""
+        for part in event.accounts:
+            await account_fills_booked(tx, part)
+
+    async def account_fills_booked(tx: Tx, part: AccountFills) -> None:
+        await store.lock_account(tx.conn, part.account_id)
+        cash_moved = await store.apply_cash(tx.conn, part.account_id, part.cash, part.version)
+        await store.apply_positions(tx.conn, part.account_id, part.positions, part.version)
+        if foreign := await store.foreign_fills(tx.conn, part.account_id, part.fills):
             # A customer's order: its shares belong to the security's slice as well.
-            pie = await _pie_of(tx, event.account_id)
-            held = await _held(tx, event.account_id)
-            await store.adopt_fills(tx.conn, event.account_id, [
+            pie = await _pie_of(tx, part.account_id)
+            held = await _held(tx, part.account_id)
+            await store.adopt_fills(tx.conn, part.account_id, [
                 (f, domain.slice_for(pie, f.symbol, f.side.value, held)) for f in foreign], tx.now)
-        booked = await store.book_fills(tx.conn, event.account_id, event.window_id, event.fills, tx.now)
-        await reinvest(tx, event.account_id, booked.reinvest)
-        if booked.filled and (pie := await _pie_of(tx, event.account_id)) is not None:
-            await liquidate_removed(tx, event.account_id, pie)  # a buy that filled into a removed slice
+        booked = await store.book_fills(tx.conn, part.account_id, part.window_id, part.fills, tx.now)
+        await reinvest(tx, part.account_id, booked.reinvest)
+        if booked.filled and (pie := await _pie_of(tx, part.account_id)) is not None:
+            await liquidate_removed(tx, part.account_id, pie)  # a buy that filled into a removed slice
         if booked.liquidated:
             # A liquidation's proceeds are for what it was asked to pay (a margin loan, a
             # negative balance): nothing is invested until the next cash change after it.
-            await cover_shortfall(tx, event.account_id)
+            await cover_shortfall(tx, part.account_id)
         elif cash_moved or booked.filled:
-            await auto_invest(tx, event.account_id)
-            await cover_shortfall(tx, event.account_id)
+            await auto_invest(tx, part.account_id)
+            await cover_shortfall(tx, part.account_id)
 
     @on(topology.PIE_WITHDRAWALS, WithdrawalPending)
     async def withdrawal_pending(tx: Tx, event: WithdrawalPending) -> None:
@@ -307,7 +316,8 @@ def register(service: Service) -> None:
         plan = rebalance.withdrawal(tree, values, need.sell) if need.sell > 0 else rebalance.Plan([])
         if plan.trades:
             await _submit(tx, event.account_id, "withdrawal", IntentSource.REBALANCE,
-                          _intents(tx, "withdrawal", plan, IntentSource.REBALANCE, await _held(tx, event.account_id)))
+                          _intents(tx, event.account_id, "withdrawal", plan, IntentSource.REBALANCE,
+                                   await _held(tx, event.account_id)))
 
     @on(topology.PIE_COMMANDS, RaiseCash)
     async def raise_cash(tx: Tx, cmd: RaiseCash) -> CashRaising:
@@ -390,7 +400,8 @@ def register(service: Service) -> None:
             plan = rebalance.rebalance(pie, values, path=cmd.path, top_level_only=cmd.top_level_only)
         except rebalance.RebalanceError as exc:
             raise Rejected(str(exc)) from exc
-        new = _intents(tx, "rebalance", plan, IntentSource.REBALANCE, await _held(tx, cmd.account_id))
+        new = _intents(tx, cmd.account_id, "rebalance", plan, IntentSource.REBALANCE,
+                       await _held(tx, cmd.account_id))
         batch_id = await _submit(tx, cmd.account_id, "rebalance", IntentSource.REBALANCE, new) if new else None
         event = RebalancePlanned(
             account_id=cmd.account_id, batch_id=batch_id, path=cmd.path, top_level_only=cmd.top_level_only,

@@ -7,12 +7,17 @@ import asyncio
 import json
 import uuid
 from datetime import datetime
+from typing import ClassVar
+
+from pydantic import BaseModel, ConfigDict
 
 from services.window import domain, store
 from shared import topology
 from shared.contracts import (
+    AccountId,
     AccountOpened,
     CancelIntents,
+    Cash,
     CashChanged,
     CloseWindow,
     ExecuteOrders,
@@ -23,16 +28,39 @@ from shared.contracts import (
     IntentsCarriedOver,
     IntentsRejected,
     IntentsSubmitted,
+    Message,
     OrderIntentsSubmitted,
     OrdersExecuted,
     PositionChanged,
     PricesChanged,
+    Quantity,
     SetTradeWindow,
+    Symbol,
     WindowClosing,
     WindowView,
 )
 from shared.messaging import Rejected, Tx
 from shared.service import Service
+
+class _Balances(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore")
+    account_id: AccountId
+    cash: Cash
+    positions: dict[Symbol, Quantity]
+    version: int
+
+
+class BookedBalances(Message):
+    """The window's reading of ``ledger.fills.booked``: per account only the cash, positions
+    and version it keeps (its fills are the window's own rows), so that a batch's fills are
+    not parsed into models again."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+    TYPE: ClassVar[str] = FillsBooked.TYPE
+    VERSION: ClassVar[int] = FillsBooked.VERSION
+    window_id: uuid.UUID
+    accounts: list[_Balances]
+
 
 # Window ids derive from the closing command's message id: the inbox handles each id once.
 _WINDOW_NAMESPACE = uuid.UUID("3b0f4f0e-6f43-4c55-9d0e-5f2d7c1a8e21")
@@ -44,6 +72,7 @@ async def close(tx: Tx, window_id: uuid.UUID, started_at: datetime | None = None
     trading in ``session``; all when None), fund, net, and send the net orders to the venue
     (or finish at once when nothing is left to trade)."""
     await store.lock_closing(tx.conn)
+    await store.bulk_plans(tx.conn)
     intents = await store.freeze_and_fund(tx.conn, window_id, started_at or tx.now, session,
                                           domain.BOTH_WINDOWS_EQUITY, domain.UNDER_MINIMUM)
     if not intents:
@@ -137,13 +166,13 @@ def register(service: Service) -> None:
 
     on(topology.WINDOW_INTENTS, OrderIntentsSubmitted)(collect_intents)  # customer orders, same rules
 
-    @on(topology.WINDOW_LEDGER, FillsBooked)
-    async def fills_booked(tx: Tx, event: FillsBooked) -> None:
-        """A window's fills booked for the account: its cash and positions after them, and
-        the cash its buys held is released."""
-        await store.set_cash(tx.conn, event.account_id, event.cash, event.version)
-        await store.set_positions(tx.conn, event.account_id, event.positions, event.version)
-        await store.release(tx.conn, event.account_id, event.window_id)
+    @on(topology.WINDOW_LEDGER, BookedBalances)
+    async def fills_booked(tx: Tx, event: BookedBalances) -> None:
+        """A batch of a window's fills booked: each account's cash and positions after them,
+        and the cash its buys held is released; a few statements for the whole batch."""
+        await store.apply_fills_booked(tx.conn, event.window_id, [a.account_id for a in event.accounts],
+                                       [a.cash for a in event.accounts], [a.version for a in event.accounts],
+                                       [a.positions for a in event.accounts])
 
     @on(topology.WINDOW_LEDGER, CashChanged)
     async def cash_changed(tx: Tx, event: CashChanged) -> None:
@@ -182,6 +211,7 @@ def register(service: Service) -> None:
             raise Rejected(f"unknown window {event.window_id}")
         if window["status"] == "allocated":
             return  # allocated before (the same executions again under another message id)
+        await store.bulk_plans(tx.conn)
         try:
             domain.check_executions(await store.orders_of(tx.conn, event.window_id), event.executions, event.halted,
                                     event.refused)

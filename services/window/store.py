@@ -65,6 +65,14 @@ async def lock_closing(conn: asyncpg.Connection) -> None:
     await conn.execute("SELECT pg_advisory_xact_lock(hashtext('m1.window.close'))")
 
 
+async def bulk_plans(conn: asyncpg.Connection) -> None:
+    """For the rest of the transaction, join by hashing or merging, never by nested loops: a
+    window's statements run over all of its intents, and the planner's estimates for rows
+    that just arrived (a million can be COPY'd in at once) or were just frozen are far off, so
+    it picked nested loops that ran a million index probes each (tens of seconds)."""
+    await conn.execute("SET LOCAL enable_nestloop = off")
+
+
 async def set_account(conn: asyncpg.Connection, account_id: str, plan: str) -> None:
     await conn.execute("""INSERT INTO accounts (account_id, plan) VALUES ($1, $2)
                           ON CONFLICT (account_id) DO UPDATE SET plan = EXCLUDED.plan""", account_id, plan)
@@ -81,22 +89,6 @@ async def set_position(conn: asyncpg.Connection, account_id: str, symbol: str, q
         """INSERT INTO positions (account_id, symbol, quantity, version) VALUES ($1, $2, $3, $4)
            ON CONFLICT (account_id, symbol) DO UPDATE SET quantity = EXCLUDED.quantity, version = EXCLUDED.version
            WHERE positions.version < EXCLUDED.version""", account_id, symbol, quantity, version)
-
-
-async def set_positions(conn: asyncpg.Connection, account_id: str, positions: dict[str, Decimal],
-                        version: int) -> None:
-    """The account's complete positions as of ``version`` (a fills booking): listed symbols
-    take their quantity, every other one held goes to zero; newer rows stay."""
-    symbols = sorted(positions)
-    await conn.execute(
-        """INSERT INTO positions (account_id, symbol, quantity, version)
-           SELECT $1, s, q, $4 FROM unnest($2::text[], $3::numeric[]) AS t(s, q) ORDER BY s
-           ON CONFLICT (account_id, symbol) DO UPDATE SET quantity = EXCLUDED.quantity, version = EXCLUDED.version
-           WHERE positions.version < EXCLUDED.version""",
-        account_id, symbols, [positions[x] for x in symbols], version)
-    await conn.execute(
-        """UPDATE positions SET quantity = 0, version = $3
-           WHERE account_id = $1 AND symbol <> ALL($2::text[]) AND version < $3""", account_id, symbols, version)
 
 
 async def set_prices(conn: asyncpg.Connection, prices: dict[str, Decimal]) -> None:
@@ -283,9 +275,32 @@ async def reserve_fills(conn: asyncpg.Connection, window_id: UUID) -> None:
            GROUP BY account_id HAVING sum(amount) > 0""", window_id)
 
 
-async def release(conn: asyncpg.Connection, account_id: str, window_id: UUID) -> None:
-    """The ledger booked the window's fills of the account: its cash now shows them."""
-    await conn.execute("DELETE FROM reservations WHERE account_id = $1 AND window_id = $2", account_id, window_id)
+async def apply_fills_booked(conn: asyncpg.Connection, window_id: UUID, accounts: Sequence[str],
+                             cash: Sequence[Decimal], versions: Sequence[int],
+                             positions: Sequence[dict[str, Decimal]]) -> None:
+    """A batch of the window's fills booked by the ledger, for many accounts at once: each
+    account's cash and complete positions as of its version (newer rows stay; a symbol it no
+    longer holds goes to zero), and the cash its buys in the window held is released."""
+    await conn.execute(
+        """INSERT INTO cash (account_id, cash, version)
+           SELECT a, c, v FROM unnest($1::text[], $2::numeric[], $3::bigint[]) AS t(a, c, v) ORDER BY a
+           ON CONFLICT (account_id) DO UPDATE SET cash = EXCLUDED.cash, version = EXCLUDED.version
+           WHERE cash.version < EXCLUDED.version""", accounts, cash, versions)
+    rows = [(a, s, q, v) for a, held, v in zip(accounts, positions, versions) for s, q in sorted(held.items())]
+    await conn.execute(
+        """WITH listed AS (SELECT * FROM unnest($1::text[], $2::text[], $3::numeric[], $4::bigint[]) AS t(a, s, q, v)),
+                moved AS (INSERT INTO positions (account_id, symbol, quantity, version)
+                          SELECT a, s, q, v FROM listed ORDER BY a, s
+                          ON CONFLICT (account_id, symbol) DO UPDATE
+                          SET quantity = EXCLUDED.quantity, version = EXCLUDED.version
+                          WHERE positions.version < EXCLUDED.version)
+           UPDATE positions p SET quantity = 0, version = t.v
+           FROM unnest($5::text[], $6::bigint[]) AS t(a, v)
+           WHERE p.account_id = t.a AND p.version < t.v
+             AND NOT EXISTS (SELECT 1 FROM listed l WHERE l.a = p.account_id AND l.s = p.symbol)""",
+        [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows], [r[3] for r in rows], accounts, versions)
+    await conn.execute("""DELETE FROM reservations r USING unnest($2::text[]) AS t(a)
+                          WHERE r.window_id = $1 AND r.account_id = t.a""", window_id, list(accounts))
 
 
 async def rejected_of(conn: asyncpg.Connection, window_id: UUID) -> list[asyncpg.Record]:
@@ -407,13 +422,13 @@ async def fills_by_batch(conn: asyncpg.Connection, window_id: UUID, accounts_per
 
 
 async def fills_json_by_batch(conn: asyncpg.Connection, window_id: UUID, accounts_per_batch: int) -> list[str]:
-    """``fills_by_batch`` as each batch's JSON array of fills (the ``Fill`` contract, decimals
-    as strings), built by PostgreSQL: a million fills never become Python objects."""
+    """``fills_by_batch`` as each batch's JSON array of fill rows (``FillsBatch.fills``:
+    ``FILL_ROW`` order, decimals as strings), built by PostgreSQL: a million fills never
+    become Python objects."""
     rows = await conn.fetch(
-        """SELECT batch, json_agg(json_build_object(
-                      'intent_id', intent_id, 'account_id', account_id, 'symbol', symbol, 'side', side,
-                      'quantity', quantity::text, 'amount', amount::text, 'price', price::text)
-                  ORDER BY account_id, intent_id)::text AS fills
+        """SELECT batch, json_agg(json_build_array(intent_id, account_id, symbol, side, quantity::text,
+                                                   amount::text, price::text)
+                                  ORDER BY account_id, intent_id)::text AS fills
            FROM (SELECT (dense_rank() OVER (ORDER BY account_id) - 1) / $2 AS batch, *
                  FROM fills WHERE window_id = $1) f
            GROUP BY batch ORDER BY batch""",

@@ -11,8 +11,17 @@ from decimal import Decimal
 import pytest
 from prometheus_client import REGISTRY
 
-from shared.contracts import DepositBooked, Fill, FillsBooked, FundingRejected, GetFeed, Message, WithdrawalBooked
-from tests.support import eventually, fetchval
+from shared.contracts import (
+    AccountFills,
+    DepositBooked,
+    Fill,
+    FillsBooked,
+    FundingRejected,
+    GetFeed,
+    Message,
+    WithdrawalBooked,
+)
+from tests.support import eventually, fetchval, fills_batch
 
 pytestmark = pytest.mark.integration
 
@@ -74,12 +83,12 @@ async def test_deposits_and_trades_reach_the_feed_and_the_log_once(notification,
     deposit = DepositBooked(account_id=account, deposit_id=uuid.uuid4(), amount=D("100.00"), cash=D("100.00"),
                             booked_at=AT)
     window = uuid.uuid4()
-    fills = FillsBooked(account_id=account, window_id=window, cash=D("0.00"), positions={"VTI": D("0.23718")},
-                        version=2, booked_at=AT,
-                        fills=[Fill(intent_id=uuid.uuid4(), account_id=account, symbol="VTI", side="buy",
-                                    quantity=D("0.23718"), amount=D("60.00"), price=D("252.97")),
-                               Fill(intent_id=uuid.uuid4(), account_id=account, symbol="BND", side="buy",
-                                    quantity=D("0.55172"), amount=D("40.00"), price=D("72.50"))])
+    fills = fills_batch(AccountFills(
+        account_id=account, window_id=window, cash=D("0.00"), positions={"VTI": D("0.23718")}, version=2,
+        booked_at=AT, fills=[Fill(intent_id=uuid.uuid4(), account_id=account, symbol="VTI", side="buy",
+                                  quantity=D("0.23718"), amount=D("60.00"), price=D("252.97")),
+                             Fill(intent_id=uuid.uuid4(), account_id=account, symbol="BND", side="buy",
+                                  quantity=D("0.55172"), amount=D("40.00"), price=D("72.50"))]))
     deposit_id = await publish(bus, deposit)
     await eventually(lambda: feed(bus, account, 1))  # a queue's messages may be handled concurrently
     fills_id = await publish(bus, fills)
@@ -88,7 +97,7 @@ async def test_deposits_and_trades_reach_the_feed_and_the_log_once(notification,
     assert [(e["kind"], e["message"], e["cause_id"]) for e in entries] == [
         ("deposit_received", "Deposit of $100.00 received.", deposit_id),
         ("trades_executed", f"Trades executed in window {str(window)[:8]}: bought 0.23718 VTI for $60.00 at $252.97; "
-                            "bought 0.55172 BND for $40.00 at $72.50.", fills_id),
+                            "bought 0.55172 BND for $40.00 at $72.50.", f"{fills_id}:{account}"),
     ]
     assert entries[0]["data"]["amount"] == "100.00" and len(entries[1]["data"]["fills"]) == 2
 
@@ -100,7 +109,7 @@ async def test_deposits_and_trades_reach_the_feed_and_the_log_once(notification,
     marker = await publish(bus, WithdrawalBooked(account_id=account, withdrawal_id=uuid.uuid4(), amount=D("5.00"),
                                                  cash=D("95.00"), booked_at=AT))
     entries = await eventually(lambda: feed(bus, account, 3))
-    assert [e["cause_id"] for e in entries] == [deposit_id, fills_id, marker]
+    assert [e["cause_id"] for e in entries] == [deposit_id, f"{fills_id}:{account}", marker]
     assert entries[2]["message"] == "Withdrawal of $5.00 sent to your bank."
     assert await fetchval(settings.database_url, "SELECT count(*) FROM notification.feed WHERE account_id = $1",
                           account) == 3
@@ -109,6 +118,37 @@ async def test_deposits_and_trades_reach_the_feed_and_the_log_once(notification,
     assert [(r.levelno, r.kind, r.getMessage()) for r in mine] == [
         (logging.INFO, e["kind"], e["message"]) for e in entries
     ]
+
+
+async def test_a_fills_batch_tells_every_account_in_it_once(notification, bus, settings, delivered):
+    """One ``ledger.fills.booked`` batch of two accounts: one ``trades_executed`` each, keyed
+    by the message and the account; the batch again adds and delivers nothing."""
+    first, second = sorted(f"note-{uuid.uuid4().hex[:8]}" for _ in range(2))
+    window = uuid.uuid4()
+
+    def part(account: str, quantity: str, amount: str) -> AccountFills:
+        return AccountFills(account_id=account, window_id=window, cash=D("0.00"), positions={"VTI": D(quantity)},
+                            version=2, booked_at=AT,
+                            fills=[Fill(intent_id=uuid.uuid4(), account_id=account, symbol="VTI", side="buy",
+                                        quantity=D(quantity), amount=D(amount), price=D("250.00"))])
+
+    batch = fills_batch(part(second, "0.40000", "100.00"), part(first, "0.24000", "60.00"))
+    message_id = await publish(bus, batch)
+    told = {}
+    for account, words in ((first, "bought 0.24000 VTI for $60.00 at $250.00"),
+                           (second, "bought 0.40000 VTI for $100.00 at $250.00")):
+        (entry,) = await eventually(lambda account=account: feed(bus, account, 1))
+        assert (entry["kind"], entry["message"], entry["cause_id"]) == (
+            "trades_executed", f"Trades executed in window {str(window)[:8]}: {words}.", f"{message_id}:{account}")
+        told[account] = entry
+
+    before = duplicates()
+    await publish(bus, batch, message_id=message_id)
+    await eventually(lambda: _true(duplicates() >= before + 1))
+    assert await fetchval(settings.database_url, "SELECT count(*) FROM notification.feed WHERE account_id = ANY($1)",
+                          [first, second]) == 2
+    assert sorted((r.account_id, r.getMessage()) for r in delivered if getattr(r, "account_id", None) in told) == [
+        (account, entry["message"]) for account, entry in sorted(told.items())]
 
 
 async def test_a_refused_deposit_is_told_with_its_reason(notification, bus):

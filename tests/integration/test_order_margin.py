@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from shared.contracts import AccountOpened, CashChanged, Message, PositionChanged, PricesChanged
-from tests.support import eventually, fetch, fetchval
+from shared.contracts import AccountFills, AccountOpened, CashChanged, Fill, Message, PositionChanged, PricesChanged
+from tests.support import eventually, fetch, fetchval, fills_batch
 
 pytestmark = pytest.mark.integration
 
@@ -215,6 +215,35 @@ async def test_margin_replay_of_any_event_changes_nothing(margin, bus, settings)
                          "SELECT message_id, count(*) AS n FROM margin.inbox WHERE message_id = ANY($1::text[]) "
                          "GROUP BY message_id", ids)
     assert {r["message_id"]: r["n"] for r in counts} == dict.fromkeys(ids, 1)
+
+
+async def test_margin_takes_every_account_of_a_fills_batch_at_its_version(margin, bus, settings):
+    """One ``ledger.fills.booked`` batch of two accounts: each one's cash and the positions of
+    its fills are set at its own version; positions it did not trade are left alone."""
+    buyer, seller = new_account(), new_account()
+    stock, bond = new_symbol(), new_symbol()
+    ids = [await publish(bus, opened(buyer)), await publish(bus, opened(seller)),
+           await publish(bus, cash_changed(buyer, "500.00", 1)), await publish(bus, cash_changed(seller, "0.00", 1)),
+           await publish(bus, position_changed(seller, bond, "4.00000", 1)),
+           await publish(bus, position_changed(seller, stock, "1.00000", 1)),
+           await publish(bus, PricesChanged(prices={stock: "100.00", bond: "50.00"}, as_of=OPENED_AT))]
+    await handled(settings, "margin", *ids)
+    window = uuid.uuid4()
+
+    def part(account: str, symbol: str, side: str, quantity: str, amount: str, cash: str,
+             positions: dict[str, str]) -> AccountFills:
+        fill = Fill(intent_id=uuid.uuid4(), account_id=account, symbol=symbol, side=side, quantity=quantity,
+                    amount=amount, price="100.00" if symbol == stock else "50.00")
+        return AccountFills(account_id=account, window_id=window, fills=[fill], cash=cash, positions=positions,
+                            version=2, booked_at=OPENED_AT)
+
+    batch = fills_batch(part(buyer, stock, "buy", "2.00000", "200.00", "300.00", {stock: "2.00000"}),
+                        part(seller, bond, "sell", "4.00000", "200.00", "200.00", {stock: "1.00000"}))
+    await handled(settings, "margin", await publish(bus, batch))
+    assert tuple(await margin_account(settings, buyer)) == ("individual", "basic", Decimal("300.00"), 2)
+    assert tuple(await margin_account(settings, seller)) == ("individual", "basic", Decimal("200.00"), 2)
+    assert await margin_positions(settings, buyer) == {stock: (Decimal("2.00000"), 2)}
+    assert await margin_positions(settings, seller) == {bond: (Decimal("0.00000"), 2), stock: (Decimal("1.00000"), 1)}
 
 
 # ---------------------------------------------------------------- as a process

@@ -12,12 +12,12 @@ import asyncpg
 import pytest
 
 from shared.contracts import (
+    AccountFills,
     CancelIntents,
     CancelOrder,
     CashChanged,
     DepositBooked,
     Fill,
-    FillsBooked,
     FundingRejected,
     GetFeed,
     GetOrder,
@@ -32,7 +32,7 @@ from shared.contracts import (
     Side,
 )
 from tests.integration.test_order_margin import handled, new_account, new_symbol, opened, publish
-from tests.support import eventually, fetch, fetchval
+from tests.support import eventually, fetch, fetchval, fills_batch
 
 pytestmark = pytest.mark.integration
 
@@ -116,10 +116,15 @@ class Holder:
         return Fill(intent_id=order["intent_id"], account_id=self.account, symbol=order["symbol"],
                     side=order["side"], quantity=quantity, amount=amount, price=price)
 
-    async def booked(self, window_id: uuid.UUID, *fills: Fill, cash: str = "0.00") -> str:
+    def part(self, window_id: uuid.UUID, *fills: Fill, cash: str = "0.00") -> AccountFills:
+        """The account's part of a booked fills batch (its next version)."""
         self.version += 1
-        return await publish(self.bus, FillsBooked(account_id=self.account, window_id=window_id, fills=list(fills),
-                                                   cash=cash, positions={}, version=self.version, booked_at=AT))
+        return AccountFills(account_id=self.account, window_id=window_id, fills=list(fills), cash=cash, positions={},
+                            version=self.version, booked_at=AT)
+
+    async def booked(self, window_id: uuid.UUID, *fills: Fill, cash: str = "0.00") -> str:
+        """A booked fills batch of this account alone."""
+        return await publish(self.bus, fills_batch(self.part(window_id, *fills, cash=cash)))
 
 
 @pytest.fixture
@@ -373,6 +378,29 @@ async def test_fills_carry_overs_and_rejections_end_each_order_in_one_final_stat
     assert f"Order {full['order_id'][:8]} executed: bought 1.00000 {holder.stock} for $20.00 at $20.00." in messages
     assert (f"Order {carried['order_id'][:8]} (buy $10.00 of {holder.stock}) waits for the next window: "
             "news pending.") in messages
+
+
+async def test_one_fills_batch_ends_the_orders_of_every_account_in_it(holders):
+    """A ``ledger.fills.booked`` batch of two accounts: each account's order is followed from
+    its own fill, and each holder is told."""
+    first, second = [await holders().setup() for _ in range(2)]
+    window = uuid.uuid4()
+    bought = await first.placed(amount="20.00")
+    scaled = await second.placed(amount="50.00")
+    batch = fills_batch(second.part(window, second.fill(scaled, "2.00000", "40.00", "20.00"), cash="60.00"),
+                        first.part(window, first.fill(bought, "1.00000", "20.00", "20.00"), cash="80.00"))
+    assert [a.account_id for a in batch.accounts] == sorted([first.account, second.account])
+    await handled(first.settings, "order", await publish(first.bus, batch))
+    done = await first.settled(bought["order_id"], "executed")
+    assert (done["filled_amount"], done["window_id"]) == ("20.00", str(window))
+    partial = await second.settled(scaled["order_id"], "partially_executed")
+    assert (partial["filled_amount"], partial["rest_amount"], partial["window_id"]) == ("40.00", "10.00", str(window))
+    cash = {r["account_id"]: r["cash"] for r in await fetch(
+        first.settings.database_url, 'SELECT account_id, cash FROM "order".cash WHERE account_id = ANY($1)',
+        [first.account, second.account])}
+    assert cash == {first.account: D("80.00"), second.account: D("60.00")}
+    assert [n["kind"] for n in await first.feed(2, "order_")] == ["order_placed", "order_executed"]
+    assert [n["kind"] for n in await second.feed(2, "order_")] == ["order_placed", "order_partially_executed"]
 
 
 # ---------------------------------------------------------------- a partly filled order's rest

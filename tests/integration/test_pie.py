@@ -12,12 +12,12 @@ from decimal import Decimal
 import pytest
 
 from shared.contracts import (
+    AccountFills,
     AccountOpened,
     ApplyModel,
     CancelRebalance,
     CashChanged,
     Fill,
-    FillsBooked,
     GetPortfolio,
     IntentsSubmitted,
     IntentSource,
@@ -33,7 +33,7 @@ from shared.contracts import (
     WithdrawalPending,
 )
 from shared.topology import EVENTS_EXCHANGE
-from tests.support import eventually, fetch, fetchval
+from tests.support import eventually, fetch, fetchval, fills_batch
 
 pytestmark = pytest.mark.integration
 
@@ -153,8 +153,9 @@ async def test_booked_fills_move_into_their_slices_and_clear_pending_buys(pie, b
                   quantity=D("0.50000"), amount=D("30.00"), price=D("60.00")),
              Fill(intent_id=by_path["Growth/VTI"], account_id=account, symbol="VTI", side=Side.BUY,
                   quantity=D("0.16000"), amount=D("40.00"), price=D("250.00"))]
-    booked = FillsBooked(account_id=account, window_id=uuid.uuid4(), fills=fills, cash=D("0.00"),
-                         positions={"VTI": D("0.28000"), "VXUS": D("0.50000")}, version=2, booked_at=NOW)
+    booked = fills_batch(AccountFills(account_id=account, window_id=uuid.uuid4(), fills=fills, cash=D("0.00"),
+                                      positions={"VTI": D("0.28000"), "VXUS": D("0.50000")}, version=2,
+                                      booked_at=NOW))
     message_id = await publish(bus, booked)
     await eventually(lambda: handled(settings, message_id))
     replayed = await publish(bus, booked)  # the same fills under another id change nothing
@@ -184,6 +185,58 @@ async def test_booked_fills_move_into_their_slices_and_clear_pending_buys(pie, b
     await publish(bus, cash_changed(account, "50.00", "50.00", version=3))
     batches = await eventually(lambda: submitted(intents_queue, account))
     assert sum(i.amount for b in batches for i in b.intents) == D("50.00")
+
+
+async def submitted_by_account(queue, accounts: list[str]) -> dict[str, list[IntentsSubmitted]]:
+    """Every batch waiting in ``queue`` for each of ``accounts`` (read and acked)."""
+    out: dict[str, list[IntentsSubmitted]] = {a: [] for a in accounts}
+    while (msg := await queue.get(fail=False, no_ack=True)) is not None:
+        batch = IntentsSubmitted.model_validate_json(msg.body)
+        if batch.account_id in out:
+            out[batch.account_id].append(batch)
+    return out
+
+
+async def collect(queue, accounts: list[str], n: int = 1) -> dict[str, list[IntentsSubmitted]]:
+    """The batches submitted for ``accounts`` once each has at least ``n``."""
+    found: dict[str, list[IntentsSubmitted]] = {a: [] for a in accounts}
+
+    async def check():
+        for account, batches in (await submitted_by_account(queue, accounts)).items():
+            found[account] += batches
+        return found if all(len(b) >= n for b in found.values()) else None
+
+    return await eventually(check)
+
+
+async def test_one_fills_batch_books_every_account_in_it_and_invests_each_ones_cash(pie, bus, settings,
+                                                                                     intents_queue):
+    """A ``ledger.fills.booked`` batch of two accounts: each account's fills move into its
+    slices and its cash after them is invested, each with its own intent ids."""
+    accounts = sorted([await open_account_with_pie(bus, settings, SIXTY_FORTY) for _ in range(2)])
+    for account in accounts:
+        await publish(bus, cash_changed(account, "100.00", "100.00", version=1))
+    first = await collect(intents_queue, accounts)
+    window_id = uuid.uuid4()
+    # Each account's fills, with $50.00 of cash after them (a deposit booked meanwhile).
+    parts = [await account_fills(settings, a, first[a][0], PRICES, cash="50.00", version=3, window_id=window_id)
+             for a in accounts]
+    message_id = await publish(bus, fills_batch(*reversed(parts)))
+    await eventually(lambda: handled(settings, message_id))
+
+    for account in accounts:
+        holdings = await fetch(settings.database_url, "SELECT path, quantity, cost FROM pie.slice_holdings "
+                                                      "WHERE account_id = $1 ORDER BY path", account)
+        assert [tuple(r) for r in holdings] == [("BND", D("0.55172"), D("40.00")), ("VTI", D("0.24000"), D("60.00"))]
+        view = (await bus.request(GetPortfolio(account_id=account))).result
+        assert (view["cash"], view["pending_buys"]) == ("50.00", "50.00")
+    second = await collect(intents_queue, accounts)
+    assert {a: sum(i.amount for b in second[a] for i in b.intents) for a in accounts} == {
+        a: D("50.00") for a in accounts}
+    ids = [i.intent_id for a in accounts for b in second[a] for i in b.intents]
+    assert len(set(ids)) == len(ids) and len({b.batch_id for a in accounts for b in second[a]}) == 2
+    assert await fetchval(settings.database_url, "SELECT count(*) FROM pie.dead_letters WHERE account_id = ANY($1)",
+                          accounts) == 0
 
 
 async def _view_if(bus, account, predicate):
@@ -251,6 +304,14 @@ async def move_prices(bus, settings, prices: dict[str, Decimal]) -> None:
 async def fill_batch(bus, settings, account: str, batch: IntentsSubmitted, prices: dict[str, Decimal], *,
                      cash: str, version: int) -> None:
     """Book every intent of ``batch`` as filled at ``prices`` (as the ledger would report it)."""
+    part = await account_fills(settings, account, batch, prices, cash=cash, version=version)
+    mid = await publish(bus, fills_batch(part))
+    await eventually(lambda: handled(settings, mid))
+
+
+async def account_fills(settings, account: str, batch: IntentsSubmitted, prices: dict[str, Decimal], *,
+                        cash: str, version: int, window_id: uuid.UUID | None = None) -> AccountFills:
+    """The account's part of a booked fills batch that fills every intent of ``batch`` at ``prices``."""
     fills = [Fill(intent_id=i.intent_id, account_id=account, symbol=i.symbol, side=i.side,
                   quantity=(i.amount / prices[i.symbol]).quantize(D("0.00001")) if i.quantity is None else i.quantity,
                   amount=i.amount if i.amount is not None else (i.quantity * prices[i.symbol]).quantize(D("0.01")),
@@ -260,9 +321,8 @@ async def fill_batch(bus, settings, account: str, batch: IntentsSubmitted, price
                                "WHERE account_id = $1 GROUP BY symbol", account)}
     for f in fills:
         positions[f.symbol] = positions.get(f.symbol, D(0)) + (f.quantity if f.side is Side.BUY else -f.quantity)
-    mid = await publish(bus, FillsBooked(account_id=account, window_id=uuid.uuid4(), fills=fills, cash=D(cash),
-                                         positions=positions, version=version, booked_at=NOW))
-    await eventually(lambda: handled(settings, mid))
+    return AccountFills(account_id=account, window_id=window_id or uuid.uuid4(), fills=fills, cash=D(cash),
+                        positions=positions, version=version, booked_at=NOW)
 
 
 async def invested_account(bus, settings, intents_queue, pie_spec: PieSpec) -> str:
@@ -509,9 +569,9 @@ async def test_shares_a_customers_order_bought_join_their_slice(pie, bus, settin
     account = await invested_account(bus, settings, intents_queue, SIXTY_FORTY)  # 0.24 VTI, 0.55172 BND
     order_fill = Fill(intent_id=uuid.uuid4(), account_id=account, symbol="VTI", side=Side.BUY,
                       quantity=D("0.10000"), amount=D("25.00"), price=D("250.00"))
-    await publish(bus, FillsBooked(account_id=account, window_id=uuid.uuid4(), fills=[order_fill], cash=D("0.00"),
-                                   positions={"VTI": D("0.34000"), "BND": D("0.55172")}, version=3,
-                                   booked_at=NOW))
+    await publish(bus, fills_batch(AccountFills(account_id=account, window_id=uuid.uuid4(), fills=[order_fill],
+                                                cash=D("0.00"), positions={"VTI": D("0.34000"), "BND": D("0.55172")},
+                                                version=3, booked_at=NOW)))
     rows = await eventually(lambda: fetch(settings.database_url, "SELECT path, quantity, cost FROM pie.slice_holdings "
                                                                  "WHERE account_id = $1 AND path = 'VTI' "
                                                                  "AND quantity = 0.34", account))

@@ -16,6 +16,7 @@ from shared.contracts import (
     CashChanged,
     CloseWindow,
     ExecuteOrders,
+    AccountFills,
     FillsBatch,
     FillsBooked,
     Intent,
@@ -141,10 +142,11 @@ async def test_a_window_nets_executes_and_allocates_every_intent_exactly_once(se
     [body] = await eventually(lambda: allocated.where(window_id=window_id))
     event = FillsBatch.model_validate(body)
     assert (event.batch, event.batches) == (0, 1)
-    fills = {f.intent_id: f for f in event.fills}
+    event_fills = event.fill_models()
+    fills = {f.intent_id: f for f in event_fills}
     assert (fills[a_buy.intent_id].quantity, fills[a_buy.intent_id].amount) == (D("0.40000"), D("100.00"))
     assert (fills[b_sell.intent_id].quantity, fills[b_sell.intent_id].amount) == (D("0.12000"), D("30.00"))
-    assert {f.price for f in event.fills if f.symbol == vti_like} == {D("250.00")}  # one price for everyone
+    assert {f.price for f in event_fills if f.symbol == vti_like} == {D("250.00")}  # one price for everyone
     # 40 / 72.50 = 0.551724... rounded down for the buyer; 100 / 72.50 = 1.379310... up for the seller
     assert (fills[a_buy2.intent_id].quantity, fills[a_buy2.intent_id].price) == (D("0.55172"), D("72.50"))
     assert (fills[b_sell2.intent_id].quantity, fills[b_sell2.intent_id].price) == (D("1.37932"), D("72.50"))
@@ -155,7 +157,7 @@ async def test_a_window_nets_executes_and_allocates_every_intent_exactly_once(se
         SELL, D("0.82758"), D("60.00"))
     residues = {r.symbol: (r.quantity, r.amount) for r in event.residues}
     assert residues == {vti_like: (D("0"), D("0")), bnd_like: (D("0.00002"), D("0"))}
-    ledger_entry(event.executions, event.fills, event.residues)  # the ledger would book it: it balances
+    ledger_entry(event.executions, event_fills, event.residues)  # the ledger would book it: it balances
 
     window = (await fetch(settings.database_url, 'SELECT status, summary FROM "window".windows WHERE window_id = $1',
                           closing.window_id))[0]
@@ -198,7 +200,7 @@ async def test_set_prices_changes_the_execution_price(services, bus, settings):
         await submit(bus, settings, account, intent(account, symbol, BUY, "25.00"))
         closing = await close_window(bus)
         [body] = await eventually(lambda: allocated.where(window_id=str(closing.window_id)))
-        [fill] = FillsBatch.model_validate(body).fills
+        [fill] = FillsBatch.model_validate(body).fill_models()
         return fill.price, fill.quantity
 
     assert await fill_at_the_next_window() == (D("10.00"), D("2.50000"))
@@ -288,12 +290,13 @@ async def test_share_quantity_intents_trade_at_the_window_price_and_sells_stop_a
     assert closing.orders == [NetOrder(symbol=symbol, side=BUY, notional=D("20.00"), shares=D("-1.5"))]
     [body] = await eventually(lambda: allocated.where(window_id=str(closing.window_id)))
     event = FillsBatch.model_validate(body)
-    fills = {f.intent_id: (f.quantity, f.amount) for f in event.fills}
+    event_fills = event.fill_models()
+    fills = {f.intent_id: (f.quantity, f.amount) for f in event_fills}
     assert fills == {sell_all.intent_id: (D("3"), D("30.00")), buy.intent_id: (D("1.5"), D("15.00")),
                      dollar_buy.intent_id: (D("2"), D("20.00"))}
     [execution] = event.executions
     assert (execution.side, execution.quantity, execution.amount) == (BUY, D("0.5"), D("5.00"))
-    ledger_entry(event.executions, event.fills, event.residues)
+    ledger_entry(event.executions, event_fills, event.residues)
 
 
 async def test_a_share_sell_of_an_account_holding_nothing_is_rejected_with_the_reason(services, bus, settings):
@@ -349,8 +352,9 @@ async def test_cash_spent_by_a_window_the_ledger_has_not_booked_yet_is_not_spent
     assert await fetchval(settings.database_url, 'SELECT funded_amount FROM "window".intents WHERE intent_id = $1',
                           second.intent_id) == D("20.00")
     # The ledger books the first window: cash $20 (and the second window's $20 still held).
-    booked = FillsBooked(account_id=account, window_id=first.window_id, fills=[], cash="20.00",
-                         positions={symbol: "8"}, version=2, booked_at="2026-11-25T15:00:00Z")
+    booked = FillsBooked(window_id=first.window_id, batch=0, booked_at="2026-11-25T15:00:00Z", accounts=[
+        AccountFills(account_id=account, window_id=first.window_id, fills=[], cash="20.00", positions={symbol: "8"},
+                     version=2, booked_at="2026-11-25T15:00:00Z")])
     message_id = str(uuid.uuid4())
     await bus.publish_json(FillsBooked.TYPE, booked.model_dump(mode="json"), message_id=message_id)
     await handled(settings, message_id)

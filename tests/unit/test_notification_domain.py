@@ -8,15 +8,23 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 from services.notification import domain
-from shared.contracts import DepositBooked, Fill, FillsBooked, FundingRejected, IntentsRejected, WithdrawalBooked
+from shared.contracts import (
+    AccountFills,
+    DepositBooked,
+    Fill,
+    FillsBooked,
+    FundingRejected,
+    IntentsRejected,
+    WithdrawalBooked,
+)
 
 D = Decimal
 AT = datetime(2026, 11, 25, 14, 0, tzinfo=UTC)
 WINDOW = uuid.UUID("1a2b3c4d-0000-4000-8000-000000000001")
 
 
-def fill(symbol: str, side: str, quantity: str, amount: str, price: str) -> Fill:
-    return Fill(intent_id=uuid.uuid4(), account_id="acc-1", symbol=symbol, side=side, quantity=D(quantity),
+def fill(symbol: str, side: str, quantity: str, amount: str, price: str, account: str = "acc-1") -> Fill:
+    return Fill(intent_id=uuid.uuid4(), account_id=account, symbol=symbol, side=side, quantity=D(quantity),
                 amount=D(amount), price=D(price))
 
 
@@ -62,7 +70,7 @@ def test_a_refusal_of_another_funding_kind_is_called_a_funding_request():
 
 
 def test_booked_fills_list_every_trade_of_the_window():
-    note = domain.trades_executed(FillsBooked(
+    note = domain.trades_executed(AccountFills(
         account_id="acc-1", window_id=WINDOW, cash=D("0.00"), positions={}, version=3, booked_at=AT,
         fills=[fill("VTI", "buy", "0.23718", "60.00", "252.97"), fill("BND", "sell", "1.50000", "108.75", "72.5")],
     ))
@@ -78,9 +86,24 @@ def test_a_price_keeps_its_significant_decimals():
 
 
 def test_the_data_is_plain_json():
-    note = domain.trades_executed(FillsBooked(account_id="acc-1", window_id=WINDOW, cash=D("0.00"), positions={},
-                                              version=1, booked_at=AT, fills=[fill("VTI", "buy", "1", "2.00", "2")]))
+    note = domain.trades_executed(AccountFills(account_id="acc-1", window_id=WINDOW, cash=D("0.00"), positions={},
+                                               version=1, booked_at=AT, fills=[fill("VTI", "buy", "1", "2.00", "2")]))
     assert json.loads(json.dumps(note.data)) == note.data
+
+
+def test_a_fills_batch_tells_each_account_its_own_trades_in_the_batchs_order():
+    parts = [AccountFills(account_id=account, window_id=WINDOW, cash=D(cash), positions={}, version=2, booked_at=AT,
+                          fills=[fill("VTI", "buy", quantity, amount, "250", account)])
+             for account, quantity, amount, cash in (("acc-1", "0.24000", "60.00", "40.00"),
+                                                     ("acc-2", "0.40000", "100.00", "0.00"))]
+    notes = domain.fills_booked(FillsBooked(window_id=WINDOW, batch=0, booked_at=AT, accounts=parts))
+    assert [(n.account_id, n.kind, n.message) for n in notes] == [
+        ("acc-1", "trades_executed", "Trades executed in window 1a2b3c4d: bought 0.24000 VTI for $60.00 at $250.00."),
+        ("acc-2", "trades_executed", "Trades executed in window 1a2b3c4d: bought 0.40000 VTI for $100.00 at $250.00."),
+    ]
+    assert notes == [domain.trades_executed(p) for p in parts]
+    assert (notes[0].data["cash"], notes[1].data["cash"]) == ("40.00", "0.00")
+    assert domain.fills_booked(FillsBooked(window_id=WINDOW, batch=1, booked_at=AT, accounts=[])) == []
 
 
 def test_rejected_trades_tell_the_holder_why():
