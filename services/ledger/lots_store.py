@@ -21,9 +21,11 @@ async def open_lots(conn: asyncpg.Connection, pairs: Sequence[tuple[str, str]]
                     ) -> dict[tuple[str, str], list[Lot]]:
     """The open lots of each (account, symbol), locked."""
     rows = await conn.fetch(
-        """SELECT l.lot_id, l.account_id, l.symbol, l.acquired_on, l.remaining, l.remaining_cost
-           FROM lots l JOIN unnest($1::text[], $2::text[]) AS p(a, s) ON l.account_id = p.a AND l.symbol = p.s
-           WHERE l.remaining > 0 ORDER BY l.lot_id FOR UPDATE OF l""",
+        # One index probe per pair (``lots_open``), whatever the size of the lots table.
+        """SELECT l.* FROM unnest($1::text[], $2::text[]) AS p(a, s)
+           CROSS JOIN LATERAL (SELECT lot_id, account_id, symbol, acquired_on, remaining, remaining_cost FROM lots
+                               WHERE account_id = p.a AND symbol = p.s AND remaining > 0 FOR UPDATE) l
+           ORDER BY l.lot_id""",
         [a for a, _ in pairs], [s for _, s in pairs],
     )
     out: dict[tuple[str, str], list[Lot]] = defaultdict(list)
