@@ -137,7 +137,7 @@ async def bench_close(settings: Settings, rows: list[tuple]) -> tuple[float, dic
         conn = await asyncpg.connect(settings.database_url)
         try:
             start = time.perf_counter()
-            await conn.copy_records_to_table("intents", schema_name="window", records=rows, columns=INTENT_COLUMNS)
+            await conn.copy_records_to_table("submitted_intents", schema_name="window", records=rows, columns=INTENT_COLUMNS)
             marks["copy-in"] = time.perf_counter() - start
             reply = await bus.request(CloseWindow(), timeout=3600)
             assert reply.ok, reply

@@ -36,10 +36,12 @@ async def insert_intents(conn: asyncpg.Connection, batch_id: UUID, intents: Sequ
     """Store a batch as pending intents in one statement; an intent id stored before is left
     as it is. Returns how many were new."""
     rows = await conn.fetch(
-        """INSERT INTO intents (intent_id, batch_id, account_id, symbol, side, amount, quantity, source, created_at)
+        """INSERT INTO submitted_intents (intent_id, batch_id, account_id, symbol, side, amount, quantity, source,
+                                          created_at)
            SELECT i, $1, a, s, d, m, q, o, $9
            FROM unnest($2::uuid[], $3::text[], $4::text[], $5::text[], $6::numeric[], $7::numeric[], $8::text[])
                 AS t(i, a, s, d, m, q, o)
+           WHERE NOT EXISTS (SELECT 1 FROM window_intents w WHERE w.intent_id = t.i)
            ON CONFLICT (intent_id) DO NOTHING RETURNING intent_id""",
         batch_id, *_intent_columns(intents), created_at,
     )
@@ -177,7 +179,8 @@ async def freeze_and_fund(conn: asyncpg.Connection, window_id: UUID, started_at:
     nothing; a dollar buy funded under $1 is rejected with ``under_minimum``."""
     funding = _FUNDING.format(margin="$8", under_minimum="$5", not_held="$6", shares_unfunded="$7")
     result = await conn.execute(
-        f"""WITH pend AS (SELECT DISTINCT account_id FROM intents WHERE status = 'pending' AND created_at <= $2),
+        f"""WITH pend AS (SELECT DISTINCT account_id FROM submitted_intents
+                           WHERE status = 'pending' AND created_at <= $2),
                  eligible AS (
                      SELECT pend.account_id FROM pend
                      LEFT JOIN accounts a USING (account_id) LEFT JOIN cash c USING (account_id)
@@ -185,29 +188,32 @@ async def freeze_and_fund(conn: asyncpg.Connection, window_id: UUID, started_at:
                         OR coalesce(c.cash, 0) + coalesce((SELECT sum(p.quantity * pr.price) FROM positions p
                                                            JOIN prices pr USING (symbol)
                                                            WHERE p.account_id = pend.account_id), 0) >= $4),
+                 -- re-checked on rows changed under the statement: an intent cancelled by a
+                 -- transaction that committed meanwhile stays cancelled
+                 taken AS (DELETE FROM submitted_intents i
+                           WHERE i.status = 'pending' AND i.created_at <= $2
+                             AND i.account_id IN (SELECT account_id FROM eligible)
+                           RETURNING i.*),
                  reserved AS (SELECT account_id, sum(amount) AS amount FROM reservations
                               WHERE account_id IN (SELECT account_id FROM eligible) GROUP BY account_id),
                  t AS (SELECT i.intent_id, i.account_id, i.symbol, i.side, i.amount, i.quantity, i.created_at,
                               {_TIER} AS tier, coalesce(c.cash, 0) - coalesce(r.amount, 0) AS cash, pr.price,
                               p.quantity AS held
-                       FROM intents i LEFT JOIN cash c ON c.account_id = i.account_id
+                       FROM taken i LEFT JOIN cash c ON c.account_id = i.account_id
                        LEFT JOIN reserved r ON r.account_id = i.account_id
                        LEFT JOIN prices pr ON pr.symbol = i.symbol
-                       LEFT JOIN positions p ON p.account_id = i.account_id AND p.symbol = i.symbol
-                       WHERE i.status = 'pending' AND i.created_at <= $2
-                         AND i.account_id IN (SELECT account_id FROM eligible)),
+                       LEFT JOIN positions p ON p.account_id = i.account_id AND p.symbol = i.symbol),
                  {funding}
-            UPDATE intents i
-            SET window_id = $1,
-                funded_amount = CASE WHEN ok.taken THEN ok.amount END,
-                funded_quantity = CASE WHEN ok.taken THEN ok.quantity END,
-                held = CASE WHEN ok.taken AND ok.side = 'sell' THEN ok.held END,
-                status = CASE WHEN ok.taken THEN 'frozen' ELSE 'rejected' END,
-                reason = CASE WHEN ok.taken THEN NULL ELSE ok.why END
-            FROM ok
-            -- re-checked on rows changed under the statement: an intent cancelled by a
-            -- transaction that committed meanwhile stays cancelled
-            WHERE i.intent_id = ok.intent_id AND i.status = 'pending'""",
+            -- in key order: the key's index is written page by page, not at random
+            INSERT INTO window_intents (intent_id, batch_id, account_id, symbol, side, amount, quantity, source,
+                                        status, window_id, reason, created_at, funded_amount, funded_quantity, held)
+            SELECT i.intent_id, i.batch_id, i.account_id, i.symbol, i.side, i.amount, i.quantity, i.source,
+                   CASE WHEN ok.taken THEN 'frozen' ELSE 'rejected' END, $1,
+                   CASE WHEN ok.taken THEN NULL ELSE ok.why END, i.created_at,
+                   CASE WHEN ok.taken THEN ok.amount END, CASE WHEN ok.taken THEN ok.quantity END,
+                   CASE WHEN ok.taken AND ok.side = 'sell' THEN ok.held END
+            FROM taken i JOIN ok USING (intent_id)
+            ORDER BY i.intent_id""",
         window_id, started_at, session, both_windows_equity, under_minimum, not_held, shares_unfunded, margin)
     return int(result.split()[-1])
 
@@ -228,13 +234,13 @@ async def refund_after_carry_over(conn: asyncpg.Connection, window_id: UUID, acc
                  t AS (SELECT i.intent_id, i.account_id, i.symbol, i.side, i.funded_amount AS amount,
                               i.funded_quantity AS quantity, i.created_at, {_TIER} AS tier,
                               coalesce(c.cash, 0) - coalesce(r.amount, 0) AS cash, pr.price, i.held
-                       FROM intents i LEFT JOIN cash c ON c.account_id = i.account_id
+                       FROM window_intents i LEFT JOIN cash c ON c.account_id = i.account_id
                        LEFT JOIN reserved r ON r.account_id = i.account_id
                        LEFT JOIN prices pr ON pr.symbol = i.symbol
                        WHERE i.window_id = $1 AND i.status = 'frozen' AND i.account_id = ANY($2::text[])),
                  {funding},
                  changed AS (
-                     UPDATE intents i
+                     UPDATE window_intents i
                      SET funded_amount = CASE WHEN ok.taken THEN ok.amount END,
                          funded_quantity = CASE WHEN ok.taken THEN ok.quantity END,
                          status = CASE WHEN ok.taken THEN 'frozen' ELSE 'rejected' END,
@@ -259,7 +265,7 @@ async def reserve(conn: asyncpg.Connection, window_id: UUID, margin: Decimal = d
                         sum(coalesce(i.funded_amount,
                                      ceil(i.funded_quantity * coalesce(p.price, 0) * (1 + $2::numeric) * 100) / 100))
                             AS amount
-                 FROM intents i LEFT JOIN prices p USING (symbol)
+                 FROM window_intents i LEFT JOIN prices p USING (symbol)
                  WHERE i.window_id = $1 AND i.status = 'frozen' AND i.side = 'buy'
                  GROUP BY i.account_id) r
            WHERE amount > 0""",
@@ -306,7 +312,7 @@ async def apply_fills_booked(conn: asyncpg.Connection, window_id: UUID, accounts
 async def rejected_of(conn: asyncpg.Connection, window_id: UUID) -> list[asyncpg.Record]:
     """Per account: the intents the window rejected and why."""
     return await conn.fetch(
-        """SELECT account_id, jsonb_object_agg(intent_id, reason) AS reasons FROM intents
+        """SELECT account_id, jsonb_object_agg(intent_id, reason) AS reasons FROM window_intents
            WHERE window_id = $1 AND status = 'rejected' GROUP BY account_id ORDER BY account_id""", window_id)
 
 
@@ -323,7 +329,7 @@ async def insert_net_orders(conn: asyncpg.Connection, window_id: UUID) -> list[N
            FROM (SELECT symbol,
                         coalesce(sum(CASE side WHEN 'buy' THEN funded_amount ELSE -funded_amount END), 0) AS net,
                         coalesce(sum(CASE side WHEN 'buy' THEN funded_quantity ELSE -funded_quantity END), 0) AS shares
-                 FROM intents WHERE window_id = $1 AND status = 'frozen' GROUP BY symbol) n
+                 FROM window_intents WHERE window_id = $1 AND status = 'frozen' GROUP BY symbol) n
            ORDER BY symbol
            RETURNING symbol, side, notional, shares""", window_id)
     return sorted((_order(r) for r in rows), key=lambda o: o.symbol)
@@ -348,7 +354,7 @@ _ALLOCATION = """
     f AS (SELECT i.intent_id, i.account_id, i.symbol, i.side, i.funded_amount AS amount,
                  i.funded_quantity AS fq, i.held, i.created_at, o.p AS price,
                  div(i.funded_amount * 100000, o.p) AS down, i.funded_amount * 100000 AS scaled
-          FROM intents i JOIN o USING (symbol) WHERE i.window_id = $1 AND i.status IN {statuses}),
+          FROM window_intents i JOIN o USING (symbol) WHERE i.window_id = $1 AND i.status IN {statuses}),
     r AS (SELECT f.*,
                  CASE WHEN fq IS NOT NULL THEN fq
                       ELSE ((down + CASE WHEN side = 'sell' AND down * price <> scaled THEN 1 ELSE 0 END) / 100000
@@ -470,12 +476,12 @@ async def summarise(conn: asyncpg.Connection, window_id: UUID) -> dict[str, Any]
                       coalesce(sum(i.funded_amount) FILTER (WHERE i.side = 'sell'), 0.00) AS gross_sell,
                       coalesce(sum(CASE i.side WHEN 'buy' THEN i.funded_quantity ELSE -i.funded_quantity END), 0)
                           AS net_shares
-               FROM intents i WHERE i.window_id = $1 AND i.status IN ('frozen', 'filled') GROUP BY i.symbol)
+               FROM window_intents i WHERE i.window_id = $1 AND i.status IN ('frozen', 'filled') GROUP BY i.symbol)
            SELECT jsonb_build_object(
-               'intents', (SELECT count(*) FROM intents WHERE window_id = $1)
+               'intents', (SELECT count(*) FROM window_intents WHERE window_id = $1)
                           + (SELECT count(*) FROM carried_over WHERE window_id = $1),
-               'accounts', (SELECT count(DISTINCT account_id) FROM intents WHERE window_id = $1),
-               'rejected', (SELECT count(*) FROM intents WHERE window_id = $1 AND status = 'rejected'),
+               'accounts', (SELECT count(DISTINCT account_id) FROM window_intents WHERE window_id = $1),
+               'rejected', (SELECT count(*) FROM window_intents WHERE window_id = $1 AND status = 'rejected'),
                'carried_over', (SELECT count(*) FROM carried_over WHERE window_id = $1),
                'halted', coalesce((SELECT jsonb_object_agg(symbol, halted) FROM orders
                                    WHERE window_id = $1 AND halted IS NOT NULL), '{}'::jsonb),
@@ -495,7 +501,8 @@ async def summarise(conn: asyncpg.Connection, window_id: UUID) -> dict[str, Any]
 
 
 async def accounts_in(conn: asyncpg.Connection, window_id: UUID) -> int:
-    return await conn.fetchval("SELECT count(DISTINCT account_id) FROM intents WHERE window_id = $1", window_id)
+    return await conn.fetchval("SELECT count(DISTINCT account_id) FROM window_intents WHERE window_id = $1",
+                               window_id)
 
 
 async def window_of(conn: asyncpg.Connection, window_id: UUID) -> asyncpg.Record | None:
@@ -510,7 +517,7 @@ async def cancel(conn: asyncpg.Connection, intent_ids: Sequence[UUID], batch_id:
     rows = await conn.fetch(
         """WITH wanted AS (SELECT unnest($1::uuid[]) AS intent_id
                            UNION SELECT intent_id FROM intents WHERE batch_id = $2),
-                done AS (UPDATE intents SET status = 'cancelled', reason = 'cancelled before its window'
+                done AS (UPDATE submitted_intents SET status = 'cancelled', reason = 'cancelled before its window'
                          WHERE intent_id IN (SELECT intent_id FROM wanted) AND status = 'pending'
                          RETURNING intent_id)
            SELECT w.intent_id, d.intent_id IS NOT NULL AS cancelled, i.status, i.window_id
@@ -539,15 +546,18 @@ async def carry_over(conn: asyncpg.Connection, window_id: UUID, halted: dict[str
         """WITH h AS (SELECT * FROM unnest($2::text[], $3::text[]) AS t(symbol, reason)),
                 halted AS (UPDATE orders o SET halted = h.reason FROM h
                            WHERE o.window_id = $1 AND o.symbol = h.symbol RETURNING o.symbol),
-                moved AS (UPDATE intents i SET status = 'pending', window_id = NULL, funded_amount = NULL,
-                                               funded_quantity = NULL, held = NULL, reason = h.reason
-                          FROM h WHERE i.window_id = $1 AND i.status = 'frozen' AND i.symbol = h.symbol
-                          RETURNING i.intent_id, i.account_id, i.symbol, h.reason),
+                moved AS (DELETE FROM window_intents i USING h
+                          WHERE i.window_id = $1 AND i.status = 'frozen' AND i.symbol = h.symbol
+                          RETURNING i.*, h.reason AS why),
+                back AS (INSERT INTO submitted_intents (intent_id, batch_id, account_id, symbol, side, amount,
+                                                        quantity, source, status, reason, created_at)
+                         SELECT intent_id, batch_id, account_id, symbol, side, amount, quantity, source, 'pending',
+                                why, created_at FROM moved),
                 kept AS (INSERT INTO carried_over (window_id, intent_id, reason)
-                         SELECT $1, intent_id, reason FROM moved)
+                         SELECT $1, intent_id, why FROM moved)
            SELECT account_id, array_agg(DISTINCT symbol ORDER BY symbol) AS symbols,
                   array_agg(intent_id ORDER BY intent_id) AS intents,
-                  string_agg(DISTINCT reason, '; ') AS reason
+                  string_agg(DISTINCT why, '; ') AS reason
            FROM moved GROUP BY account_id ORDER BY account_id""",
         window_id, symbols, [halted[x] for x in symbols])
 
@@ -560,7 +570,7 @@ async def reject_refused(conn: asyncpg.Connection, window_id: UUID, refused: dic
         """WITH r AS (SELECT * FROM unnest($2::text[], $3::text[]) AS t(symbol, reason)),
                 marked AS (UPDATE orders o SET refused = r.reason FROM r
                            WHERE o.window_id = $1 AND o.symbol = r.symbol RETURNING o.symbol),
-                dropped AS (UPDATE intents i SET status = 'rejected', reason = r.reason
+                dropped AS (UPDATE window_intents i SET status = 'rejected', reason = r.reason
                             FROM r WHERE i.window_id = $1 AND i.status = 'frozen' AND i.symbol = r.symbol
                             RETURNING i.intent_id, i.account_id, r.reason)
            SELECT account_id, jsonb_object_agg(intent_id, reason) AS reasons
@@ -588,7 +598,8 @@ async def lock_window(conn: asyncpg.Connection, window_id: UUID) -> asyncpg.Reco
 
 async def intents_of(conn: asyncpg.Connection, window_id: UUID) -> list[Intent]:
     rows = await conn.fetch(
-        f"SELECT {_INTENT_COLUMNS} FROM intents WHERE window_id = $1 ORDER BY created_at, intent_id", window_id)
+        f"SELECT {_INTENT_COLUMNS} FROM window_intents WHERE window_id = $1 ORDER BY created_at, intent_id",
+        window_id)
     return [_intent(r) for r in rows]
 
 

@@ -334,8 +334,15 @@ async def test_cancel_after_the_window_started_is_refused_and_the_order_stays_op
 async def frozen(settings, order_id: str, on: bool) -> None:
     conn = await asyncpg.connect(settings.database_url)
     try:
-        await conn.execute('UPDATE "window".intents SET status = $2, window_id = $3 WHERE intent_id = $1',
-                           uuid.UUID(order_id), "frozen" if on else "pending", uuid.uuid4() if on else None)
+        # as a window's freeze (and a carry-over back) moves it
+        source, target = ("submitted_intents", "window_intents") if on else ("window_intents", "submitted_intents")
+        await conn.execute(
+            f"""WITH m AS (DELETE FROM "window".{source} WHERE intent_id = $1 RETURNING *)
+                INSERT INTO "window".{target} (intent_id, batch_id, account_id, symbol, side, amount, quantity,
+                                               source, status, window_id, reason, created_at)
+                SELECT intent_id, batch_id, account_id, symbol, side, amount, quantity, source, $2, $3, reason,
+                       created_at FROM m""",
+            uuid.UUID(order_id), "frozen" if on else "pending", uuid.uuid4() if on else None)
     finally:
         await conn.close()
 

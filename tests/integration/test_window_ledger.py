@@ -236,7 +236,7 @@ async def check_random_window(conn, rng: random.Random) -> None:
                            [(a, s, q) for (a, s), q in held.items()])
     await store.set_prices(conn, prices)
     # Whatever is pending from elsewhere is set aside inside this rolled-back transaction.
-    await conn.execute("UPDATE intents SET status = 'cancelled' WHERE status = 'pending'")
+    await conn.execute("UPDATE submitted_intents SET status = 'cancelled' WHERE status = 'pending'")
     from datetime import UTC, datetime
     now = datetime.now(UTC)
     await store.insert_intents(conn, uuid.uuid4(), intents, now)
