@@ -39,6 +39,7 @@ if str(REPO) not in sys.path:
 
 import asyncpg  # noqa: E402
 
+from bench_cpu import cpu_seconds  # noqa: E402  (beside this file)
 from m1.runner import migrate_all  # noqa: E402
 from shared.contracts import CloseWindow  # noqa: E402
 from shared.db import drop_database, ensure_database  # noqa: E402
@@ -123,12 +124,12 @@ async def setup_services(url: str, accounts: int, prices: dict[str, Decimal]) ->
         await conn.close()
 
 
-async def bench_close(settings: Settings, rows: list[tuple]) -> tuple[float, dict[str, float], int]:
+async def bench_close(settings: Settings, rows: list[tuple]) -> tuple[float, dict[str, tuple[float, dict]], int]:
     from services.ledger.app import create_service as ledger
     from services.market.app import create_service as market
     from services.window.app import create_service as window
 
-    marks: dict[str, float] = {}
+    marks: dict[str, tuple[float, dict]] = {}  # what -> (seconds since start, CPU seconds by role then)
     services = [ledger(settings), market(settings), window(settings)]
     async with services[0].running(), services[1].running(), services[2].running(), \
             Bus(settings.rabbitmq_url) as bus:
@@ -136,21 +137,27 @@ async def bench_close(settings: Settings, rows: list[tuple]) -> tuple[float, dic
             service.log.setLevel(logging.WARNING)
         conn = await asyncpg.connect(settings.database_url)
         try:
+            cpu_start = cpu_seconds({})
             start = time.perf_counter()
+
+            def mark(what: str) -> None:
+                marks[what] = (time.perf_counter() - start, cpu_seconds({}) - cpu_start)
+
             await conn.copy_records_to_table("submitted_intents", schema_name="window", records=rows, columns=INTENT_COLUMNS)
-            marks["copy-in"] = time.perf_counter() - start
+            mark("copy-in")
             reply = await bus.request(CloseWindow(), timeout=3600)
             assert reply.ok, reply
-            marks["closed (frozen, funded, netted)"] = time.perf_counter() - start
+            mark("closed (frozen, funded, netted)")
             window_id = reply.result["window_id"]
             while (batches := await conn.fetchval(
                     """SELECT batches FROM "window".windows WHERE window_id = $1 AND status = 'allocated'""",
                     uuid.UUID(window_id))) is None:
                 await asyncio.sleep(0.05)
-            marks["allocated, batches in the outbox"] = time.perf_counter() - start
+            mark("allocated, batches in the outbox")
             while await conn.fetchval("SELECT count(*) FROM ledger.entries WHERE kind = 'fill' AND reference LIKE $1",
                                       f"{window_id}:%") < batches:
                 await asyncio.sleep(0.05)
+            mark("every batch booked")
             elapsed = time.perf_counter() - start
             fills = await conn.fetchval('SELECT count(*) FROM "window".fills WHERE window_id = $1',
                                         uuid.UUID(window_id))
@@ -186,8 +193,13 @@ async def main(args: argparse.Namespace) -> int:
           f"{__import__('os').cpu_count()} cores), {datetime.now(UTC):%Y-%m-%d %H:%M} UTC")
     print(f"  intents {args.intents:,}, accounts {args.accounts:,}, securities {args.securities}, "
           f"accounts per fills batch {args.batch_accounts}, fills booked {fills:,}")
-    for what, at in marks.items():
-        print(f"  close: {what:<34} at {at:8.2f} s")
+    print("  close, by phase (wall seconds; CPU seconds of the services' process, PostgreSQL, RabbitMQ, other):")
+    before_at, before_cpu = 0.0, {}
+    for what, (at, cpu) in marks.items():
+        used = {role: cpu.get(role, 0) - before_cpu.get(role, 0) for role in ("bench", "postgres", "rabbitmq", "other")}
+        print(f"    {what:<34} at {at:7.2f} s  (+{at - before_at:6.2f} s; CPU services {used['bench']:5.1f}, "
+              f"postgres {used['postgres']:5.1f}, rabbitmq {used['rabbitmq']:4.1f}, other {used['other']:4.1f})")
+        before_at, before_cpu = at, cpu
     print(f"  close: COPY-in to every batch booked: {elapsed:8.2f} s")
     print(f"  floor: COPY-in + one set-based netting and allocation statement: {floor:8.2f} s")
     print(f"  ratio close / floor: {elapsed / floor:.2f}x (goal: within 3x)")

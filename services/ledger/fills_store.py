@@ -47,13 +47,28 @@ class FillColumns:
         return len(self.intent_ids)
 
 
-_FILLS = """f AS (SELECT a, s, d, q::numeric AS q, m::numeric AS m
-                  FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[]) AS t(a, s, d, q, m))"""
+async def stage(conn: asyncpg.Connection, fills: FillColumns) -> None:
+    """Put the batch's fills in a temporary table for the rest of the transaction
+    (``batch_fills``), so that every statement of the booking reads them from there: the
+    columns are encoded and sent once, not once per statement."""
+    await conn.execute(
+        """CREATE TEMPORARY TABLE batch_fills (intent_id uuid, account_id text, symbol text, side text,
+                                               quantity numeric, amount numeric, price numeric) ON COMMIT DROP""")
+    await conn.execute(
+        """INSERT INTO batch_fills
+           SELECT i, a, s, d, q::numeric, m::numeric, p::numeric
+           FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[])
+                AS t(i, a, s, d, q, m, p)""",
+        fills.intent_ids, fills.accounts, fills.symbols, fills.sides, fills.quantities, fills.amounts, fills.prices)
 
 
-async def insert_postings(conn: asyncpg.Connection, entry_id: int, fills: FillColumns,
-                          executions: Sequence[Execution], residues: Sequence[Residue], clearing: str | None) -> None:
-    """The entry's postings, and the customer balances moved by them, in one statement.
+_FILLS = """f AS (SELECT account_id AS a, symbol AS s, side AS d, quantity AS q, amount AS m FROM batch_fills)"""
+
+
+async def insert_postings(conn: asyncpg.Connection, entry_id: int, executions: Sequence[Execution],
+                          residues: Sequence[Residue], clearing: str | None) -> None:
+    """The entry's postings for the staged fills (``stage``), and the customer balances moved
+    by them, in one statement.
 
     Per account one cash leg (the sum of its fills) and one securities leg per security; the
     street's legs per execution, the firm's residue legs, and, with ``clearing``, per asset the
@@ -61,8 +76,8 @@ async def insert_postings(conn: asyncpg.Connection, entry_id: int, fills: FillCo
     Without it the entry must balance by itself (the trigger refuses it otherwise)."""
     await conn.execute(
         f"""WITH {_FILLS},
-                 x AS (SELECT * FROM unnest($7::text[], $8::text[], $9::text[], $10::text[]) AS t(s, d, q, m)),
-                 r AS (SELECT * FROM unnest($11::text[], $12::text[], $13::text[]) AS t(s, q, m)),
+                 x AS (SELECT * FROM unnest($2::text[], $3::text[], $4::text[], $5::text[]) AS t(s, d, q, m)),
+                 r AS (SELECT * FROM unnest($6::text[], $7::text[], $8::text[]) AS t(s, q, m)),
                  legs AS (
                      SELECT 'customer:' || a || ':cash' AS book, '{USD}' AS asset,
                             sum(CASE d WHEN 'buy' THEN -m ELSE m END) AS amount FROM f GROUP BY a
@@ -79,7 +94,7 @@ async def insert_postings(conn: asyncpg.Connection, entry_id: int, fills: FillCo
                      SELECT '{RESIDUE}', s, sum(q::numeric) FROM r GROUP BY s),
                  every_leg AS (SELECT * FROM legs
                                UNION ALL
-                               SELECT $14::text, asset, -sum(amount) FROM legs WHERE $14::text IS NOT NULL
+                               SELECT $9::text, asset, -sum(amount) FROM legs WHERE $9::text IS NOT NULL
                                GROUP BY asset),
                  posted AS (INSERT INTO postings (entry_id, book, asset, amount)
                             SELECT $1, book, asset, amount FROM every_leg WHERE amount <> 0
@@ -87,66 +102,58 @@ async def insert_postings(conn: asyncpg.Connection, entry_id: int, fills: FillCo
             INSERT INTO balances (book, asset, amount)
             SELECT book, asset, amount FROM posted WHERE book NOT LIKE 'firm:%' ORDER BY book, asset
             ON CONFLICT (book, asset) DO UPDATE SET amount = balances.amount + EXCLUDED.amount""",
-        entry_id, fills.accounts, fills.symbols, fills.sides, fills.quantities, fills.amounts,
-        [e.symbol for e in executions], [e.side.value for e in executions],
+        entry_id, [e.symbol for e in executions], [e.side.value for e in executions],
         [format(e.quantity, "f") for e in executions], [format(e.amount, "f") for e in executions],
         [r.symbol for r in residues], [format(r.quantity, "f") for r in residues],
         [format(r.amount, "f") for r in residues], clearing)
 
 
-async def insert_trades(conn: asyncpg.Connection, entry_id: int, window_id: UUID, fills: FillColumns,
-                        booked_at: datetime, settles_on: date) -> None:
-    """One trade row per fill of the entry, with the date its cash settles."""
+async def insert_trades(conn: asyncpg.Connection, entry_id: int, window_id: UUID, booked_at: datetime,
+                        settles_on: date) -> None:
+    """One trade row per staged fill of the entry, with the date its cash settles."""
     await conn.execute(
-        f"""WITH {_FILLS}
-            INSERT INTO trades (entry_id, window_id, account_id, symbol, side, quantity, amount, booked_at, settles_on)
-            SELECT $1, $7, a, s, d, q, m, $8, $9 FROM f""",
-        entry_id, fills.accounts, fills.symbols, fills.sides, fills.quantities, fills.amounts, str(window_id),
-        booked_at, settles_on)
+        """INSERT INTO trades (entry_id, window_id, account_id, symbol, side, quantity, amount, booked_at, settles_on)
+           SELECT $1, $2, account_id, symbol, side, quantity, amount, $3, $4 FROM batch_fills""",
+        entry_id, str(window_id), booked_at, settles_on)
 
 
-async def insert_buy_lots(conn: asyncpg.Connection, window_id: UUID, fills: FillColumns, acquired_at: datetime,
+async def insert_buy_lots(conn: asyncpg.Connection, window_id: UUID, acquired_at: datetime,
                           acquired_on: date) -> None:
-    """A tax lot per buy fill of shares: its quantity, at the amount paid."""
+    """A tax lot per staged buy fill of shares: its quantity, at the amount paid."""
     await conn.execute(
         """INSERT INTO lots (account_id, symbol, window_id, intent_id, acquired_at, acquired_on, quantity, cost,
                              remaining, remaining_cost)
-           SELECT a, s, $1, i, $2, $3, q, m, q, m
-           FROM (SELECT a, s, i, q::numeric AS q, m::numeric AS m
-                 FROM unnest($4::text[], $5::text[], $6::uuid[], $7::text[], $8::text[], $9::text[])
-                      AS t(a, s, i, d, q, m) WHERE d = 'buy') b
-           WHERE q > 0""",
-        str(window_id), acquired_at, acquired_on, fills.accounts, fills.symbols, fills.intent_ids, fills.sides,
-        fills.quantities, fills.amounts)
+           SELECT account_id, symbol, $1, intent_id, $2, $3, quantity, amount, quantity, amount
+           FROM batch_fills WHERE side = 'buy' AND quantity > 0""",
+        str(window_id), acquired_at, acquired_on)
 
 
-async def fills_booked_json(conn: asyncpg.Connection, window_id: UUID, batch: int, booked_at: datetime,
-                            fills: FillColumns) -> str:
-    """Bump the version of every account of the batch and build the batch's
+async def fills_booked_json(conn: asyncpg.Connection, window_id: UUID, batch: int, booked_at: datetime) -> str:
+    """Bump the version of every account of the staged fills and build the batch's
     ``ledger.fills.booked`` body: per account (in account order) its fills, its cash and
     complete positions after them, and its new version. Built by PostgreSQL from the rows
     just booked: no model per fill or per account in Python."""
     return await conn.fetchval(
-        """WITH v AS (UPDATE accounts SET version = version + 1 FROM unnest($1::text[]) AS u(a)
+        """WITH v AS (UPDATE accounts SET version = version + 1
+                      FROM (SELECT DISTINCT account_id AS a FROM batch_fills) u
                       WHERE account_id = u.a RETURNING account_id, version),
-                f AS (SELECT a, json_agg(json_build_object('intent_id', i, 'account_id', a, 'symbol', s, 'side', d,
-                                                           'quantity', q, 'amount', m, 'price', p)
-                                         ORDER BY i) AS fills
-                      FROM unnest($5::uuid[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[],
-                                  $11::text[]) AS t(i, a, s, d, q, m, p)
-                      GROUP BY a)
+                f AS (SELECT account_id AS a,
+                             json_agg(json_build_object('intent_id', intent_id, 'account_id', account_id,
+                                                        'symbol', symbol, 'side', side, 'quantity', quantity::text,
+                                                        'amount', amount::text, 'price', price::text)
+                                      ORDER BY intent_id) AS fills
+                      FROM batch_fills GROUP BY account_id)
            SELECT json_build_object(
-               'window_id', $2::uuid, 'batch', $3::int, 'booked_at', $4::timestamptz,
+               'window_id', $1::uuid, 'batch', $2::int, 'booked_at', $3::timestamptz,
                'accounts', coalesce(json_agg(json_build_object(
-                   'account_id', v.account_id, 'window_id', $2::uuid, 'fills', f.fills,
+                   'account_id', v.account_id, 'window_id', $1::uuid, 'fills', f.fills,
                    'cash', coalesce(c.amount, 0)::numeric(16, 2)::text,
                    'positions', coalesce(pos.held, '{}'::json), 'version', v.version,
-                   'booked_at', $4::timestamptz) ORDER BY v.account_id), '[]'::json))::text
+                   'booked_at', $3::timestamptz) ORDER BY v.account_id), '[]'::json))::text
            FROM v JOIN f ON f.a = v.account_id
            LEFT JOIN balances c ON c.book = 'customer:' || v.account_id || ':cash' AND c.asset = 'USD'
            LEFT JOIN LATERAL (SELECT json_object_agg(b.asset, b.amount::text ORDER BY b.asset) AS held
                               FROM balances b
                               WHERE b.book = 'customer:' || v.account_id || ':securities' AND b.amount <> 0) pos
                   ON true""",
-        sorted(set(fills.accounts)), window_id, batch, booked_at, fills.intent_ids, fills.accounts, fills.symbols,
-        fills.sides, fills.quantities, fills.amounts, fills.prices)
+        window_id, batch, booked_at)

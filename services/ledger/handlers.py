@@ -257,13 +257,14 @@ def register(service: Service) -> None:
                                             correlation_id=tx.correlation_id, booked_at=tx.now)
         if entry_id is None:
             return False
-        await fills_store.insert_postings(tx.conn, entry_id, fills, executions, residues, clearing)
-        await fills_store.insert_trades(tx.conn, entry_id, window_id, fills, tx.now,
+        await fills_store.stage(tx.conn, fills)
+        await fills_store.insert_postings(tx.conn, entry_id, executions, residues, clearing)
+        await fills_store.insert_trades(tx.conn, entry_id, window_id, tx.now,
                                         settlement.settles_on(tx.now, service.settings.ledger_settlement_days))
         await lots_handlers.book_lots(tx, window_id, fills)
         if fills:
-            tx.emit_json(FillsBooked, (await fills_store.fills_booked_json(tx.conn, window_id, batch, tx.now,
-                                                                            fills)).encode())
+            tx.emit_json(FillsBooked, (await fills_store.fills_booked_json(tx.conn, window_id, batch,
+                                                                            tx.now)).encode())
         return True
 
     report_handlers.register(service, pay_out_held)

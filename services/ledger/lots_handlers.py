@@ -67,7 +67,8 @@ async def emit_cash_changes(tx: Tx, deltas: dict[str, Decimal], cause: str, caus
 
 
 async def book_lots(tx: Tx, window_id: object, fills: FillColumns) -> None:
-    """After a fill entry (the accounts locked): open a lot per buy (one statement), close
+    """After a fill entry (the accounts locked, the fills staged: ``fills_store.stage``):
+    open a lot per buy (one statement), close
     lots per sell in the tax-minimising order and record the realised gains, and flag wash
     sales. (The sells' regulatory fees are booked by the daily job of the trade date:
     ``charge_regulatory_fees``.)"""
@@ -87,7 +88,7 @@ async def book_lots(tx: Tx, window_id: object, fills: FillColumns) -> None:
         await lots_store.update_lots(tx.conn, changed.values())
         await lots_store.insert_gains(tx.conn, closed, tx.now, today)
         loss_pairs = {(s.account_id, s.symbol) for s, c in closed if c.gain < 0}
-    await fills_store.insert_buy_lots(tx.conn, window_id, fills, tx.now, today)
+    await fills_store.insert_buy_lots(tx.conn, window_id, tx.now, today)
     # A loss sale now, or a buy now of a security sold at a loss in the last 30 days.
     buy_pairs = {(a, s) for a, s, d in zip(fills.accounts, fills.symbols, fills.sides) if d == "buy"}
     await lots_store.flag_wash_sales(tx.conn, sorted(loss_pairs | buy_pairs), lots.WASH_SALE_DAYS)

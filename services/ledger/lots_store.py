@@ -45,6 +45,10 @@ async def update_lots(conn: asyncpg.Connection, lots: Iterable[Lot]) -> None:
         )
 
 
+def _text(value: Decimal | None) -> str | None:
+    return None if value is None else format(value, "f")
+
+
 async def insert_gains(conn: asyncpg.Connection, closed: Sequence[tuple[Sale, Closure]], sold_at: datetime,
                        sold_on: date) -> None:
     if closed:
@@ -52,12 +56,13 @@ async def insert_gains(conn: asyncpg.Connection, closed: Sequence[tuple[Sale, Cl
             """INSERT INTO realised_gains (account_id, symbol, sale_id, lot_id, acquired_on, sold_at, sold_on,
                                            quantity, proceeds, cost, gain, term, basis_known)
                SELECT a, s, i, l, d, $1, $2, q, p, c, p - c, t, l IS NOT NULL
-               FROM unnest($3::text[], $4::text[], $5::text[], $6::bigint[], $7::date[], $8::numeric[],
-                           $9::numeric[], $10::numeric[], $11::text[]) AS u(a, s, i, l, d, q, p, c, t)""",
+               FROM unnest($3::text[], $4::text[], $5::text[], $6::bigint[], $7::date[], $8::text[]::numeric[],
+                           $9::text[]::numeric[], $10::text[]::numeric[], $11::text[]) AS u(a, s, i, l, d, q, p, c, t)""",
+            # decimals as text: asyncpg's binary numeric encoding costs more than PostgreSQL's parsing
             sold_at, sold_on, [s.account_id for s, _ in closed], [s.symbol for s, _ in closed],
             [s.sale_id for s, _ in closed], [c.lot_id for _, c in closed], [c.acquired for _, c in closed],
-            [c.quantity for _, c in closed], [c.proceeds for _, c in closed], [c.cost for _, c in closed],
-            [c.term for _, c in closed],
+            [_text(c.quantity) for _, c in closed], [_text(c.proceeds) for _, c in closed],
+            [_text(c.cost) for _, c in closed], [c.term for _, c in closed],
         )
 
 

@@ -7,6 +7,7 @@ import asyncio
 import json
 import uuid
 from datetime import datetime
+from decimal import Decimal
 from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict
@@ -17,7 +18,6 @@ from shared.contracts import (
     AccountId,
     AccountOpened,
     CancelIntents,
-    Cash,
     CashChanged,
     CloseWindow,
     ExecuteOrders,
@@ -33,7 +33,6 @@ from shared.contracts import (
     OrdersExecuted,
     PositionChanged,
     PricesChanged,
-    Quantity,
     SetTradeWindow,
     Symbol,
     WindowClosing,
@@ -43,10 +42,12 @@ from shared.messaging import Rejected, Tx
 from shared.service import Service
 
 class _Balances(BaseModel):
+    # Plain decimals (parsed by pydantic-core, not the contract's stricter Python check): the
+    # ledger built these from its own rows, and a batch carries tens of thousands.
     model_config = ConfigDict(frozen=True, extra="ignore")
     account_id: AccountId
-    cash: Cash
-    positions: dict[Symbol, Quantity]
+    cash: Decimal
+    positions: dict[Symbol, Decimal]
     version: int
 
 
