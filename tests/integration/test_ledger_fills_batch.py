@@ -8,44 +8,25 @@ from __future__ import annotations
 import random
 import uuid
 from collections import defaultdict
-from datetime import UTC, datetime
 from decimal import Decimal as D
 
 import pytest
 
 from services.ledger import domain
-from services.ledger.app import create_service
 from shared.contracts import (
-    DepositReceived,
     Execution,
     Fill,
     FillsBatch,
     FillsBooked,
-    OpenAccount,
     Residue,
 )
+from tests.integration.test_ledger_lots import ledger, open_funded  # noqa: F401 (a fixture)
 from tests.integration.test_order_margin import handled, new_symbol, publish
 from tests.integration.test_window_market import Seen, listen
 from tests.support import eventually, fetch, fetchval
 from tests.support_ledger import assert_ledger_checks_out
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-async def ledger(topology_declared):
-    settings = topology_declared.model_copy(update={"ledger_day_schedule": False})
-    async with create_service(settings).running() as svc:
-        yield svc
-
-
-async def open_funded(bus, settings, amount: str) -> str:
-    account = f"acc-{uuid.uuid4().hex[:8]}"
-    assert (await bus.request(OpenAccount(account_id=account))).ok
-    deposit = DepositReceived(deposit_id=uuid.uuid4(), account_id=account, amount=D(amount), currency="USD",
-                              received_at=datetime.now(UTC))
-    await handled(settings, "ledger", await publish(bus, deposit, str(deposit.deposit_id)))
-    return account
 
 
 def window_of(accounts: list[str], symbols: list[str], seed: int) -> tuple[list[Execution], list[Fill], list[Residue]]:
