@@ -62,12 +62,12 @@ async def insert_entry(conn: asyncpg.Connection, *, kind: str, reference: str, a
 
 
 async def book_entry(conn: asyncpg.Connection, *, kind: str, reference: str, account_id: str | None,
-                     correlation_id: str, booked_at: datetime, postings: Sequence[Posting],
-                     new_balances: bool = True) -> tuple[int, dict[tuple[str, str], Decimal]] | None:
+                     correlation_id: str, booked_at: datetime, postings: Sequence[Posting]
+                     ) -> tuple[int, dict[tuple[str, str], Decimal]] | None:
     """Insert an entry and its postings, and move the customer balances. Returns the entry id
-    and the new balance of every customer (book, asset) it moved (none with
-    ``new_balances=False``, for a caller that reads what it needs itself), or None when an
-    entry of the same kind and reference already exists (it was booked before).
+    and the new balance of every customer (book, asset) it moved, or None when an entry of
+    the same kind and reference already exists (it was booked before). (A window's fills are
+    booked by ``fills_store``, set-based.)
 
     Firm books (``firm:*``) get no running balance: every deposit touches ``firm:bank``, and a
     running row would serialise all bookings on its lock. Their balances are summed from
@@ -80,7 +80,7 @@ async def book_entry(conn: asyncpg.Connection, *, kind: str, reference: str, acc
     books = [p.book for p in postings]
     assets = [p.asset for p in postings]
     # Amounts travel as text: asyncpg's binary numeric encoding costs more than PostgreSQL's
-    # parsing of the same digits (a window batch has tens of thousands of legs).
+    # parsing of the same digits.
     amounts = [str(p.amount) for p in postings]
     # One statement for all legs, so the balance trigger sees the whole entry.
     await conn.execute(
@@ -88,16 +88,13 @@ async def book_entry(conn: asyncpg.Connection, *, kind: str, reference: str, acc
            SELECT $1, b, a, m::numeric FROM unnest($2::text[], $3::text[], $4::text[]) AS t(b, a, m)""",
         entry_id, books, assets, amounts,
     )
-    moved = f"""INSERT INTO balances (book, asset, amount)
+    rows = await conn.fetch(
+        """INSERT INTO balances (book, asset, amount)
            SELECT b, a, sum(m::numeric) FROM unnest($1::text[], $2::text[], $3::text[]) AS t(b, a, m)
            WHERE b NOT LIKE 'firm:%'
            GROUP BY b, a ORDER BY b, a
            ON CONFLICT (book, asset) DO UPDATE SET amount = balances.amount + EXCLUDED.amount
-           {"RETURNING book, asset, amount" if new_balances else ""}"""
-    if not new_balances:
-        await conn.execute(moved, books, assets, amounts)
-        return entry_id, {}
-    rows = await conn.fetch(moved, books, assets, amounts)
+           RETURNING book, asset, amount""", books, assets, amounts)
     return entry_id, {(r["book"], r["asset"]): r["amount"] for r in rows}
 
 

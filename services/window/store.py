@@ -414,26 +414,11 @@ async def replay_allocation(conn: asyncpg.Connection, window_id: UUID) -> list[F
     return [_fill(r) for r in rows]
 
 
-async def fills_by_batch(conn: asyncpg.Connection, window_id: UUID, accounts_per_batch: int) -> list[list[Fill]]:
-    """The window's stored fills, every account's in one batch, ``accounts_per_batch``
-    accounts per batch, in account order."""
-    rows = await conn.fetch(
-        """SELECT (dense_rank() OVER (ORDER BY account_id) - 1) / $2 AS batch,
-                  intent_id, account_id, symbol, side, quantity, amount, price
-           FROM fills WHERE window_id = $1 ORDER BY account_id, intent_id""",
-        window_id, accounts_per_batch)
-    batches: list[list[Fill]] = []
-    for r in rows:
-        if r["batch"] == len(batches):
-            batches.append([])
-        batches[-1].append(_fill(r))
-    return batches
-
-
 async def fills_json_by_batch(conn: asyncpg.Connection, window_id: UUID, accounts_per_batch: int) -> list[str]:
-    """``fills_by_batch`` as each batch's JSON array of fill rows (``FillsBatch.fills``:
-    ``FILL_ROW`` order, decimals as strings), built by PostgreSQL: a million fills never
-    become Python objects."""
+    """The window's stored fills as one JSON array of fill rows per batch (``FillsBatch.fills``:
+    ``FILL_ROW`` order, decimals as strings), every account's in one batch,
+    ``accounts_per_batch`` accounts per batch in account order. Built by PostgreSQL: a
+    million fills never become Python objects."""
     rows = await conn.fetch(
         """SELECT batch, json_agg(json_build_array(intent_id, account_id, symbol, side, quantity::text,
                                                    amount::text, price::text)
