@@ -31,6 +31,7 @@ from shared.contracts import (
     WithdrawalRefused,
     WithdrawalRequested,
 )
+from shared.db import bulk_memory
 from shared.messaging import Rejected, Tx
 from shared.service import Service
 
@@ -257,6 +258,7 @@ def register(service: Service) -> None:
                                             correlation_id=tx.correlation_id, booked_at=tx.now)
         if entry_id is None:
             return False
+        await bulk_memory(tx.conn)
         await fills_store.stage(tx.conn, fills)
         await fills_store.insert_postings(tx.conn, entry_id, executions, residues, clearing)
         await fills_store.insert_trades(tx.conn, entry_id, window_id, tx.now,

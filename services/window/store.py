@@ -13,6 +13,7 @@ import asyncpg
 from decimal import Decimal
 
 from services.window import domain
+from shared.db import bulk_memory
 from shared.contracts import Execution, Fill, Intent, NetOrder, Residue, Side
 
 _INTENT_COLUMNS = "intent_id, account_id, symbol, side, amount, quantity, source"
@@ -71,8 +72,10 @@ async def bulk_plans(conn: asyncpg.Connection) -> None:
     """For the rest of the transaction, join by hashing or merging, never by nested loops: a
     window's statements run over all of its intents, and the planner's estimates for rows
     that just arrived (a million can be COPY'd in at once) or were just frozen are far off, so
-    it picked nested loops that ran a million index probes each (tens of seconds)."""
+    it picked nested loops that ran a million index probes each (tens of seconds). Sorts and
+    hashes get the room of ``shared.db.bulk_memory``."""
     await conn.execute("SET LOCAL enable_nestloop = off")
+    await bulk_memory(conn)
 
 
 async def set_account(conn: asyncpg.Connection, account_id: str, plan: str) -> None:
