@@ -71,8 +71,9 @@ def _commands(service: str) -> QueueSpec:
 LEDGER_FUNDING = _events("ledger.funding", "funding.deposit.received", "funding.withdrawal.requested")
 LEDGER_FILLS = _events("ledger.fills", "window.fills.allocated", "window.fills.batch")
 LEDGER_COMMANDS = _commands("ledger")
-# Withdrawals waiting for sells: paid out after the account's fills, or rejected by the pie.
-LEDGER_WITHDRAWALS = _events("ledger.withdrawals", "ledger.fills.booked", "pie.withdrawal.refused")
+# Withdrawals waiting for sells, rejected by the pie (the ledger pays them itself when it
+# books the account's fills).
+LEDGER_WITHDRAWALS = _events("ledger.withdrawals", "pie.withdrawal.refused")
 # The latest prices, for the market value of holdings on statements.
 LEDGER_MARKET = _events("ledger.market", "market.prices.changed",
                         # dividends, paid by the ledger's daily job on their pay date
@@ -125,6 +126,13 @@ MARKET_COMMANDS = _commands("market")
 
 QUEUES: tuple[QueueSpec, ...] = tuple(v for v in list(globals().values()) if isinstance(v, QueueSpec))
 
+# Bindings of earlier versions, removed from a running broker at start (queue, exchange, key):
+# a binding left behind would keep delivering messages that no handler reads.
+RETIRED_BINDINGS: tuple[tuple[str, str, str], ...] = (
+    # the ledger pays held withdrawals while it books the fills, not from its own event
+    ("ledger.withdrawals", EVENTS_EXCHANGE, "ledger.fills.booked"),
+)
+
 
 def queues_of(service: str) -> list[QueueSpec]:
     return [q for q in QUEUES if q.service == service]
@@ -145,6 +153,9 @@ async def declare(channel: aio_pika.abc.AbstractChannel) -> None:
         queue = await channel.declare_queue(spec.name, durable=True, arguments=spec.arguments)
         for key in spec.bindings:
             await queue.bind(exchanges[spec.exchange], routing_key=key)
+    for name, exchange, key in RETIRED_BINDINGS:
+        queue = await channel.declare_queue(name, passive=True)
+        await queue.unbind(exchanges[exchange], routing_key=key)
 
 
 async def declare_all(url: str) -> None:

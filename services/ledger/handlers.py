@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import ClassVar
-
-from pydantic import BaseModel, ConfigDict
 
 from services.ledger import domain, fills_store, report_handlers, reports_store, settlement, store
 from services.ledger.fills_store import FillColumns
@@ -14,7 +11,6 @@ from services.ledger import loans
 from shared import topology
 from shared.contracts import (
     AccountBalances,
-    AccountId,
     AccountOpened,
     CashChanged,
     DepositBooked,
@@ -24,7 +20,6 @@ from shared.contracts import (
     FillsBooked,
     FundingRejected,
     GetAccount,
-    Message,
     OpenAccount,
     WithdrawalBooked,
     WithdrawalPending,
@@ -35,22 +30,6 @@ from shared.db import bulk_memory
 from shared.messaging import Rejected, Tx
 from shared.service import Service
 
-
-
-class _BookedAccount(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="ignore")
-    account_id: AccountId
-
-
-class BookedAccounts(Message):
-    """The ledger's own reading of its ``ledger.fills.booked``: only which accounts a batch
-    covers (paying their held withdrawals needs nothing else), so that a batch's tens of
-    thousands of fills are not parsed into models again."""
-
-    model_config = ConfigDict(frozen=True, extra="ignore")
-    TYPE: ClassVar[str] = FillsBooked.TYPE
-    VERSION: ClassVar[int] = FillsBooked.VERSION
-    accounts: list[_BookedAccount]
 
 
 def register(service: Service) -> None:
@@ -178,13 +157,6 @@ def register(service: Service) -> None:
                                       requested_at=event.requested_at))
         return True
 
-    @on(topology.LEDGER_WITHDRAWALS, BookedAccounts)
-    async def pay_out_held_withdrawals(tx: Tx, event: BookedAccounts) -> None:
-        """After a batch of fills, pay the held withdrawals of its accounts that have one,
-        oldest first, while their cash covers them."""
-        for account_id in await store.with_open_withdrawals(tx.conn, [a.account_id for a in event.accounts]):
-            await pay_out_held(tx, account_id)
-
     async def pay_out_held(tx: Tx, account_id: str) -> None:
         """Pay the account's held withdrawals, oldest first, while its withdrawable cash
         (settled, not on hold) covers them. Also run by the settlement sweep."""
@@ -267,6 +239,10 @@ def register(service: Service) -> None:
         if fills:
             tx.emit_json(FillsBooked, (await fills_store.fills_booked_json(tx.conn, window_id, batch,
                                                                             tx.now)).encode())
+        # Held withdrawals the fills may now cover (after the fills' event: it reports the
+        # cash the fills left), oldest first.
+        for account_id in await store.with_open_withdrawals(tx.conn, accounts):
+            await pay_out_held(tx, account_id)
         return True
 
     report_handlers.register(service, pay_out_held)

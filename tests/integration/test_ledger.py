@@ -8,7 +8,8 @@ from decimal import Decimal
 
 import pytest
 
-from shared.contracts import GetAccount, OpenAccount
+from shared.contracts import Execution, FillsBatch, GetAccount, OpenAccount
+from tests.integration.test_order_margin import publish
 from tests.support import dlq_messages, eventually, fetch, fetchval
 
 pytestmark = pytest.mark.integration
@@ -71,21 +72,24 @@ async def test_a_withdrawal_beyond_cash_is_held_and_paid_after_the_accounts_fill
                                                  "WHERE account_id = $1", account) == 1
     assert await cash(bus, account) == Decimal("40.00")
 
-    # Fills booked while the cash is still short pay nothing; once it covers the amount, they do.
-    fills = {"account_id": account, "window_id": str(uuid.uuid4()), "fills": [], "cash": "40.00",
-             "positions": {}, "version": 99, "booked_at": "2026-11-25T15:30:00+00:00"}
-    first = str(uuid.uuid4())
-    await bus.publish_json("ledger.fills.booked", fills, message_id=first)
-    await eventually(lambda: fetchval(settings.database_url, "SELECT count(*) FROM ledger.inbox WHERE message_id = $1",
-                                      first))
-    assert await fetchval(settings.database_url, status, wid) == "pending"
-    dep = deposit_body(account, "0.01")
-    await bus.publish_json("funding.deposit.received", dep, message_id=dep["deposit_id"])
-    await eventually(lambda: fetchval(settings.database_url, "SELECT count(*) FROM ledger.funding "
-                                                             "WHERE funding_id = $1", uuid.UUID(dep["deposit_id"])))
-    await bus.publish_json("ledger.fills.booked", fills, message_id=str(uuid.uuid4()))
-    assert await eventually(lambda: fetchval(settings.database_url, status + " AND status = 'paid'", wid)) == "paid"
-    assert await cash(bus, account) == Decimal("0.00")
+    # Fills booked while the cash is still short pay nothing; once it covers the amount, the
+    # transaction that books them pays it (settlement days are 0 in the tests).
+    symbol = f"W{uuid.uuid4().hex[:6].upper()}"
+    one = Decimal("1.00000")
+    for side, amount in (("buy", Decimal("10.00")), ("sell", Decimal("20.00"))):
+        window_id = uuid.uuid4()
+        fill = (uuid.uuid4(), account, symbol, side, format(one, "f"), format(amount, "f"), format(amount, "f"))
+        batch = FillsBatch(window_id=window_id, batch=0, batches=1, fills=[fill],
+                           executions=[Execution(symbol=symbol, side=side, quantity=one, price=amount, amount=amount)],
+                           residues=[])
+        await publish(bus, batch)
+        await eventually(lambda: fetchval(settings.database_url, "SELECT count(*) FROM ledger.entries "
+                                                                 "WHERE reference = $1", f"{window_id}:0"))
+        if side == "buy":
+            assert await fetchval(settings.database_url, status, wid) == "pending"
+            assert await cash(bus, account) == Decimal("30.00")
+    assert await fetchval(settings.database_url, status, wid) == "paid"
+    assert await cash(bus, account) == Decimal("9.99")
     assert await fetchval(settings.database_url, "SELECT kind FROM ledger.funding WHERE funding_id = $1",
                           wid) == "withdrawal"
 

@@ -80,3 +80,31 @@ async def test_a_handler_that_keeps_failing_is_dead_lettered_with_the_error_afte
     assert "failed 5 times" in reason and "boom" in reason
     # (other tests' accounts may still be queued on the same queue: count this one's)
     assert [a for a in attempts if a == account] == [account] * 5
+
+
+async def test_a_retired_binding_left_on_a_running_broker_is_removed_at_start(settings, topology_declared):
+    """A broker set up by an earlier release still routes ``ledger.fills.booked`` to
+    ``ledger.withdrawals``; declaring the topology (what every service does at start) removes
+    that binding, so the queue stops receiving what no handler reads."""
+    from shared import topology
+
+    connection = await aio_pika.connect(settings.rabbitmq_url)
+    try:
+        channel = await connection.channel(publisher_confirms=True)
+        events = await channel.get_exchange(EVENTS_EXCHANGE)
+        queue = await channel.declare_queue("ledger.withdrawals", passive=True)
+
+        async def routed() -> int:
+            before = (await channel.declare_queue("ledger.withdrawals", passive=True)).declaration_result.message_count
+            await events.publish(aio_pika.Message(b"{}", message_id=str(uuid.uuid4())),
+                                 routing_key="ledger.fills.booked")
+            after = (await channel.declare_queue("ledger.withdrawals", passive=True)).declaration_result.message_count
+            return after - before
+
+        await queue.bind(events, routing_key="ledger.fills.booked")  # as an earlier release left it
+        assert await routed() == 1
+        await queue.purge()
+        await topology.declare(channel)
+        assert await routed() == 0
+    finally:
+        await connection.close()

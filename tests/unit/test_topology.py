@@ -77,20 +77,27 @@ async def test_declare_creates_a_dlq_bound_for_every_service_and_every_queue_wit
             self.exchanges: dict[str, str] = {}
             self.queues: dict[str, dict] = {}
             self.bindings: list[tuple[str, str, str]] = []
+            self.unbound: list[tuple[str, str, str]] = []
 
         async def declare_exchange(self, name, kind, durable):
             assert durable
             self.exchanges[name] = kind
             return name
 
-        async def declare_queue(self, name, durable, arguments):
-            assert durable
-            self.queues[name] = arguments
+        async def declare_queue(self, name, durable=False, arguments=None, passive=False):
+            if passive:
+                assert name in self.queues  # declared before, with its arguments
+            else:
+                assert durable
+                self.queues[name] = arguments
             recorder = self
 
             class Queue:
                 async def bind(self, exchange, routing_key):
                     recorder.bindings.append((name, exchange, routing_key))
+
+                async def unbind(self, exchange, routing_key):
+                    recorder.unbound.append((name, exchange, routing_key))
 
             return Queue()
 
@@ -103,3 +110,6 @@ async def test_declare_creates_a_dlq_bound_for_every_service_and_every_queue_wit
         assert channel.queues[spec.name] == spec.arguments
         for key in spec.bindings:
             assert (spec.name, spec.exchange, key) in channel.bindings
+    # bindings of earlier releases are removed, after everything else is declared
+    assert channel.unbound == list(topology.RETIRED_BINDINGS)
+    assert not set(channel.unbound) & set(channel.bindings)
