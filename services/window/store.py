@@ -124,9 +124,11 @@ _TIER = "CASE source WHEN 'liquidation' THEN 0 WHEN 'order' THEN 1 ELSE 2 END"
 
 
 # Funding over the intents of CTE ``t`` (intent_id, account_id, symbol, side, amount,
-# quantity, created_at, tier, cash, price, held); services/window/domain.py ``fund`` is the
-# reference. Yields CTE ``ok``: per intent its funded amount or quantity, whether it is taken,
-# and why not. Placeholders name the statement's parameters.
+# quantity, created_at, tier, cash, price, held, and any other columns to carry through);
+# services/window/domain.py ``fund`` is the reference. Yields CTE ``ok``: per intent the
+# columns of ``t`` with its funded amount or quantity, whether it is taken, and why not. The
+# intents' columns ride along, so that no join back to them (a million-row sort) is needed.
+# Placeholders name the statement's parameters.
 _FUNDING = """
     -- share sells of an account and security share what it holds, in order
     ss AS (SELECT intent_id,
@@ -139,7 +141,7 @@ _FUNDING = """
                  CASE WHEN t.side = 'buy' AND t.amount IS NULL AND t.price IS NOT NULL
                       THEN ceil(t.quantity * t.price * (1 + {margin}::numeric) * 100) / 100 END AS share_cost
           FROM t LEFT JOIN ss USING (intent_id)),
-    w AS (SELECT intent_id, side, amount, quantity, sell_q, share_cost, held,
+    w AS (SELECT v.*,
                  cash + sum(CASE WHEN side = 'sell'
                                  THEN coalesce(amount, floor(sell_q * coalesce(price, 0) * (1 - {margin}::numeric)
                                                              * 100) / 100)
@@ -150,20 +152,21 @@ _FUNDING = """
                               OVER (PARTITION BY account_id ORDER BY tier
                                     RANGE BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS before
           FROM v),
-    funded AS (SELECT intent_id, side, held,
+    funded AS (SELECT w.*,
                       CASE WHEN amount IS NULL THEN NULL
                            WHEN side = 'sell' OR available - before >= demand THEN amount
                            WHEN available - before <= 0 THEN 0
                            ELSE div(amount * (available - before) * 100, demand) / 100
-                      END AS amount,
+                      END AS funded_amount,
                       CASE WHEN amount IS NOT NULL THEN NULL
                            WHEN side = 'sell' THEN nullif(sell_q, 0)
                            WHEN share_cost IS NOT NULL AND available - before >= demand THEN quantity
-                      END AS quantity,
+                      END AS funded_quantity,
                       CASE WHEN amount IS NOT NULL THEN {under_minimum} WHEN side = 'sell' THEN {not_held}
                            ELSE {shares_unfunded} END AS why
                FROM w),
-    ok AS (SELECT *, (amount >= 1 OR (side = 'sell' AND amount > 0) OR quantity > 0) AS taken FROM funded)"""
+    ok AS (SELECT *, (funded_amount >= 1 OR (side = 'sell' AND funded_amount > 0) OR funded_quantity > 0) AS taken
+           FROM funded)"""
 
 
 async def freeze_and_fund(conn: asyncpg.Connection, window_id: UUID, started_at: datetime, session: str | None,
@@ -201,7 +204,7 @@ async def freeze_and_fund(conn: asyncpg.Connection, window_id: UUID, started_at:
                               WHERE account_id IN (SELECT account_id FROM eligible) GROUP BY account_id),
                  t AS (SELECT i.intent_id, i.account_id, i.symbol, i.side, i.amount, i.quantity, i.created_at,
                               {_TIER} AS tier, coalesce(c.cash, 0) - coalesce(r.amount, 0) AS cash, pr.price,
-                              p.quantity AS held
+                              p.quantity AS held, i.batch_id, i.source
                        FROM taken i LEFT JOIN cash c ON c.account_id = i.account_id
                        LEFT JOIN reserved r ON r.account_id = i.account_id
                        LEFT JOIN prices pr ON pr.symbol = i.symbol
@@ -210,13 +213,13 @@ async def freeze_and_fund(conn: asyncpg.Connection, window_id: UUID, started_at:
             -- in key order: the key's index is written page by page, not at random
             INSERT INTO window_intents (intent_id, batch_id, account_id, symbol, side, amount, quantity, source,
                                         status, window_id, reason, created_at, funded_amount, funded_quantity, held)
-            SELECT i.intent_id, i.batch_id, i.account_id, i.symbol, i.side, i.amount, i.quantity, i.source,
-                   CASE WHEN ok.taken THEN 'frozen' ELSE 'rejected' END, $1,
-                   CASE WHEN ok.taken THEN NULL ELSE ok.why END, i.created_at,
-                   CASE WHEN ok.taken THEN ok.amount END, CASE WHEN ok.taken THEN ok.quantity END,
-                   CASE WHEN ok.taken AND ok.side = 'sell' THEN ok.held END
-            FROM taken i JOIN ok USING (intent_id)
-            ORDER BY i.intent_id""",
+            SELECT intent_id, batch_id, account_id, symbol, side, amount, quantity, source,
+                   CASE WHEN taken THEN 'frozen' ELSE 'rejected' END, $1,
+                   CASE WHEN taken THEN NULL ELSE why END, created_at,
+                   CASE WHEN taken THEN funded_amount END, CASE WHEN taken THEN funded_quantity END,
+                   CASE WHEN taken AND side = 'sell' THEN held END
+            FROM ok
+            ORDER BY intent_id""",
         window_id, started_at, session, both_windows_equity, under_minimum, not_held, shares_unfunded, margin)
     return int(result.split()[-1])
 
@@ -244,14 +247,14 @@ async def refund_after_carry_over(conn: asyncpg.Connection, window_id: UUID, acc
                  {funding},
                  changed AS (
                      UPDATE window_intents i
-                     SET funded_amount = CASE WHEN ok.taken THEN ok.amount END,
-                         funded_quantity = CASE WHEN ok.taken THEN ok.quantity END,
+                     SET funded_amount = CASE WHEN ok.taken THEN ok.funded_amount END,
+                         funded_quantity = CASE WHEN ok.taken THEN ok.funded_quantity END,
                          status = CASE WHEN ok.taken THEN 'frozen' ELSE 'rejected' END,
                          reason = CASE WHEN ok.taken THEN NULL ELSE ok.why END
                      FROM ok
                      WHERE i.intent_id = ok.intent_id
-                       AND (NOT ok.taken OR ok.amount IS DISTINCT FROM i.funded_amount
-                            OR ok.quantity IS DISTINCT FROM i.funded_quantity)
+                       AND (NOT ok.taken OR ok.funded_amount IS DISTINCT FROM i.funded_amount
+                            OR ok.funded_quantity IS DISTINCT FROM i.funded_quantity)
                      RETURNING i.intent_id, i.account_id, i.status, i.reason)
             SELECT account_id, jsonb_object_agg(intent_id, reason) AS reasons FROM changed
             WHERE status = 'rejected' GROUP BY account_id ORDER BY account_id""",
