@@ -11,8 +11,10 @@ On a RabbitMQ vhost and a PostgreSQL database that it creates and removes itself
 - **floor**: the same rows COPY'd into a bare table, then one set-based statement that nets
   per security and allocates every intent at the window price into a fills table.
 
-Setup (not timed): accounts in the ledger, cash in the window's projection (enough for every
-buy), prices for every security.
+Setup (not timed): the accounts open in the ledger with cash for every buy and, for every
+security they sell, shares in one tax lot bought more than a year ago (so that the sells
+close lots and realise gains, as in production), the same cash and positions in the window's
+projection, and prices for every security.
 
     .venv/bin/python bench/window.py [--intents N] [--accounts A] [--securities S] [--batch-accounts B]
 
@@ -29,7 +31,7 @@ import random
 import sys
 import time
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -108,18 +110,65 @@ async def bench_floor(url: str, rows: list[tuple], prices: dict[str, Decimal]) -
         await conn.close()
 
 
-async def setup_services(url: str, accounts: int, prices: dict[str, Decimal]) -> None:
+CASH = Decimal("1000000.00")
+
+
+def holdings(rows: list[tuple], prices: dict[str, Decimal], seed: int = 11) -> list[tuple]:
+    """What the accounts hold before the window: for every (account, security) it sells, a
+    fifth more shares than its sells need at the current price, bought in one lot more than
+    a year ago at a cost within 30% of today's value (so sales realise long-term gains and
+    losses). Rows (account, symbol, quantity, cost)."""
+    rng = random.Random(seed)
+    sold: dict[tuple[str, str], Decimal] = {}
+    for row in rows:
+        if row[4] == "sell":
+            sold[(row[2], row[3])] = sold.get((row[2], row[3]), Decimal(0)) + row[5]
+    out = []
+    for (account, symbol), amount in sorted(sold.items()):
+        quantity = (amount * Decimal("1.2") / prices[symbol]).quantize(Decimal("0.00001"))
+        cost = (quantity * prices[symbol] * Decimal(rng.randint(70, 130)) / 100).quantize(Decimal("0.01"))
+        out.append((account, symbol, quantity, cost))
+    return out
+
+
+async def setup_services(url: str, accounts: int, prices: dict[str, Decimal], held: list[tuple]) -> None:
+    """Open the accounts with cash and their holdings, consistent across the services: the
+    ledger's entry, postings, balances and tax lots, the window's projection (version 1 on
+    both sides), and the market's prices."""
     conn = await asyncpg.connect(url)
     try:
         now = datetime.now(UTC)
+        bought = now - timedelta(days=400)
         ids = [f"a{k:06d}" for k in range(accounts)]
-        await conn.copy_records_to_table("accounts", schema_name="ledger", columns=["account_id", "kind", "plan",
-                                                                                    "opened_at"],
-                                         records=[(a, "individual", "basic", now) for a in ids])
-        await conn.copy_records_to_table("cash", schema_name="window", records=[(a, Decimal("1000000"), 1)
-                                                                                for a in ids])
+        await conn.copy_records_to_table("accounts", schema_name="ledger",
+                                         columns=["account_id", "kind", "plan", "opened_at", "version"],
+                                         records=[(a, "individual", "basic", now, 1) for a in ids])
+        entry_id = await conn.fetchval(
+            """INSERT INTO ledger.entries (kind, reference, booked_at) VALUES ('deposit', 'bench-setup', $1)
+               RETURNING entry_id""", now)
+        postings = [(entry_id, f"customer:{a}:cash", "USD", CASH) for a in ids]
+        postings.append((entry_id, "firm:bank", "USD", -CASH * accounts))
+        street: dict[str, Decimal] = {}
+        for account, symbol, quantity, _ in held:
+            postings.append((entry_id, f"customer:{account}:securities", symbol, quantity))
+            street[symbol] = street.get(symbol, Decimal(0)) - quantity
+        postings += [(entry_id, "firm:street", symbol, q) for symbol, q in sorted(street.items())]
+        await conn.copy_records_to_table("postings", schema_name="ledger", records=postings,
+                                         columns=["entry_id", "book", "asset", "amount"])
+        await conn.copy_records_to_table("balances", schema_name="ledger", columns=["book", "asset", "amount"],
+                                         records=[(b, a, q) for _, b, a, q in postings if not b.startswith("firm:")])
+        await conn.copy_records_to_table(
+            "lots", schema_name="ledger",
+            columns=["account_id", "symbol", "window_id", "intent_id", "acquired_at", "acquired_on", "quantity",
+                     "cost", "remaining", "remaining_cost"],
+            records=[(a, s, "bench-setup", uuid.uuid4(), bought, bought.date(), q, c, q, c) for a, s, q, c in held])
+        await conn.copy_records_to_table("cash", schema_name="window", records=[(a, CASH, 1) for a in ids])
+        await conn.copy_records_to_table("positions", schema_name="window",
+                                         columns=["account_id", "symbol", "quantity", "version"],
+                                         records=[(a, s, q, 1) for a, s, q, _ in held])
         await conn.copy_records_to_table("prices", schema_name="market", columns=["symbol", "price", "updated_at"],
                                          records=[(s, p, now) for s, p in prices.items()])
+        await conn.execute("ANALYZE")
     finally:
         await conn.close()
 
@@ -164,6 +213,12 @@ async def bench_close(settings: Settings, rows: list[tuple]) -> tuple[float, dic
             off = await conn.fetchval("SELECT count(*) FROM (SELECT asset FROM ledger.postings GROUP BY asset "
                                       "HAVING sum(amount) <> 0) t")
             assert off == 0, "the books do not balance"
+            negative = await conn.fetchval("SELECT count(*) FROM ledger.balances WHERE book LIKE 'customer:%' "
+                                           "AND amount < 0")
+            assert negative == 0, f"{negative} customer balances below zero"
+            gains = await conn.fetchrow("SELECT count(*) AS n, count(*) FILTER (WHERE basis_known) AS known "
+                                        "FROM ledger.realised_gains")
+            say(f"realised gains: {gains['n']:,} ({gains['known']:,} of known basis)")
             return elapsed, marks, fills
         finally:
             await conn.close()
@@ -180,7 +235,8 @@ async def main(args: argparse.Namespace) -> int:
         await migrate_all(settings)
         say(f"making {args.intents:,} intents over {args.accounts:,} accounts and {args.securities} securities")
         rows, prices = make_rows(args.intents, args.accounts, args.securities)
-        await setup_services(settings.database_url, args.accounts, prices)
+        held = holdings(rows, prices)
+        await setup_services(settings.database_url, args.accounts, prices, held)
         say("floor: COPY-in + one netting and allocation statement")
         floor = await bench_floor(settings.database_url, rows, prices)
         say(f"floor: {floor:.2f} s")

@@ -72,15 +72,24 @@ async def flag_wash_sales(conn: asyncpg.Connection, pairs: Sequence[tuple[str, s
     Returns how many rows were newly flagged."""
     if not pairs:
         return 0
+    # Driven by the pairs, index probes only: ``OFFSET 0`` and the scalar subquery keep the
+    # planner from flattening them into joins, which it ran over every loss and every lot ever
+    # recorded (a cost that grew with the book, not with the batch: a second per batch at a
+    # million intents).
     result = await conn.execute(
-        """UPDATE realised_gains g SET wash_sale = true
-           FROM unnest($1::text[], $2::text[]) AS p(a, s)
-           WHERE g.account_id = p.a AND g.symbol = p.s AND g.gain < 0 AND NOT g.wash_sale
-             AND EXISTS (
-                 SELECT 1 FROM lots l
-                 WHERE l.account_id = g.account_id AND l.symbol = g.symbol
-                   AND l.acquired_on BETWEEN g.sold_on - $3::int AND g.sold_on + $3::int
-                   AND NOT EXISTS (SELECT 1 FROM realised_gains c WHERE c.sale_id = g.sale_id AND c.lot_id = l.lot_id))""",
+        """UPDATE realised_gains SET wash_sale = true
+           WHERE gain_id = ANY(ARRAY(
+               SELECT g.gain_id
+               FROM unnest($1::text[], $2::text[]) AS p(a, s)
+               CROSS JOIN LATERAL (SELECT gain_id, sale_id, sold_on FROM realised_gains
+                                   WHERE account_id = p.a AND symbol = p.s AND gain < 0 AND NOT wash_sale
+                                   OFFSET 0) g
+               WHERE (SELECT true FROM lots l
+                      WHERE l.account_id = p.a AND l.symbol = p.s
+                        AND l.acquired_on BETWEEN g.sold_on - $3::int AND g.sold_on + $3::int
+                        AND NOT EXISTS (SELECT 1 FROM realised_gains c
+                                        WHERE c.sale_id = g.sale_id AND c.lot_id = l.lot_id)
+                      LIMIT 1)))""",
         [a for a, _ in pairs], [s for _, s in pairs], days,
     )
     return int(result.split()[-1])
