@@ -157,3 +157,74 @@ async def fills_booked_json(conn: asyncpg.Connection, window_id: UUID, batch: in
                               WHERE b.book = 'customer:' || v.account_id || ':securities' AND b.amount <> 0) pos
                   ON true""",
         window_id, batch, booked_at)
+
+
+async def close_single_sales(conn: asyncpg.Connection, window_id: UUID, sold_at: datetime, sold_on: date
+                             ) -> list[tuple[str, str]]:
+    """Close the lots of the staged sells that are alone on their (account, security) in the
+    batch, set-based, and record their realised gains; returns the (account, symbol) pairs
+    that realised a loss (for the wash-sale check). ``lots.close_lots`` is the reference (a
+    test compares them): the open lots in the tax-minimising order (``lots.selection_key``:
+    category, gain per share, acquired, lot id) closed up to the quantity sold, a lot closed
+    in part giving up its cost pro rata (cents, half even), shares beyond the lots recorded
+    at an unknown (zero) cost, the proceeds shared pro rata with the last part taking the
+    remainder. Divisions carry 30 decimals, more than the reference's 28 digits, so that
+    both round the same exact quotients. Several sells of one pair in one batch (each sees
+    what the one before left) stay with the Python reference."""
+    rows = await conn.fetch(
+        """WITH s AS (SELECT intent_id, account_id, symbol, quantity AS q, amount AS p, price
+                      FROM (SELECT *, count(*) OVER (PARTITION BY account_id, symbol) AS n
+                            FROM batch_fills WHERE side = 'sell' AND quantity > 0) x
+                      WHERE n = 1),
+                l AS (SELECT s.*, lot.lot_id, lot.acquired_on, lot.remaining, lot.remaining_cost,
+                             $3::date > (lot.acquired_on + interval '1 year')::date AS long,
+                             s.price - lot.remaining_cost::numeric(60, 30) / lot.remaining AS per_share
+                      FROM s CROSS JOIN LATERAL (
+                          SELECT lot_id, acquired_on, remaining, remaining_cost FROM lots
+                          WHERE account_id = s.account_id AND symbol = s.symbol AND remaining > 0
+                          FOR UPDATE) lot),
+                k AS (SELECT l.*,
+                             CASE WHEN per_share < 0 THEN CASE WHEN long THEN 1 ELSE 0 END
+                                  WHEN per_share = 0 THEN CASE WHEN long THEN 3 ELSE 2 END
+                                  ELSE CASE WHEN long THEN 4 ELSE 5 END END AS category
+                      FROM l),
+                c AS (SELECT k.*,
+                             coalesce(sum(remaining) OVER w, 0) AS before,
+                             row_number() OVER (PARTITION BY intent_id
+                                                ORDER BY category, per_share, acquired_on, lot_id) AS pos
+                      FROM k
+                      WINDOW w AS (PARTITION BY intent_id ORDER BY category, per_share, acquired_on, lot_id
+                                   ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)),
+                taken AS (SELECT c.*, least(remaining, q - before) AS take FROM c WHERE q - before > 0),
+                parts AS (
+                    SELECT intent_id, account_id, symbol, q, p, lot_id, acquired_on, take, pos,
+                           CASE WHEN take = remaining THEN remaining_cost
+                                ELSE cents_half_even((remaining_cost * take)::numeric(60, 30) / remaining)
+                           END AS cost,
+                           CASE WHEN long THEN 'long' ELSE 'short' END AS term
+                    FROM taken
+                    UNION ALL
+                    SELECT s.intent_id, s.account_id, s.symbol, s.q, s.p, NULL, NULL, s.q - coalesce(t.total, 0),
+                           2147483647, 0.00, 'short'
+                    FROM s LEFT JOIN (SELECT intent_id, sum(take) AS total FROM taken GROUP BY intent_id) t
+                         USING (intent_id)
+                    WHERE s.q - coalesce(t.total, 0) > 0),
+                shared AS (SELECT parts.*,
+                                  CASE WHEN pos < max(pos) OVER (PARTITION BY intent_id)
+                                       THEN cents_half_even((p * take)::numeric(60, 30) / q) END AS share
+                           FROM parts),
+                closed AS (SELECT shared.*,
+                                  coalesce(share, p - coalesce(sum(share) OVER (PARTITION BY intent_id), 0))
+                                      AS proceeds
+                           FROM shared),
+                moved AS (UPDATE lots SET remaining = lots.remaining - closed.take,
+                                          remaining_cost = lots.remaining_cost - closed.cost
+                          FROM closed WHERE lots.lot_id = closed.lot_id),
+                gains AS (INSERT INTO realised_gains (account_id, symbol, sale_id, lot_id, acquired_on, sold_at,
+                                                      sold_on, quantity, proceeds, cost, gain, term, basis_known)
+                          SELECT account_id, symbol, $1 || ':' || intent_id, lot_id, acquired_on, $2, $3, take,
+                                 proceeds, cost, proceeds - cost, term, lot_id IS NOT NULL
+                          FROM closed ORDER BY account_id, intent_id, pos)
+           SELECT DISTINCT account_id, symbol FROM closed WHERE proceeds < cost ORDER BY account_id, symbol""",
+        str(window_id), sold_at, sold_on)
+    return [(r["account_id"], r["symbol"]) for r in rows]

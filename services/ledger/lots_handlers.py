@@ -10,6 +10,7 @@ schedule.
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import Sequence
 from datetime import date, datetime, time
 from decimal import Decimal
@@ -68,26 +69,29 @@ async def emit_cash_changes(tx: Tx, deltas: dict[str, Decimal], cause: str, caus
 
 async def book_lots(tx: Tx, window_id: object, fills: FillColumns) -> None:
     """After a fill entry (the accounts locked, the fills staged: ``fills_store.stage``):
-    open a lot per buy (one statement), close
-    lots per sell in the tax-minimising order and record the realised gains, and flag wash
-    sales. (The sells' regulatory fees are booked by the daily job of the trade date:
+    close lots per sell in the tax-minimising order and record the realised gains (one
+    statement for the sells alone on their pair, ``lots.close_sales`` for the others), open
+    a lot per buy (one statement), and flag wash sales. (The sells' regulatory fees are booked by the daily job of the trade date:
     ``charge_regulatory_fees``.)"""
     today = ny_date(tx.now)
     window = str(window_id)
+    # A sell alone on its (account, security) in the batch, the usual case, is closed in SQL;
+    # several sells of one pair close in turn (each sees what the one before left), in Python.
+    loss_pairs = set(await fills_store.close_single_sales(tx.conn, window_id, tx.now, today))
+    sold = Counter((a, s) for a, s, d, q in zip(fills.accounts, fills.symbols, fills.sides, fills.quantities)
+                   if d == "sell" and Decimal(q) > 0)
     sells = [lots.Sale(f"{window}:{intent_id}", account_id, symbol, Decimal(quantity), Decimal(amount),
                        Decimal(price))
              for intent_id, account_id, symbol, side, quantity, amount, price in zip(
                  fills.intent_ids, fills.accounts, fills.symbols, fills.sides, fills.quantities, fills.amounts,
                  fills.prices)
-             if side == "sell"]
-    sells = [s for s in sells if s.quantity > 0]
-    loss_pairs: set[tuple[str, str]] = set()
+             if side == "sell" and sold[(account_id, symbol)] > 1 and Decimal(quantity) > 0]
     if sells:
         pairs = sorted({(s.account_id, s.symbol) for s in sells})
         closed, changed = lots.close_sales(await lots_store.open_lots(tx.conn, pairs), sells, today)
         await lots_store.update_lots(tx.conn, changed.values())
         await lots_store.insert_gains(tx.conn, closed, tx.now, today)
-        loss_pairs = {(s.account_id, s.symbol) for s, c in closed if c.gain < 0}
+        loss_pairs |= {(s.account_id, s.symbol) for s, c in closed if c.gain < 0}
     await fills_store.insert_buy_lots(tx.conn, window_id, tx.now, today)
     # A loss sale now, or a buy now of a security sold at a loss in the last 30 days.
     buy_pairs = {(a, s) for a, s, d in zip(fills.accounts, fills.symbols, fills.sides) if d == "buy"}
