@@ -71,8 +71,8 @@ async def book_lots(tx: Tx, window_id: object, fills: FillColumns) -> None:
     """After a fill entry (the accounts locked, the fills staged: ``fills_store.stage``):
     close lots per sell in the tax-minimising order and record the realised gains (one
     statement for the sells alone on their pair, ``lots.close_sales`` for the others), open
-    a lot per buy (one statement), and flag wash sales. (The sells' regulatory fees are booked by the daily job of the trade date:
-    ``charge_regulatory_fees``.)"""
+    a lot per buy (one statement), and flag wash sales. (The sells' regulatory fees are
+    booked by the daily job of the trade date: ``charge_regulatory_fees``.)"""
     today = ny_date(tx.now)
     window = str(window_id)
     # A sell alone on its (account, security) in the batch, the usual case, is closed in SQL;

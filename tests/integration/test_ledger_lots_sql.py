@@ -72,10 +72,13 @@ async def test_single_sales_close_lots_in_sql_exactly_as_the_reference(ledger, s
         sales = [lots.Sale(f"{window_id}:{i}", s.account_id, s.symbol, s.quantity, s.proceeds, s.price)
                  for i, s in zip(intent_ids, sales)]
         expected, changed = lots.close_sales(with_ids, sales, SOLD_ON)
-        assert any(c.lot_id is None for _, c in expected) and any(c.gain < 0 for _, c in expected)
-        assert any(c.term == "long" for _, c in expected) and any(0 < c.quantity < lot.quantity
-                                                                for _, c in expected for lot in
-                                                                sum(with_ids.values(), []) if lot.lot_id == c.lot_id)
+        # the cases the comparison must cover: shares without a lot, losses, long-term lots,
+        # lots closed in part
+        opened = {lot.lot_id: lot for owned in with_ids.values() for lot in owned}
+        closures = [c for _, c in expected]
+        assert any(c.lot_id is None for c in closures) and any(c.gain < 0 for c in closures)
+        assert any(c.term == "long" for c in closures)
+        assert any(c.lot_id is not None and c.quantity < opened[c.lot_id].quantity for c in closures)
 
         sold_at = datetime(2026, 11, 25, 15, 0, tzinfo=UTC)
         async with conn.transaction():
@@ -91,13 +94,11 @@ async def test_single_sales_close_lots_in_sql_exactly_as_the_reference(ledger, s
                         c.lot_id is not None) for s, c in expected), key=lambda r: r[0])
         assert [tuple(r) for r in rows] == want
         assert losses == sorted({(s.account_id, s.symbol) for s, c in expected if c.gain < 0})
-        lot_ids = [lot.lot_id for owned in with_ids.values() for lot in owned]
         kept = {r["lot_id"]: (r["remaining"], r["remaining_cost"]) for r in await conn.fetch(
-            "SELECT lot_id, remaining, remaining_cost FROM lots WHERE lot_id = ANY($1::bigint[])", lot_ids)}
-        for owned in with_ids.values():
-            for lot in owned:
-                after = changed.get(lot.lot_id, lot)
-                assert kept[lot.lot_id] == (after.quantity, after.cost), lot
+            "SELECT lot_id, remaining, remaining_cost FROM lots WHERE lot_id = ANY($1::bigint[])", list(opened))}
+        for lot_id, lot in opened.items():
+            after = changed.get(lot_id, lot)
+            assert kept[lot_id] == (after.quantity, after.cost), lot
     finally:
         await conn.close()
 

@@ -108,3 +108,13 @@ async def test_a_retired_binding_left_on_a_running_broker_is_removed_at_start(se
         assert await routed() == 0
     finally:
         await connection.close()
+
+
+async def test_the_database_is_created_with_byte_order_collation(settings, topology_declared):
+    """``ensure_database`` creates the services' database with the C collation: text keys
+    (account ids, symbols, books) sort and index by bytes, the window's sorts rely on it."""
+    collation = await fetchval(settings.database_url,
+                               "SELECT datcollate FROM pg_database WHERE datname = current_database()")
+    assert collation == "C"
+    # and so account ids order as bytes, whatever the server's own locale
+    assert await fetchval(settings.database_url, "SELECT 'a-2' < 'a1' AND 'Z' < 'a'") is True
