@@ -628,6 +628,45 @@ class FillsBatch(Message):
         return [Fill(**dict(zip(FILL_ROW, row))) for row in self.fills]
 
 
+# An account's hold in a ``HoldWindowCash``: account and amount (cash, as text).
+HoldRow = tuple[AccountId, CashText]
+
+
+class HoldWindowCash(Message):
+    """The window to the ledger, after it froze and funded a window and before it sends the
+    net orders to the venue: per account, the cash its funded buys take from the account's
+    own cash (their cost less its sells' proceeds, as the window's funding counted them;
+    accounts whose sells pay for their buys are not listed). The ledger holds that cash
+    against withdrawals until it has booked the window's fills, and answers with
+    ``ledger.window.held``."""
+
+    TYPE: ClassVar[str] = "ledger.window.hold"
+    window_id: UUID
+    holds: list[HoldRow]
+
+
+class WindowCashHeld(Message):
+    """The ledger's answer to ``ledger.window.hold``: the window's cash is held. ``short``
+    lists the accounts whose cash at the ledger (less held withdrawals and other windows'
+    holds) is below what the window asked, with the cash they have: a withdrawal or a fee
+    the window's view of the cash did not show yet. The window funds those accounts' buys
+    again from that cash before it trades."""
+
+    TYPE: ClassVar[str] = "ledger.window.held"
+    window_id: UUID
+    short: dict[AccountId, Cash] = {}
+
+
+class ReleaseWindowCash(Message):
+    """The window to the ledger: the window ended without fills to book (every order halted
+    or refused, or nothing left to trade), so the cash held for it is free again. A window
+    with fills releases each account's hold as its batch is booked, and the rest with the
+    last batch."""
+
+    TYPE: ClassVar[str] = "ledger.window.release"
+    window_id: UUID
+
+
 class CancelIntents(Message):
     """Cancel pending intents: the listed ids and/or every intent of a submitted batch. An
     intent already in a window (started) is not cancelled; the answer says why."""

@@ -99,7 +99,9 @@ WINDOW_INTENTS = _events("window.intents", "pie.intents.submitted", "order.inten
 WINDOW_EXECUTIONS = _events("window.executions", "market.orders.executed")
 WINDOW_COMMANDS = _commands("window")
 WINDOW_LEDGER = _events(
-    "window.ledger", "ledger.account.opened", "ledger.cash.changed", "ledger.position.changed", "ledger.fills.booked"
+    "window.ledger", "ledger.account.opened", "ledger.cash.changed", "ledger.position.changed", "ledger.fills.booked",
+    # the ledger's answer to a window's cash hold: the window trades after it
+    "ledger.window.held",
 )
 WINDOW_MARKET = _events("window.market", "market.prices.changed")
 # ---- margin

@@ -7,6 +7,7 @@ developer's ``m1 up`` beside the suite) never see each other's messages or rows.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -20,7 +21,7 @@ from urllib.parse import quote
 import aio_pika
 import asyncpg
 
-from shared.contracts import AccountFills, FillsBooked, Message, Reply
+from shared.contracts import AccountFills, FillsBooked, HoldWindowCash, Message, Reply, WindowCashHeld
 from shared.topology import COMMANDS_EXCHANGE, EVENTS_EXCHANGE
 
 RABBIT_HOST = os.environ.get("M1_TEST_RABBIT_HOST", "127.0.0.1:5672")
@@ -111,6 +112,34 @@ class Bus:
         finally:
             await channel.close()
         raise AssertionError("no reply")
+
+
+class LedgerHolds:
+    """Stands in for the ledger's cash hold where a test runs the window without the ledger:
+    answers every ``ledger.window.hold`` with ``ledger.window.held``, every account having
+    the cash asked unless ``short`` says otherwise (account -> the cash it has), and keeps
+    what each window asked (``asked``: window id -> account -> amount)."""
+
+    def __init__(self, bus: Bus) -> None:
+        self.bus, self.short, self.asked = bus, {}, {}
+
+    async def __aenter__(self) -> LedgerHolds:
+        self.queue = await self.bus.channel.declare_queue(exclusive=True, auto_delete=True)
+        await self.queue.bind(self.bus.commands, routing_key=HoldWindowCash.TYPE)
+        self.tag = await self.queue.consume(self._answer, no_ack=True)
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        with contextlib.suppress(Exception):
+            await self.queue.cancel(self.tag)
+
+    async def _answer(self, msg: aio_pika.abc.AbstractIncomingMessage) -> None:
+        hold = HoldWindowCash.model_validate_json(msg.body)
+        self.asked[str(hold.window_id)] = {a: m for a, m in hold.holds}
+        short = {a: self.short[a] for a, _ in hold.holds if a in self.short}
+        await self.bus.publish_json(WindowCashHeld.TYPE,
+                                    WindowCashHeld(window_id=hold.window_id, short=short).model_dump(mode="json"),
+                                    message_id=str(uuid.uuid4()))
 
 
 async def fetch(database_url: str, sql: str, *args: Any) -> list[asyncpg.Record]:

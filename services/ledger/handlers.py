@@ -20,7 +20,10 @@ from shared.contracts import (
     FillsBooked,
     FundingRejected,
     GetAccount,
+    HoldWindowCash,
     OpenAccount,
+    ReleaseWindowCash,
+    WindowCashHeld,
     WithdrawalBooked,
     WithdrawalPending,
     WithdrawalRefused,
@@ -199,8 +202,9 @@ def register(service: Service) -> None:
             domain.fills(event.executions, event.fills, event.residues)  # refuses an unbalanced window
         except domain.Refusal as exc:
             raise Rejected(str(exc)) from exc
-        await book_window_fills(tx, event.window_id, str(event.window_id), 0, FillColumns.of_fills(event.fills),
-                                event.executions, event.residues, clearing=None)
+        if await book_window_fills(tx, event.window_id, str(event.window_id), 0, FillColumns.of_fills(event.fills),
+                                   event.executions, event.residues, clearing=None):
+            await release_window_cash(tx, event.window_id)  # the window is booked
 
     @on(topology.LEDGER_FILLS, FillsBatch)
     async def book_fills_batch(tx: Tx, event: FillsBatch) -> None:
@@ -213,9 +217,13 @@ def register(service: Service) -> None:
             return
         # Last: the check takes a lock per window held to commit (so that of two batches
         # booked at once, the later sees the other's entry); the work above runs in parallel.
-        if off := await store.unbalanced_clearing(tx.conn, str(event.window_id), event.batches, clearing):
+        if not await store.all_batches_booked(tx.conn, str(event.window_id), event.batches):
+            return
+        if off := await store.unbalanced(tx.conn, clearing):
             raise Rejected(f"window {event.window_id} does not balance over its {event.batches} batches: "
                            + ", ".join(f"{r['asset']} off by {r['amount']}" for r in off))
+        # The window is booked: cash still held for it (accounts without fills) is free.
+        await release_window_cash(tx, event.window_id)
 
     async def book_window_fills(tx: Tx, window_id, reference: str, batch: int, fills: FillColumns,
                                 executions, residues, clearing: str | None) -> bool:
@@ -239,10 +247,37 @@ def register(service: Service) -> None:
         if fills:
             tx.emit_json(FillsBooked, (await fills_store.fills_booked_json(tx.conn, window_id, batch,
                                                                             tx.now)).encode())
-        # Held withdrawals the fills may now cover (after the fills' event: it reports the
-        # cash the fills left), oldest first.
+        # The cash held for these accounts' buys is spent now; held withdrawals the fills may
+        # now cover (after the fills' event: it reports the cash the fills left), oldest first.
+        await store.release_window_cash(tx.conn, window_id, accounts)
         for account_id in await store.with_open_withdrawals(tx.conn, accounts):
             await pay_out_held(tx, account_id)
         return True
+
+    # ---------------------------------------------------------------- cash held for windows
+
+    @on(topology.LEDGER_COMMANDS, HoldWindowCash)
+    async def hold_window_cash(tx: Tx, cmd: HoldWindowCash) -> None:
+        """Hold what a window's buys take from each account's cash, against withdrawals, and
+        tell the window which accounts have less than it counted (``ledger.window.held``)."""
+        accounts = [a for a, _ in cmd.holds]
+        if len(set(accounts)) != len(accounts):
+            raise Rejected(f"window {cmd.window_id}: an account is listed more than once")
+        known = await store.lock_accounts(tx.conn, sorted(accounts))  # a withdrawal waits, or goes first
+        holds = [(a, Decimal(m)) for a, m in cmd.holds if a in known]
+        short = await store.hold_window_cash(tx.conn, cmd.window_id, [a for a, _ in holds], [m for _, m in holds],
+                                             tx.now)
+        short |= {a: Decimal("0.00") for a, m in cmd.holds if a not in known and Decimal(m) > 0}  # no cash here
+        tx.emit(WindowCashHeld(window_id=cmd.window_id, short=dict(sorted(short.items()))))
+
+    @on(topology.LEDGER_COMMANDS, ReleaseWindowCash)
+    async def release_unbooked_window(tx: Tx, cmd: ReleaseWindowCash) -> None:
+        await release_window_cash(tx, cmd.window_id)
+
+    async def release_window_cash(tx: Tx, window_id) -> None:
+        """Release every hold left for the window, and pay the withdrawals waiting for it."""
+        released = await store.release_window_cash(tx.conn, window_id)
+        for account_id in await store.with_open_withdrawals(tx.conn, released):
+            await pay_out_held(tx, account_id)
 
     report_handlers.register(service, pay_out_held)

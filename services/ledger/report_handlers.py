@@ -37,7 +37,8 @@ async def cash_state(conn: asyncpg.Connection, account_id: str, now: datetime, s
     deposits = [(amount, settlement.clears_on(at, settings.ledger_deposit_hold_days))
                 for amount, at in await reports_store.recent_deposits(conn, account_id, since)]
     return settlement.CashState(cash=cash, unsettled=unsettled, on_hold=settlement.on_hold(deposits, today),
-                                held_withdrawals=held_withdrawals)
+                                held_withdrawals=held_withdrawals,
+                                committed=await store.cash_held_for_windows(conn, account_id))
 
 
 def register(service: Service, pay_out_held: callable) -> None:

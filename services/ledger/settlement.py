@@ -59,13 +59,16 @@ class CashState:
 
     ``cash`` is the ledger balance; ``unsettled`` the proceeds of sales not yet settled;
     ``on_hold`` deposits not yet withdrawable; ``held_withdrawals`` the withdrawals already
-    waiting (they come first). ``withdrawable`` is what a new withdrawal can take now.
+    waiting (they come first); ``committed`` the cash held for trade windows whose fills are
+    not booked yet (their buys spend it: it counts as spent already).
+    ``withdrawable`` is what a new withdrawal can take now.
     """
 
     cash: Decimal
     unsettled: Decimal = ZERO
     on_hold: Decimal = ZERO
     held_withdrawals: Decimal = ZERO
+    committed: Decimal = ZERO
 
     @property
     def settled(self) -> Decimal:
@@ -73,13 +76,14 @@ class CashState:
 
     @property
     def withdrawable(self) -> Decimal:
-        return max(self.cash - self.unsettled - self.on_hold - self.held_withdrawals, ZERO)
+        return max(self.cash - self.unsettled - self.on_hold - self.held_withdrawals - self.committed, ZERO)
 
     @property
     def free_after_holds(self) -> Decimal:
-        """Cash that is not a held deposit nor promised to a waiting withdrawal (settled or
-        not): what a withdrawal may count on without selling anything."""
-        return max(self.cash - self.on_hold - self.held_withdrawals, ZERO)
+        """Cash that is not a held deposit, nor promised to a waiting withdrawal, nor held for
+        a window's buys (settled or not): what a withdrawal may count on without selling
+        anything."""
+        return max(self.cash - self.on_hold - self.held_withdrawals - self.committed, ZERO)
 
 
 def unsettled(sales: Iterable[tuple[Decimal, date]], today: date) -> Decimal:

@@ -98,16 +98,18 @@ async def book_entry(conn: asyncpg.Connection, *, kind: str, reference: str, acc
     return entry_id, {(r["book"], r["asset"]): r["amount"] for r in rows}
 
 
-async def unbalanced_clearing(conn: asyncpg.Connection, window_id: str, batches: int, book: str
-                              ) -> list[asyncpg.Record]:
-    """Once all ``batches`` fill entries of a window are booked: the assets on which its
-    clearing book does not sum to zero (none when the window balances). Before that: none."""
+async def all_batches_booked(conn: asyncpg.Connection, window_id: str, batches: int) -> bool:
+    """Whether all ``batches`` fill entries of the window are booked (this transaction's
+    included)."""
     # Held to commit: of two batches booked at once, the later one sees the other's entry.
     await conn.execute("SELECT pg_advisory_xact_lock(hashtext('m1.ledger.window:' || $1))", window_id)
     booked = await conn.fetchval(
         "SELECT count(*) FROM entries WHERE kind = 'fill' AND reference LIKE $1 || ':%'", window_id)
-    if booked < batches:
-        return []
+    return booked >= batches
+
+
+async def unbalanced(conn: asyncpg.Connection, book: str) -> list[asyncpg.Record]:
+    """The assets on which ``book`` does not sum to zero."""
     return await conn.fetch(
         "SELECT asset, sum(amount) AS amount FROM postings WHERE book = $1 GROUP BY asset HAVING sum(amount) <> 0",
         book)
@@ -203,3 +205,50 @@ async def close_withdrawal(conn: asyncpg.Connection, withdrawal_id, status: str,
            RETURNING account_id, amount""",
         withdrawal_id, status, reason,
     )
+
+
+# ---------------------------------------------------------------- cash held for trade windows
+
+
+async def hold_window_cash(conn: asyncpg.Connection, window_id, accounts: Sequence[str], amounts: Sequence[Decimal],
+                           held_at: datetime) -> dict[str, Decimal]:
+    """Hold what each account's buys in the window take from its cash (the accounts locked
+    by the caller), at most the cash it has for trading: its balance less its held
+    withdrawals and its other windows' holds. Returns the accounts whose cash falls short of
+    the amount asked, with that cash (zero at least; zero for an account the ledger does not
+    know). A window held before keeps its holds, and gets the same answer."""
+    rows = await conn.fetch(
+        f"""WITH h AS (SELECT * FROM unnest($2::text[], $3::numeric[]) AS t(a, need)),
+                 c AS (SELECT h.a, h.need,
+                              coalesce(b.amount, 0)
+                              - coalesce((SELECT sum(w.amount) FROM pending_withdrawals w
+                                          WHERE w.account_id = h.a AND w.status = 'pending'), 0)
+                              - coalesce((SELECT sum(o.amount) FROM window_holds o
+                                          WHERE o.account_id = h.a AND o.window_id <> $1), 0) AS free
+                       FROM h LEFT JOIN balances b ON b.book = 'customer:' || h.a || ':cash' AND b.asset = '{USD}'),
+                 held AS (INSERT INTO window_holds (account_id, window_id, amount, held_at)
+                          SELECT a, $1, greatest(least(need, free), 0), $4 FROM c ORDER BY a
+                          ON CONFLICT (account_id, window_id) DO NOTHING)
+            SELECT a, greatest(free, 0)::numeric(16, 2) AS free FROM c WHERE free < need ORDER BY a""",
+        window_id, list(accounts), list(amounts), held_at)
+    return {r["a"]: r["free"] for r in rows}
+
+
+async def release_window_cash(conn: asyncpg.Connection, window_id, accounts: Sequence[str] | None = None
+                              ) -> list[str]:
+    """Release the window's holds: of ``accounts``, or all of them (None). Returns the
+    accounts released, in order."""
+    if accounts is None:
+        rows = await conn.fetch("DELETE FROM window_holds WHERE window_id = $1 RETURNING account_id", window_id)
+    else:
+        rows = await conn.fetch(
+            """DELETE FROM window_holds h USING unnest($2::text[]) AS t(a)
+               WHERE h.account_id = t.a AND h.window_id = $1 RETURNING h.account_id""",
+            window_id, list(accounts))
+    return sorted(r["account_id"] for r in rows)
+
+
+async def cash_held_for_windows(conn: asyncpg.Connection, account_id: str) -> Decimal:
+    """The account's cash held for windows whose fills are not booked yet."""
+    value = await conn.fetchval("SELECT sum(amount) FROM window_holds WHERE account_id = $1", account_id)
+    return value or Decimal("0.00")

@@ -56,6 +56,8 @@ UNDER_MINIMUM = "insufficient cash: the buy is under $1 after scaling to the acc
 SHARES_UNFUNDED = "insufficient cash for the shares at the last price plus the price margin"
 NOT_HELD = "nothing left to sell: the account does not hold the shares"
 HALTED_FUNDING = "insufficient cash: a sale that was to pay for it is in a halted security and carried over"
+LEDGER_SHORT = ("insufficient cash: the account's cash at the ledger was lower than the window counted "
+                "(a withdrawal or a charge booked meanwhile)")
 # A share-quantity intent's dollar value is known only at execution. For funding, a share
 # buy is counted at its last price plus this margin, and a share sell's proceeds at the last
 # price less it, so that a price move until the window's execution does not overspend.

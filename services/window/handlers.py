@@ -24,6 +24,7 @@ from shared.contracts import (
     FillsBatch,
     FillsBooked,
     GetWindow,
+    HoldWindowCash,
     IntentsCancelled,
     IntentsCarriedOver,
     IntentsRejected,
@@ -33,8 +34,10 @@ from shared.contracts import (
     OrdersExecuted,
     PositionChanged,
     PricesChanged,
+    ReleaseWindowCash,
     SetTradeWindow,
     Symbol,
+    WindowCashHeld,
     WindowClosing,
     WindowView,
 )
@@ -70,8 +73,9 @@ _WINDOW_NAMESPACE = uuid.UUID("3b0f4f0e-6f43-4c55-9d0e-5f2d7c1a8e21")
 async def close(tx: Tx, window_id: uuid.UUID, started_at: datetime | None = None,
                 session: str | None = None) -> WindowClosing:
     """Close a window as one run: freeze what was pending when it started (of the accounts
-    trading in ``session``; all when None), fund, net, and send the net orders to the venue
-    (or finish at once when nothing is left to trade)."""
+    trading in ``session``; all when None), fund, net, and ask the ledger to hold the cash
+    the buys take (the orders go to the venue on its answer: ``cash_held``), or finish at
+    once when nothing is left to trade."""
     await store.lock_closing(tx.conn)
     await store.bulk_plans(tx.conn)
     intents = await store.freeze_and_fund(tx.conn, window_id, started_at or tx.now, session,
@@ -84,11 +88,42 @@ async def close(tx: Tx, window_id: uuid.UUID, started_at: datetime | None = None
         tx.emit(IntentsRejected(account_id=row["account_id"], window_id=window_id, reasons=json.loads(row["reasons"])))
     orders = await store.insert_net_orders(tx.conn, window_id)
     if orders:
-        tx.emit(ExecuteOrders(window_id=window_id, orders=orders), command=True)
+        await hold_cash(tx, window_id)
     else:
         await store.mark_allocated(tx.conn, window_id, None, tx.now, 0)
     return WindowClosing(window_id=window_id, intents=intents, accounts=await store.accounts_in(tx.conn, window_id),
                          orders=orders)
+
+
+async def hold_cash(tx: Tx, window_id: uuid.UUID) -> None:
+    """Ask the ledger to hold the cash the window's buys take from each account
+    (``ledger.window.hold``): until it has booked the fills, a withdrawal cannot spend it."""
+    await store.set_status(tx.conn, window_id, "holding")
+    envelope = HoldWindowCash(window_id=window_id, holds=[]).model_dump_json()
+    head, _, tail = envelope.partition('"holds":[]')  # the SQL-built holds go in there
+    tx.emit_json(HoldWindowCash, f'{head}"holds":{await store.cash_holds_json(tx.conn, window_id)}{tail}'.encode(),
+                 command=True)
+
+
+async def trade(tx: Tx, window_id: uuid.UUID, short: dict[str, Decimal]) -> None:
+    """The ledger holds the window's cash: fund the accounts it found short again from the
+    cash they have (their rejected intents told), then send the net orders to the venue, or
+    finish the window when nothing is left to trade."""
+    orders = await store.orders_of(tx.conn, window_id)
+    if short:
+        await store.bulk_plans(tx.conn)
+        accounts = sorted(short)
+        for row in await store.fund_again(tx.conn, window_id, accounts, domain.LEDGER_SHORT, cash=short):
+            tx.emit(IntentsRejected(account_id=row["account_id"], window_id=window_id,
+                                    reasons=json.loads(row["reasons"])))
+        await store.reserve(tx.conn, window_id, accounts)
+        orders = await store.net_again(tx.conn, window_id)
+    if orders:
+        await store.set_status(tx.conn, window_id, "executing")
+        tx.emit(ExecuteOrders(window_id=window_id, orders=orders), command=True)
+    else:
+        await store.mark_allocated(tx.conn, window_id, None, tx.now, 0)
+        tx.emit(ReleaseWindowCash(window_id=window_id), command=True)
 
 
 async def run_schedule(service: Service) -> WindowClosing | None:
@@ -175,6 +210,15 @@ def register(service: Service) -> None:
                                        [a.cash for a in event.accounts], [a.version for a in event.accounts],
                                        [a.positions for a in event.accounts])
 
+    @on(topology.WINDOW_LEDGER, WindowCashHeld)
+    async def cash_held(tx: Tx, event: WindowCashHeld) -> None:
+        window = await store.lock_window(tx.conn, event.window_id)
+        if window is None:
+            raise Rejected(f"unknown window {event.window_id}")
+        if window["status"] != "holding":
+            return  # answered before (the ledger held it again under another message id)
+        await trade(tx, event.window_id, dict(event.short))
+
     @on(topology.WINDOW_LEDGER, CashChanged)
     async def cash_changed(tx: Tx, event: CashChanged) -> None:
         await store.set_cash(tx.conn, event.account_id, event.cash, event.version)
@@ -212,6 +256,8 @@ def register(service: Service) -> None:
             raise Rejected(f"unknown window {event.window_id}")
         if window["status"] == "allocated":
             return  # allocated before (the same executions again under another message id)
+        if window["status"] == "holding":
+            raise Rejected(f"window {event.window_id} has sent no orders yet: the ledger has not answered its cash hold")
         await store.bulk_plans(tx.conn)
         try:
             domain.check_executions(await store.orders_of(tx.conn, event.window_id), event.executions, event.halted,
@@ -231,7 +277,7 @@ def register(service: Service) -> None:
                 rejected.setdefault(row["account_id"], {}).update(json.loads(row["reasons"]))
         if touched:
             # Buys paid for by a sell that did not trade are funded again without it.
-            for row in await store.refund_after_carry_over(tx.conn, event.window_id, sorted(touched)):
+            for row in await store.fund_again(tx.conn, event.window_id, sorted(touched)):
                 rejected.setdefault(row["account_id"], {}).update(json.loads(row["reasons"]))
         for account_id, reasons in sorted(rejected.items()):
             tx.emit(IntentsRejected(account_id=account_id, window_id=event.window_id, reasons=reasons))
@@ -240,6 +286,8 @@ def register(service: Service) -> None:
         await store.reserve_fills(tx.conn, event.window_id)
         batches = await store.fills_json_by_batch(tx.conn, event.window_id, accounts_per_batch)
         await store.mark_allocated(tx.conn, event.window_id, event.executed_at, tx.now, len(batches))
+        if not batches:  # nothing traded: no batch will release the cash the ledger holds
+            tx.emit(ReleaseWindowCash(window_id=event.window_id), command=True)
         residues = await store.residues_of(tx.conn, event.window_id)
         for index, fills in enumerate(batches):
             envelope = FillsBatch(window_id=event.window_id, batch=index, batches=len(batches), fills=[],

@@ -224,24 +224,28 @@ async def freeze_and_fund(conn: asyncpg.Connection, window_id: UUID, started_at:
     return int(result.split()[-1])
 
 
-async def refund_after_carry_over(conn: asyncpg.Connection, window_id: UUID, accounts: Sequence[str],
-                                  reason: str = domain.HALTED_FUNDING,
-                                  margin: Decimal = domain.SHARE_PRICE_MARGIN) -> list[asyncpg.Record]:
-    """Fund the window's frozen intents of ``accounts`` again, without the sells carried over
-    (halted): buys those sells' proceeds paid for are scaled down or rejected with
-    ``reason`` (the venue already bought for them: the firm's residue keeps those shares).
-    The same funding as the freeze, over the funded amounts and the positions seen then, so
-    an account whose funding did not depend on the halted sells keeps every amount. Returns
-    per account the intents rejected now, with the reason."""
+async def fund_again(conn: asyncpg.Connection, window_id: UUID, accounts: Sequence[str],
+                     reason: str = domain.HALTED_FUNDING, cash: dict[str, Decimal] | None = None,
+                     margin: Decimal = domain.SHARE_PRICE_MARGIN) -> list[asyncpg.Record]:
+    """Fund the window's frozen intents of ``accounts`` again: without the sells carried over
+    (halted), or from the cash the ledger reports for them (``cash``, instead of the window's
+    view). Buys the missing money paid for are scaled down or rejected with ``reason`` (after
+    a halt the venue already bought for them: the firm's residue keeps those shares). The
+    same funding as the freeze, over the funded amounts and the positions seen then, so an
+    account whose funding did not depend on what is missing keeps every amount. Returns per
+    account the intents rejected now, with the reason."""
     funding = _FUNDING.format(margin="$4", under_minimum="$3", not_held="$3", shares_unfunded="$3")
+    cash = cash or {}
     return await conn.fetch(
         f"""WITH reserved AS (SELECT account_id, sum(amount) AS amount FROM reservations
                               WHERE account_id = ANY($2::text[]) AND window_id <> $1 GROUP BY account_id),
+                 told AS (SELECT * FROM unnest($5::text[], $6::numeric[]) AS t(account_id, cash)),
                  t AS (SELECT i.intent_id, i.account_id, i.symbol, i.side, i.funded_amount AS amount,
                               i.funded_quantity AS quantity, i.created_at, {_TIER} AS tier,
-                              coalesce(c.cash, 0) - coalesce(r.amount, 0) AS cash, pr.price, i.held
+                              coalesce(o.cash, coalesce(c.cash, 0) - coalesce(r.amount, 0)) AS cash, pr.price, i.held
                        FROM window_intents i LEFT JOIN cash c ON c.account_id = i.account_id
                        LEFT JOIN reserved r ON r.account_id = i.account_id
+                       LEFT JOIN told o ON o.account_id = i.account_id
                        LEFT JOIN prices pr ON pr.symbol = i.symbol
                        WHERE i.window_id = $1 AND i.status = 'frozen' AND i.account_id = ANY($2::text[])),
                  {funding},
@@ -258,24 +262,56 @@ async def refund_after_carry_over(conn: asyncpg.Connection, window_id: UUID, acc
                      RETURNING i.intent_id, i.account_id, i.status, i.reason)
             SELECT account_id, jsonb_object_agg(intent_id, reason) AS reasons FROM changed
             WHERE status = 'rejected' GROUP BY account_id ORDER BY account_id""",
-        window_id, list(accounts), reason, margin)
+        window_id, list(accounts), reason, margin, sorted(cash), [cash[a] for a in sorted(cash)])
 
 
-async def reserve(conn: asyncpg.Connection, window_id: UUID, margin: Decimal = domain.SHARE_PRICE_MARGIN) -> None:
+# What a frozen buy counts for against cash, and a frozen sell's proceeds, as the funding
+# counted them (share intents at the last price plus or less the margin): over
+# ``window_intents i`` joined to ``prices p``, with the margin as ``{margin}``.
+_BUY_COST = "coalesce(i.funded_amount, ceil(i.funded_quantity * coalesce(p.price, 0) * (1 + {margin}::numeric) * 100) / 100)"
+_SELL_PROCEEDS = ("coalesce(i.funded_amount, floor(i.funded_quantity * coalesce(p.price, 0) * (1 - {margin}::numeric)"
+                  " * 100) / 100)")
+
+
+async def reserve(conn: asyncpg.Connection, window_id: UUID, accounts: Sequence[str] | None = None,
+                  margin: Decimal = domain.SHARE_PRICE_MARGIN) -> None:
     """Hold each account's funded buys of a frozen window against its cash (share buys at
-    the last price plus ``margin``) until the ledger has booked the window's fills."""
+    the last price plus ``margin``) until the ledger has booked the window's fills: of every
+    account, or again of ``accounts`` (after their buys were funded again)."""
+    if accounts is not None:
+        await conn.execute("DELETE FROM reservations WHERE window_id = $1 AND account_id = ANY($2::text[])",
+                           window_id, list(accounts))
     await conn.execute(
-        """INSERT INTO reservations (account_id, window_id, amount)
+        f"""INSERT INTO reservations (account_id, window_id, amount)
            SELECT account_id, $1, amount
-           FROM (SELECT i.account_id,
-                        sum(coalesce(i.funded_amount,
-                                     ceil(i.funded_quantity * coalesce(p.price, 0) * (1 + $2::numeric) * 100) / 100))
-                            AS amount
+           FROM (SELECT i.account_id, sum({_BUY_COST.format(margin="$2")}) AS amount
                  FROM window_intents i LEFT JOIN prices p USING (symbol)
                  WHERE i.window_id = $1 AND i.status = 'frozen' AND i.side = 'buy'
+                   AND ($3::text[] IS NULL OR i.account_id = ANY($3::text[]))
                  GROUP BY i.account_id) r
            WHERE amount > 0""",
+        window_id, margin, None if accounts is None else list(accounts))
+
+
+async def cash_holds_json(conn: asyncpg.Connection, window_id: UUID, margin: Decimal = domain.SHARE_PRICE_MARGIN
+                          ) -> str:
+    """The window's ``HoldWindowCash.holds`` as a JSON array, built by PostgreSQL: per account
+    (in order) what its frozen buys take from its own cash, their cost less its sells'
+    proceeds as the funding counted them, where that is above zero."""
+    return await conn.fetchval(
+        f"""SELECT coalesce(json_agg(json_build_array(account_id, need::text) ORDER BY account_id), '[]'::json)::text
+           FROM (SELECT i.account_id,
+                        sum(CASE i.side WHEN 'buy' THEN {_BUY_COST.format(margin="$2")}
+                                        ELSE -{_SELL_PROCEEDS.format(margin="$2")} END)::numeric(16, 2) AS need
+                 FROM window_intents i LEFT JOIN prices p USING (symbol)
+                 WHERE i.window_id = $1 AND i.status = 'frozen'
+                 GROUP BY i.account_id) n
+           WHERE need > 0""",
         window_id, margin)
+
+
+async def set_status(conn: asyncpg.Connection, window_id: UUID, status: str) -> None:
+    await conn.execute("UPDATE windows SET status = $2 WHERE window_id = $1", window_id, status)
 
 
 async def reserve_fills(conn: asyncpg.Connection, window_id: UUID) -> None:
@@ -339,6 +375,12 @@ async def insert_net_orders(conn: asyncpg.Connection, window_id: UUID) -> list[N
            ORDER BY symbol
            RETURNING symbol, side, notional, shares""", window_id)
     return sorted((_order(r) for r in rows), key=lambda o: o.symbol)
+
+
+async def net_again(conn: asyncpg.Connection, window_id: UUID) -> list[NetOrder]:
+    """Replace the window's orders (not sent yet) by the net of its funded intents now."""
+    await conn.execute("DELETE FROM orders WHERE window_id = $1", window_id)
+    return await insert_net_orders(conn, window_id)
 
 
 async def orders_of(conn: asyncpg.Connection, window_id: UUID) -> list[NetOrder]:

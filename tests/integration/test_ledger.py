@@ -241,3 +241,49 @@ async def test_a_held_withdrawal_is_paid_when_a_deposit_covers_it(ledger, bus, s
 async def _paid(settings, withdrawal: dict) -> bool:
     return await fetchval(settings.database_url, "SELECT status = 'paid' FROM ledger.pending_withdrawals "
                                                  "WHERE withdrawal_id = $1", uuid.UUID(withdrawal["withdrawal_id"]))
+
+
+async def test_a_windows_cash_hold_answers_what_each_account_has_and_is_released(ledger, bus, settings):
+    """``ledger.window.hold``: each account's hold is at most its cash less its other windows'
+    holds; the answer lists the accounts short of what the window asked (an unknown account
+    has nothing); asked again, the same answer and holds; released by ``ledger.window.release``."""
+    from shared.contracts import HoldWindowCash, ReleaseWindowCash, WindowCashHeld
+
+    url = settings.database_url
+    a, b, unknown = (f"acc-{uuid.uuid4().hex[:8]}" for _ in range(3))
+    for account, amount in ((a, "100.00"), (b, "50.00")):
+        assert (await bus.request(OpenAccount(account_id=account))).ok
+        body = deposit_body(account, amount)
+        await bus.publish_raw("funding.deposit.received", json.dumps(body).encode(), message_id=body["deposit_id"])
+    await eventually(lambda: fetchval(url, "SELECT count(*) = 2 FROM ledger.funding WHERE account_id = ANY($1)",
+                                      [a, b]))
+    queue = await bus.channel.declare_queue(exclusive=True, auto_delete=True)
+    await queue.bind(bus.events, routing_key=WindowCashHeld.TYPE)
+
+    async def answer(window_id) -> dict:
+        while True:
+            msg = await eventually(lambda: queue.get(fail=False, no_ack=True))
+            held = WindowCashHeld.model_validate_json(msg.body)
+            if held.window_id == window_id:
+                return held.short
+
+    earlier, window = uuid.uuid4(), uuid.uuid4()
+    await bus.publish_raw(HoldWindowCash.TYPE, HoldWindowCash(window_id=earlier, holds=[(a, "30.00")])
+                          .model_dump_json().encode(), message_id=str(uuid.uuid4()), exchange="m1.commands")
+    assert await answer(earlier) == {}
+    hold = HoldWindowCash(window_id=window, holds=[(a, "80.00"), (b, "50.00"), (unknown, "10.00")])
+    for _ in range(2):  # the second time under another message id: a replay
+        await bus.publish_raw(hold.TYPE, hold.model_dump_json().encode(), message_id=str(uuid.uuid4()),
+                              exchange="m1.commands")
+        assert await answer(window) == {a: Decimal("70.00"), unknown: Decimal("0.00")}
+    holds = await fetch(url, "SELECT window_id, account_id, amount FROM ledger.window_holds WHERE account_id = ANY($1)",
+                        [a, b, unknown])
+    assert sorted((str(r["window_id"]), r["account_id"], r["amount"]) for r in holds) == sorted([
+        (str(earlier), a, Decimal("30.00")), (str(window), a, Decimal("70.00")), (str(window), b, Decimal("50.00"))])
+
+    release = str(uuid.uuid4())
+    await bus.publish_raw(ReleaseWindowCash.TYPE, ReleaseWindowCash(window_id=earlier).model_dump_json().encode(),
+                          message_id=release, exchange="m1.commands")
+    await eventually(lambda: fetchval(url, "SELECT count(*) FROM ledger.inbox WHERE message_id = $1", release))
+    assert await fetchval(url, "SELECT count(*) FROM ledger.window_holds WHERE window_id = $1", earlier) == 0
+    assert await fetchval(url, "SELECT count(*) FROM ledger.window_holds WHERE window_id = $1", window) == 2

@@ -14,7 +14,7 @@ from shared.contracts import GetFeed, HaltSecurity, ResumeSecurity, SetIndexLeve
 from tests.conftest import make_service
 from tests.integration.test_window_ledger import booked, intent, open_funded, reconcile, submit
 from tests.integration.test_window_market import close_window, new_symbol, set_prices
-from tests.support import eventually, fetch
+from tests.support import eventually, fetch, fetchval
 
 pytestmark = pytest.mark.integration
 
@@ -79,6 +79,9 @@ async def test_a_market_wide_circuit_breaker_carries_every_intent_over(system, b
         closing = await close_window(bus)
         [note] = await eventually(lambda: feed_kinds(bus, account, "intents_carried_over"))
         assert "circuit breaker level 1" in note["message"]
+        # Nothing traded, nothing to book: the cash the ledger held for the buy is free again.
+        await eventually(lambda: fetchval(settings.database_url, "SELECT count(*) = 0 FROM ledger.window_holds "
+                                                                 "WHERE window_id = $1", closing.window_id))
         market.clock.set(datetime(2026, 1, 5, 15, 16, tzinfo=UTC))  # the 15 minutes are over
         after = await close_window(bus)
         assert after.window_id != closing.window_id and [o.symbol for o in after.orders] == [symbol]

@@ -105,6 +105,7 @@ async def reconcile(settings, window_id) -> None:
     for r in residues:
         assert booked_.get(("firm:residue", r["symbol"]), D(0)) == r["quantity"]
     assert all(v == 0 for (book, _), v in booked_.items() if book == clearing_book(window_id))
+    assert await fetchval(url, "SELECT count(*) FROM ledger.window_holds WHERE window_id = $1", window_id) == 0
     assert await fetchval(url, "SELECT count(*) FROM (SELECT asset FROM ledger.postings GROUP BY asset "
                                "HAVING sum(amount) <> 0) t") == 0
 
@@ -152,6 +153,82 @@ async def test_orders_are_funded_before_automated_trades_when_cash_is_short(syst
     await reconcile(settings, closing.window_id)
     view = await bus.request(GetWindow(window_id=closing.window_id))
     assert view.ok and view.result["summary"]["rejected"] == 1
+
+
+async def ledger_cash(settings, account: str) -> Decimal:
+    return await fetchval(settings.database_url, "SELECT amount FROM ledger.balances WHERE book = $1",
+                          f"customer:{account}:cash")
+
+
+async def test_cash_the_window_counted_but_the_ledger_no_longer_has_is_not_spent(system, bus, settings):
+    """The window's view of an account's cash lags the ledger (a withdrawal's event still on
+    its way, played here by setting the view back): the ledger, asked to hold the cash, says
+    what the account has, and the window funds its buys again from that before it trades."""
+    symbol = new_symbol()
+    await set_prices(bus, **{symbol: "10.00"})
+    account = await open_funded(bus, settings, "100.00")
+    withdrawal = {"withdrawal_id": str(uuid.uuid4()), "account_id": account, "amount": "60.00", "currency": "USD",
+                  "requested_at": "2026-11-25T15:00:00+00:00"}
+    await bus.publish_json("funding.withdrawal.requested", withdrawal, message_id=withdrawal["withdrawal_id"])
+    await eventually(lambda: fetchval(settings.database_url, 'SELECT cash = 40 FROM "window".cash WHERE account_id = $1',
+                                      account))
+    await fetchval(settings.database_url, 'UPDATE "window".cash SET cash = 100 WHERE account_id = $1', account)
+    order = intent(account, symbol, BUY, "50.00", IntentSource.ORDER)
+    auto = intent(account, symbol, BUY, "30.00")
+    await submit(bus, settings, order, auto)
+    closing = await close_window(bus)
+    assert [(o.symbol, o.notional) for o in closing.orders] == [(symbol, D("80.00"))]  # as the window counted
+    await booked(settings, closing.window_id)
+    rows = await fetch(settings.database_url, 'SELECT intent_id, status, funded_amount, reason FROM "window".intents '
+                                              "WHERE account_id = $1", account)
+    by_id = {r["intent_id"]: r for r in rows}
+    assert by_id[order.intent_id]["funded_amount"] == D("40.00")  # the $40 the ledger has, to the order first
+    assert (by_id[auto.intent_id]["status"], by_id[auto.intent_id]["reason"]) == ("rejected", domain.LEDGER_SHORT)
+    [order_sent] = await fetch(settings.database_url, 'SELECT notional FROM "window".orders WHERE window_id = $1',
+                               closing.window_id)
+    assert order_sent["notional"] == D("40.00")
+    assert await ledger_cash(settings, account) == D("0.00")  # never below zero
+    await reconcile(settings, closing.window_id)
+
+
+@pytest.fixture
+async def no_market(service_factory, bus, settings):
+    """The ledger and the window, the venue down until a test starts it."""
+    await (await bus.channel.get_queue(topology.WINDOW_INTENTS.name, ensure=False)).purge()
+    async with service_factory("ledger").running(), service_factory("window").running():
+        await close_window(bus)
+        yield
+
+
+async def test_a_withdrawal_while_a_window_trades_cannot_take_the_cash_its_buys_hold(no_market, service_factory,
+                                                                                     bus, settings):
+    """Between a window's freeze and the booking of its fills, the ledger holds the cash its
+    buys take: a withdrawal gets only the rest, and the one that would need the held cash
+    waits (the pie is asked to sell for it) instead of leaving the account below zero."""
+    symbol = new_symbol()
+    async with service_factory("market").running():
+        await set_prices(bus, **{symbol: "10.00"})
+    account = await open_funded(bus, settings, "150.00")
+    await submit(bus, settings, intent(account, symbol, BUY, "100.00"))
+    closing = await close_window(bus)  # the orders wait at the venue, which is down
+    url = settings.database_url
+    assert await eventually(lambda: fetchval(url, "SELECT amount FROM ledger.window_holds WHERE window_id = $1 "
+                                                  "AND account_id = $2", closing.window_id, account)) == D("100.00")
+    paid, waits = ({"withdrawal_id": str(uuid.uuid4()), "account_id": account, "amount": amount, "currency": "USD",
+                    "requested_at": "2026-11-25T15:00:00+00:00"} for amount in ("50.00", "10.00"))
+    for body in (paid, waits):  # one after the other
+        await bus.publish_json("funding.withdrawal.requested", body, message_id=body["withdrawal_id"])
+        await eventually(lambda: fetchval(url, "SELECT count(*) FROM ledger.inbox WHERE message_id = $1",
+                                          body["withdrawal_id"]))
+    assert await ledger_cash(settings, account) == D("100.00")  # the $50 left the account
+    status = "SELECT status FROM ledger.pending_withdrawals WHERE withdrawal_id = $1"
+    assert await fetchval(url, status, uuid.UUID(waits["withdrawal_id"])) == "pending"
+
+    async with service_factory("market").running():
+        await booked(settings, closing.window_id)
+    assert await ledger_cash(settings, account) == D("0.00")  # the buy spent what was held; never below zero
+    assert await fetchval(url, status, uuid.UUID(waits["withdrawal_id"])) == "pending"  # nothing left to pay it
+    await reconcile(settings, closing.window_id)
 
 
 async def test_pending_intents_can_be_cancelled_until_their_window_starts(system, bus, settings):
@@ -260,7 +337,7 @@ async def check_random_window(conn, rng: random.Random) -> None:
     if rng.random() < 0.4:  # one security halted: its intents carry over, the rest is funded again
         halted = rng.choice(orders).symbol
         carried = await store.carry_over(conn, window_id, {halted: "halted"})
-        await store.refund_after_carry_over(conn, window_id, [r["account_id"] for r in carried])
+        await store.fund_again(conn, window_id, [r["account_id"] for r in carried])
         orders = [o for o in orders if o.symbol != halted]
         refunding = domain.fund([i for i in funded if i.symbol != halted], cash, prices, held)
         rows = await conn.fetch("SELECT intent_id, funded_amount, funded_quantity FROM intents "

@@ -31,7 +31,7 @@ from shared.contracts import (
     Side,
     WindowClosing,
 )
-from tests.support import dlq_messages, eventually, fetch, fetchval
+from tests.support import LedgerHolds, dlq_messages, eventually, fetch, fetchval
 
 pytestmark = pytest.mark.integration
 
@@ -115,9 +115,10 @@ async def services(service_factory, bus, settings):
     # drop them, and close out any intent left pending in the database, so that this test's
     # windows hold only this test's intents.
     await (await bus.channel.get_queue(topology.WINDOW_INTENTS.name, ensure=False)).purge()
-    async with service_factory("market").running() as market, service_factory("window").running() as window:
+    async with service_factory("market").running() as market, service_factory("window").running() as window, \
+            LedgerHolds(bus) as holds:
         await close_window(bus)
-        yield market, window
+        yield market, window, holds
 
 
 async def test_a_window_nets_executes_and_allocates_every_intent_exactly_once(services, bus, settings):
@@ -289,6 +290,10 @@ async def test_share_quantity_intents_trade_at_the_window_price_and_sells_stop_a
     # $20 buys 2 shares; 1.5 bought and 3 (all that is held, not 5) sold by quantity
     assert closing.orders == [NetOrder(symbol=symbol, side=BUY, notional=D("20.00"), shares=D("-1.5"))]
     [body] = await eventually(lambda: allocated.where(window_id=str(closing.window_id)))
+    # Before it traded, the window had the ledger hold what the buys take from each account's
+    # cash: share buys at the last price plus the margin (1.5 * 10.00 * 1.05); the seller's
+    # sale pays for itself.
+    assert services[2].asked[str(closing.window_id)] == {buyer: "15.75", dollars: "20.00"}
     event = FillsBatch.model_validate(body)
     event_fills = event.fill_models()
     fills = {f.intent_id: (f.quantity, f.amount) for f in event_fills}

@@ -59,6 +59,17 @@ def test_the_withdrawal_rule():
     assert decide(D("999.00"), CashState(cash=D("300.00")), holds_securities=False) == Decision.SELL
 
 
+def test_cash_held_for_a_windows_buys_counts_as_spent_for_withdrawals():
+    state = CashState(cash=D("150.00"), unsettled=D("20.00"), committed=D("100.00"))
+    assert state.withdrawable == D("30.00")
+    assert state.free_after_holds == D("50.00")
+    assert decide(D("30.00"), state, holds_securities=False) == Decision.PAY
+    assert decide(D("50.00"), state, holds_securities=False) == Decision.WAIT  # the sale's $20 settles first
+    # More would take the buys' cash: held while the pie sells for it, never paid from it.
+    assert decide(D("50.01"), state, holds_securities=False) == Decision.SELL
+    assert CashState(cash=D("80.00"), committed=D("100.00")).withdrawable == D("0.00")
+
+
 @given(st.decimals(D("0.01"), D("10000"), places=2), st.decimals(D("0"), D("10000"), places=2),
        st.decimals(D("0"), D("10000"), places=2), st.decimals(D("0"), D("10000"), places=2), st.booleans())
 def test_a_withdrawal_is_paid_at_once_exactly_when_it_fits_the_withdrawable_cash(amount, cash, unsettled, hold, held):
