@@ -263,6 +263,8 @@ def register(service: Service) -> None:
         accounts = [a for a, _ in cmd.holds]
         if len(set(accounts)) != len(accounts):
             raise Rejected(f"window {cmd.window_id}: an account is listed more than once")
+        if await store.window_fills_booked(tx.conn, str(cmd.window_id)):
+            return  # the window traded long ago (this is a stray copy): holding now would never be released
         known = await store.lock_accounts(tx.conn, sorted(accounts))  # a withdrawal waits, or goes first
         holds = [(a, Decimal(m)) for a, m in cmd.holds if a in known]
         short = await store.hold_window_cash(tx.conn, cmd.window_id, [a for a, _ in holds], [m for _, m in holds],

@@ -108,6 +108,13 @@ async def all_batches_booked(conn: asyncpg.Connection, window_id: str, batches: 
     return booked >= batches
 
 
+async def window_fills_booked(conn: asyncpg.Connection, window_id: str) -> bool:
+    """Whether any fill entry of the window is booked (a whole window's or a batch's)."""
+    return await conn.fetchval(
+        """SELECT EXISTS (SELECT 1 FROM entries WHERE kind = 'fill'
+                          AND (reference = $1 OR reference LIKE $1 || ':%'))""", window_id)
+
+
 async def unbalanced(conn: asyncpg.Connection, book: str) -> list[asyncpg.Record]:
     """The assets on which ``book`` does not sum to zero."""
     return await conn.fetch(

@@ -19,6 +19,7 @@ from shared.contracts import (
     CancelIntents,
     Execution,
     GetWindow,
+    HoldWindowCash,
     Intent,
     IntentsSubmitted,
     IntentSource,
@@ -189,6 +190,15 @@ async def test_cash_the_window_counted_but_the_ledger_no_longer_has_is_not_spent
     assert order_sent["notional"] == D("40.00")
     assert await ledger_cash(settings, account) == D("0.00")  # never below zero
     await reconcile(settings, closing.window_id)
+    # A stray copy of the window's hold after its fills were booked holds nothing (no batch
+    # would ever release it).
+    stray = str(uuid.uuid4())
+    await bus.publish_raw(HoldWindowCash.TYPE, HoldWindowCash(window_id=closing.window_id, holds=[(account, "1.00")])
+                          .model_dump_json().encode(), message_id=stray, exchange="m1.commands")
+    await eventually(lambda: fetchval(settings.database_url, "SELECT count(*) FROM ledger.inbox WHERE message_id = $1",
+                                      stray))
+    assert await fetchval(settings.database_url, "SELECT count(*) FROM ledger.window_holds WHERE account_id = $1",
+                          account) == 0
 
 
 @pytest.fixture
