@@ -217,6 +217,9 @@ def register(service: Service) -> None:
             raise Rejected(f"unknown window {event.window_id}")
         if window["status"] != "holding":
             return  # answered before (the ledger held it again under another message id)
+        if event.short:  # worth an operator's eye: the window's view of the cash lagged the ledger
+            service.log.warning("ledger has less cash than the window counted; funding those accounts again",
+                                extra={"window_id": str(event.window_id), "accounts": len(event.short)})
         await trade(tx, event.window_id, dict(event.short))
 
     @on(topology.WINDOW_LEDGER, CashChanged)
