@@ -20,6 +20,20 @@ def _drop_color_message(record: logging.LogRecord) -> bool:
     return True
 
 
+class _ServiceName(logging.Filter):
+    """Tag a record with its service: the one its ``m1.<service>`` logger names, else the
+    process's first (several services share a process in tests and benchmarks)."""
+
+    def __init__(self, default: str) -> None:
+        super().__init__()
+        self.default = default
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        parts = record.name.split(".", 2)
+        record.service = parts[1] if parts[0] == "m1" and len(parts) > 1 else self.default
+        return True
+
+
 def setup_logging(service: str, level: str = "INFO") -> logging.Logger:
     """Route every log record to stdout as one JSON line tagged with the service name."""
     global _configured
@@ -27,13 +41,13 @@ def setup_logging(service: str, level: str = "INFO") -> logging.Logger:
         handler = logging.StreamHandler(sys.stdout)
         handler.setFormatter(
             JsonFormatter(
-                "%(levelname)s %(name)s %(message)s",
+                "%(levelname)s %(name)s %(message)s %(service)s",
                 rename_fields={"levelname": "level", "name": "logger"},
-                static_fields={"service": service},
                 timestamp="ts",  # ISO 8601 in UTC
             )
         )
         handler.addFilter(_drop_color_message)
+        handler.addFilter(_ServiceName(service))
         root = logging.getLogger()
         root.handlers[:] = [handler]
         root.setLevel(level)
