@@ -249,9 +249,7 @@ def register(service: Service) -> None:
                                                                             tx.now)).encode())
         # The cash held for these accounts' buys is spent now; held withdrawals the fills may
         # now cover (after the fills' event: it reports the cash the fills left), oldest first.
-        await store.release_window_cash(tx.conn, window_id, accounts)
-        for account_id in await store.with_open_withdrawals(tx.conn, accounts):
-            await pay_out_held(tx, account_id)
+        await release_window_cash(tx, window_id, accounts)
         return True
 
     # ---------------------------------------------------------------- cash held for windows
@@ -265,21 +263,21 @@ def register(service: Service) -> None:
             raise Rejected(f"window {cmd.window_id}: an account is listed more than once")
         if await store.window_fills_booked(tx.conn, str(cmd.window_id)):
             return  # the window traded long ago (this is a stray copy): holding now would never be released
-        known = await store.lock_accounts(tx.conn, sorted(accounts))  # a withdrawal waits, or goes first
-        holds = [(a, Decimal(m)) for a, m in cmd.holds if a in known]
-        short = await store.hold_window_cash(tx.conn, cmd.window_id, [a for a, _ in holds], [m for _, m in holds],
+        await store.lock_accounts(tx.conn, sorted(accounts))  # a withdrawal waits, or goes first
+        short = await store.hold_window_cash(tx.conn, cmd.window_id, accounts, [Decimal(m) for _, m in cmd.holds],
                                              tx.now)
-        short |= {a: Decimal("0.00") for a, m in cmd.holds if a not in known and Decimal(m) > 0}  # no cash here
-        tx.emit(WindowCashHeld(window_id=cmd.window_id, short=dict(sorted(short.items()))))
+        tx.emit(WindowCashHeld(window_id=cmd.window_id, short=short))
 
     @on(topology.LEDGER_COMMANDS, ReleaseWindowCash)
     async def release_unbooked_window(tx: Tx, cmd: ReleaseWindowCash) -> None:
         await release_window_cash(tx, cmd.window_id)
 
-    async def release_window_cash(tx: Tx, window_id) -> None:
-        """Release every hold left for the window, and pay the withdrawals waiting for it."""
-        released = await store.release_window_cash(tx.conn, window_id)
-        for account_id in await store.with_open_withdrawals(tx.conn, released):
+    async def release_window_cash(tx: Tx, window_id, accounts: list[str] | None = None) -> None:
+        """Release the window's holds of ``accounts`` (their fills are booked) or, with None,
+        every hold left; then pay the held withdrawals of those accounts that the cash now
+        covers."""
+        released = await store.release_window_cash(tx.conn, window_id, accounts)
+        for account_id in await store.with_open_withdrawals(tx.conn, released if accounts is None else accounts):
             await pay_out_held(tx, account_id)
 
     report_handlers.register(service, pay_out_held)

@@ -221,9 +221,10 @@ async def hold_window_cash(conn: asyncpg.Connection, window_id, accounts: Sequen
                            held_at: datetime) -> dict[str, Decimal]:
     """Hold what each account's buys in the window take from its cash (the accounts locked
     by the caller), at most the cash it has for trading: its balance less its held
-    withdrawals and its other windows' holds. Returns the accounts whose cash falls short of
-    the amount asked, with that cash (zero at least; zero for an account the ledger does not
-    know). A window held before keeps its holds, and gets the same answer."""
+    withdrawals and its other windows' holds. Returns, in account order, the accounts whose
+    cash falls short of the amount asked, with that cash (zero at least; zero, and nothing
+    held, for an account the ledger does not know). A window held before keeps its holds,
+    and gets the same answer."""
     rows = await conn.fetch(
         f"""WITH h AS (SELECT * FROM unnest($2::text[], $3::numeric[]) AS t(a, need)),
                  c AS (SELECT h.a, h.need,
@@ -234,7 +235,8 @@ async def hold_window_cash(conn: asyncpg.Connection, window_id, accounts: Sequen
                                           WHERE o.account_id = h.a AND o.window_id <> $1), 0) AS free
                        FROM h LEFT JOIN balances b ON b.book = 'customer:' || h.a || ':cash' AND b.asset = '{USD}'),
                  held AS (INSERT INTO window_holds (account_id, window_id, amount, held_at)
-                          SELECT a, $1, greatest(least(need, free), 0), $4 FROM c ORDER BY a
+                          SELECT a, $1, greatest(least(need, free), 0), $4 FROM c
+                          WHERE EXISTS (SELECT 1 FROM accounts WHERE account_id = c.a) ORDER BY a
                           ON CONFLICT (account_id, window_id) DO NOTHING)
             SELECT a, greatest(free, 0)::numeric(16, 2) AS free FROM c WHERE free < need ORDER BY a""",
         window_id, list(accounts), list(amounts), held_at)

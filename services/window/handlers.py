@@ -109,7 +109,6 @@ async def trade(tx: Tx, window_id: uuid.UUID, short: dict[str, Decimal]) -> None
     """The ledger holds the window's cash: fund the accounts it found short again from the
     cash they have (their rejected intents told), then send the net orders to the venue, or
     finish the window when nothing is left to trade."""
-    orders = await store.orders_of(tx.conn, window_id)
     if short:
         await store.bulk_plans(tx.conn)
         accounts = sorted(short)
@@ -118,6 +117,8 @@ async def trade(tx: Tx, window_id: uuid.UUID, short: dict[str, Decimal]) -> None
                                     reasons=json.loads(row["reasons"])))
         await store.reserve(tx.conn, window_id, accounts)
         orders = await store.net_again(tx.conn, window_id)
+    else:
+        orders = await store.orders_of(tx.conn, window_id)
     if orders:
         await store.set_status(tx.conn, window_id, "executing")
         tx.emit(ExecuteOrders(window_id=window_id, orders=orders), command=True)
