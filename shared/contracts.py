@@ -500,13 +500,26 @@ class NetOrder(BaseModel):
     ``side`` and ``notional`` are the net of the dollar intents; ``shares`` is the net of the
     share-quantity intents, signed (positive buys shares, negative sells them). The venue
     trades both at one price; with shares in the order, the execution's side is that of the
-    whole net at that price."""
+    whole net at that price. With ``min_price`` and ``max_price`` (the window funded some of
+    the order's intents at its last price), the venue does not trade the order at a price
+    outside them: the order comes back in ``OrdersExecuted.halted`` and its intents carry
+    over."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
     symbol: Symbol
     side: Side
     notional: Cash
     shares: Quantity = Decimal("0")
+    min_price: Price | None = None
+    max_price: Price | None = None
+
+    @model_validator(mode="after")
+    def _limits(self) -> NetOrder:
+        if (self.min_price is None) != (self.max_price is None):
+            raise ValueError("an order has both price limits or neither")
+        if self.min_price is not None and self.min_price > self.max_price:
+            raise ValueError(f"min_price {self.min_price} is above max_price {self.max_price}")
+        return self
 
 
 class ExecuteOrders(Message):
@@ -529,8 +542,8 @@ class OrdersExecuted(Message):
     window_id: UUID
     executions: list[Execution]
     executed_at: datetime
-    # Ordered securities the venue did not trade (halted), with the reason: their intents
-    # carry over to the next window.
+    # Ordered securities the venue did not trade (halted, or priced outside the order's
+    # limits), with the reason: their intents carry over to the next window.
     halted: dict[Symbol, str] = {}
     # Ordered securities the venue cannot trade at all (unknown, inactive), with the reason:
     # their intents are rejected.

@@ -9,6 +9,7 @@ from decimal import ROUND_DOWN, ROUND_HALF_EVEN, ROUND_UP, Decimal
 
 CENT = Decimal("0.01")
 SHARE_STEP = Decimal("0.00001")
+PRICE_STEP = Decimal("0.000001")  # prices carry 6 decimals
 ZERO = Decimal("0")
 
 

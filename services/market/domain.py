@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 from pydantic import TypeAdapter, ValidationError
 
 from shared.contracts import Execution, NetOrder, Price, Side, Symbol
-from shared.money import cents, shares_down
+from shared.money import PRICE_STEP, cents, shares_down
 
 _SYMBOL = TypeAdapter(Symbol)
 _PRICE = TypeAdapter(Price)
@@ -60,7 +60,6 @@ def parse_price_list(text: str) -> list[Listing]:
     return listings
 
 
-PRICE_STEP = Decimal("0.000001")
 NEW_YORK = ZoneInfo("America/New_York")
 # Market-wide circuit breakers: the index's fall from the prior close that trips each level.
 BREAKER_LEVELS = ((3, Decimal("0.20")), (2, Decimal("0.13")), (1, Decimal("0.07")))
@@ -133,7 +132,8 @@ def execute(orders: Sequence[NetOrder], quotes: Mapping[str, Quote], halts: Mapp
             market_wide: str | None = None, slippage_bps: int = 0
             ) -> tuple[list[Execution], dict[str, str], dict[str, str]]:
     """Fill every order of one window. Orders in a halted security (or every order during a
-    market-wide halt) are not filled: they come back in the second result with the reason.
+    market-wide halt), and orders whose price, slippage included, falls outside their limits,
+    are not filled: they come back in the second result with the reason.
     Orders for a security the venue does not list, or no longer trades, are refused one by
     one (third result, with the reason); the others still trade. A malformed set of orders
     (none, a security twice, a negative notional) is refused whole, with every reason."""
@@ -153,6 +153,20 @@ def execute(orders: Sequence[NetOrder], quotes: Mapping[str, Quote], halts: Mapp
     halts = halts or {}
     halted = {o.symbol: market_wide or halts[o.symbol] for o in orders
               if o.symbol not in refused and (market_wide or o.symbol in halts)}
-    executions = [fill(o, slipped(quotes[o.symbol].price, direction(o, quotes[o.symbol].price), slippage_bps))
-                  for o in orders if o.symbol not in halted and o.symbol not in refused]
+    executions = []
+    for order in orders:
+        if order.symbol in halted or order.symbol in refused:
+            continue
+        quote = quotes[order.symbol].price
+        price = slipped(quote, direction(order, quote), slippage_bps)
+        if order.min_price is not None and not order.min_price <= price <= order.max_price:
+            halted[order.symbol] = outside_limits(order, price)
+        else:
+            executions.append(fill(order, price))
     return executions, halted, refused
+
+
+def outside_limits(order: NetOrder, price: Decimal) -> str:
+    """Why an order was not traded at ``price``, outside its limits."""
+    return (f"the price of {order.symbol} moved beyond the window's limits: it would trade at {price}, "
+            f"outside {order.min_price}-{order.max_price}")

@@ -21,13 +21,13 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
-from decimal import Decimal
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from typing import Any
 from uuid import UUID
 
 from shared.calendar import NEW_YORK, nyse
 from shared.contracts import Execution, Fill, Intent, IntentSource, IntentsSubmitted, NetOrder, Residue, Side
-from shared.money import cents_down, cents_up, shares_down, shares_up
+from shared.money import PRICE_STEP, cents_down, cents_up, shares_down, shares_up
 
 ZERO = Decimal("0")
 
@@ -75,6 +75,26 @@ def share_sell_proceeds(quantity: Decimal, price: Decimal | None) -> Decimal:
     return ZERO if price is None else cents_down(quantity * price * (1 - SHARE_PRICE_MARGIN))
 
 
+def dollar_sells_proceeds(amount: Decimal, held: Decimal | None, sold_by_quantity: Decimal,
+                          price: Decimal | None) -> Decimal:
+    """What an account's dollar sells of one security (``amount`` in all) count for in
+    funding: their amount, but no more than the shares its share sells leave of ``held`` are
+    worth at the last price less the margin, rounded down (the allocation never delivers more
+    shares than were held, and the venue never trades below that price: ``price_limits``).
+    In full when the holding or the price is unknown."""
+    if held is None or price is None:
+        return amount
+    return min(amount, cents_down(max(held - sold_by_quantity, ZERO) * price * (1 - SHARE_PRICE_MARGIN)))
+
+
+def price_limits(price: Decimal) -> tuple[Decimal, Decimal]:
+    """The prices an order funded at the last price ``price`` may trade at: within the
+    margin either way, rounded inward to the price's 6 decimals. Within them a share buy
+    costs no more than it was funded for, and a sell's proceeds are no less than counted."""
+    return ((price * (1 - SHARE_PRICE_MARGIN)).quantize(PRICE_STEP, rounding=ROUND_CEILING),
+            (price * (1 + SHARE_PRICE_MARGIN)).quantize(PRICE_STEP, rounding=ROUND_FLOOR))
+
+
 def clamp(wanted: Sequence[Decimal], available: Decimal | None) -> list[Decimal]:
     """Sells of one account and security, in order, limited together to ``available`` shares
     (no limit when unknown): each gets what is left after the ones before it."""
@@ -91,11 +111,14 @@ def clamp(wanted: Sequence[Decimal], available: Decimal | None) -> list[Decimal]
 class Funding:
     """What a window funds of each intent (``funded``: intent id -> dollar amount;
     ``shares``: intent id -> share quantity) and what it drops (``rejected``: intent id ->
-    reason)."""
+    reason). ``needs``: per account whose funded buys cost more than its sells' proceeds
+    as funding counted them, the difference, which its own cash pays (the window asks the
+    ledger to hold it)."""
 
     funded: dict[UUID, Decimal]
     rejected: dict[UUID, str]
     shares: dict[UUID, Decimal] = field(default_factory=dict)
+    needs: dict[str, Decimal] = field(default_factory=dict)
 
     def apply(self, intents: Iterable[Intent]) -> list[Intent]:
         """The funded intents, each with its funded amount or quantity."""
@@ -113,7 +136,8 @@ def fund(intents: Sequence[Intent], cash: Mapping[str, Decimal], prices: Mapping
     """Sells are funded in full; share sells up to the shares held (``positions``, by account
     and security: sells in intent order share what is held; no limit when unknown), a sell
     left with nothing is dropped with ``NOT_HELD``. An account's buys are funded by its cash
-    plus the proceeds of its sells in the window (share sells at ``share_sell_proceeds``),
+    plus the proceeds of its sells in the window (share sells at ``share_sell_proceeds``,
+    dollar sells at ``dollar_sells_proceeds``),
     tier by tier in ``PRIORITY`` order: a tier the money covers is funded in full; the first
     it does not cover has its dollar buys scaled pro rata to what is left (``amount * left /
     tier total``, rounded down to the cent, exactly) and its share buys (counted at
@@ -125,28 +149,37 @@ def fund(intents: Sequence[Intent], cash: Mapping[str, Decimal], prices: Mapping
     funded: dict[UUID, Decimal] = {}
     shares: dict[UUID, Decimal] = {}
     rejected: dict[UUID, str] = {}
+    needs: dict[str, Decimal] = {}
     by_account: dict[str, list[Intent]] = defaultdict(list)
     for intent in intents:
         by_account[intent.account_id].append(intent)
     for account, group in by_account.items():
         available = cash.get(account, ZERO)
         share_sells: dict[str, list[Intent]] = defaultdict(list)
+        dollar_sells: dict[str, Decimal] = defaultdict(Decimal)
         tiers: dict[int, list[Intent]] = defaultdict(list)
         for intent in group:
             if intent.side is Side.BUY:
                 tiers[PRIORITY[intent.source]].append(intent)
             elif intent.amount is not None:
                 funded[intent.intent_id] = intent.amount
-                available += intent.amount
+                dollar_sells[intent.symbol] += intent.amount
             else:
                 share_sells[intent.symbol].append(intent)
+        sold_by_quantity: dict[str, Decimal] = defaultdict(Decimal)
         for symbol, sells in share_sells.items():
             for intent, q in zip(sells, clamp([i.quantity for i in sells], positions.get((account, symbol)))):
                 if q > 0:
                     shares[intent.intent_id] = q
+                    sold_by_quantity[symbol] += q
                     available += share_sell_proceeds(q, prices.get(symbol))
                 else:
                     rejected[intent.intent_id] = NOT_HELD
+        for symbol, amount in dollar_sells.items():
+            available += dollar_sells_proceeds(amount, positions.get((account, symbol)), sold_by_quantity[symbol],
+                                               prices.get(symbol))
+        proceeds = available - cash.get(account, ZERO)
+        spent = ZERO
         before = ZERO
         for _, tier in sorted(tiers.items()):
             costs = {i.intent_id: (i.amount if i.amount is not None
@@ -157,6 +190,7 @@ def fund(intents: Sequence[Intent], cash: Mapping[str, Decimal], prices: Mapping
                 if intent.amount is None:
                     if costs[intent.intent_id] is not None and left >= demand:
                         shares[intent.intent_id] = intent.quantity
+                        spent += costs[intent.intent_id]
                     else:
                         rejected[intent.intent_id] = SHARES_UNFUNDED
                     continue
@@ -168,10 +202,13 @@ def fund(intents: Sequence[Intent], cash: Mapping[str, Decimal], prices: Mapping
                     amount = (intent.amount * left * 100 // demand) / 100
                 if amount >= MINIMUM_BUY:
                     funded[intent.intent_id] = amount.quantize(CENT)
+                    spent += funded[intent.intent_id]
                 else:
                     rejected[intent.intent_id] = UNDER_MINIMUM
             before += demand
-    return Funding(funded, rejected, shares)
+        if spent > proceeds:
+            needs[account] = spent - proceeds
+    return Funding(funded, rejected, shares, needs)
 
 
 def check_executions(orders: Sequence[NetOrder], executions: Sequence[Execution],
@@ -207,17 +244,21 @@ def _by_symbol(intents: Iterable[Intent]) -> dict[str, list[Intent]]:
     return dict(sorted(groups.items()))
 
 
-def net_orders(intents: Iterable[Intent]) -> list[NetOrder]:
+def net_orders(intents: Iterable[Intent], prices: Mapping[str, Decimal] | None = None) -> list[NetOrder]:
     """One order per security that has intents, sorted by symbol: net notional = dollar buys
     - dollar sells, a buy when that is positive or zero, a sell otherwise; ``shares`` = share
     buys - share sells. A zero net still goes to the venue so that the window learns the
-    price at which its crossed intents change hands."""
+    price at which its crossed intents change hands. An order with a sell or a share intent
+    was funded at the security's last price (``prices``): it carries ``price_limits`` of it."""
+    prices = prices or {}
     orders = []
     for symbol, group in _by_symbol(intents).items():
         net = sum((_signed(i.side, i.amount) for i in group if i.amount is not None), ZERO)
         shares = sum((_signed(i.side, i.quantity) for i in group if i.amount is None), ZERO)
+        limited = symbol in prices and any(i.side is Side.SELL or i.amount is None for i in group)
+        low, high = price_limits(prices[symbol]) if limited else (None, None)
         orders.append(NetOrder(symbol=symbol, side=Side.BUY if net >= 0 else Side.SELL, notional=abs(net),
-                               shares=shares))
+                               shares=shares, min_price=low, max_price=high))
     return orders
 
 

@@ -123,6 +123,23 @@ async def record_slot(conn: asyncpg.Connection, starts_at: datetime, session: st
 _TIER = "CASE source WHEN 'liquidation' THEN 0 WHEN 'order' THEN 1 ELSE 2 END"
 
 
+# Per account, its sells' proceeds as funding counts them, over CTE ``v`` (account_id,
+# symbol, side, amount, sell_q: a share sell's quantity, held, price): share sells at the last
+# price less the margin; a security's dollar sells in full, but no more than the shares its
+# share sells leave are worth at that price (domain.dollar_sells_proceeds). Yields CTE ``sp``.
+_PROCEEDS = """
+    sp AS (SELECT account_id, sum(proceeds) AS proceeds
+           FROM (SELECT account_id,
+                        coalesce(sum(floor(sell_q * coalesce(price, 0) * (1 - {margin}::numeric) * 100) / 100), 0)
+                        + CASE WHEN held IS NULL OR price IS NULL THEN coalesce(sum(amount), 0)
+                               ELSE least(coalesce(sum(amount), 0),
+                                          floor(greatest(held - coalesce(sum(sell_q), 0), 0) * price
+                                                * (1 - {margin}::numeric) * 100) / 100) END AS proceeds
+                 FROM v WHERE side = 'sell' GROUP BY account_id, symbol, held, price) g
+           GROUP BY account_id),
+"""
+
+
 # Funding over the intents of CTE ``t`` (intent_id, account_id, symbol, side, amount,
 # quantity, created_at, tier, cash, price, held, and any other columns to carry through);
 # services/window/domain.py ``fund`` is the reference. Yields CTE ``ok``: per intent the
@@ -140,18 +157,15 @@ _FUNDING = """
     v AS (SELECT t.*, ss.q AS sell_q,
                  CASE WHEN t.side = 'buy' AND t.amount IS NULL AND t.price IS NOT NULL
                       THEN ceil(t.quantity * t.price * (1 + {margin}::numeric) * 100) / 100 END AS share_cost
-          FROM t LEFT JOIN ss USING (intent_id)),
+          FROM t LEFT JOIN ss USING (intent_id)),""" + _PROCEEDS + """
     w AS (SELECT v.*,
-                 cash + sum(CASE WHEN side = 'sell'
-                                 THEN coalesce(amount, floor(sell_q * coalesce(price, 0) * (1 - {margin}::numeric)
-                                                             * 100) / 100)
-                                 ELSE 0 END) OVER (PARTITION BY account_id) AS available,
+                 cash + coalesce(sp.proceeds, 0) AS available,
                  sum(CASE WHEN side = 'buy' THEN coalesce(amount, share_cost, 0) ELSE 0 END)
                      OVER (PARTITION BY account_id, tier) AS demand,
                  coalesce(sum(CASE WHEN side = 'buy' THEN coalesce(amount, share_cost, 0) ELSE 0 END)
                               OVER (PARTITION BY account_id ORDER BY tier
                                     RANGE BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS before
-          FROM v),
+          FROM v LEFT JOIN sp USING (account_id)),
     funded AS (SELECT w.*,
                       CASE WHEN amount IS NULL THEN NULL
                            WHEN side = 'sell' OR available - before >= demand THEN amount
@@ -231,8 +245,9 @@ async def fund_again(conn: asyncpg.Connection, window_id: UUID, accounts: Sequen
     (halted), or from the cash the ledger reports for them (``cash``, instead of the window's
     view). Buys the missing money paid for are scaled down or rejected with ``reason`` (after
     a halt the venue already bought for them: the firm's residue keeps those shares). The
-    same funding as the freeze, over the funded amounts and the positions seen then, so an
-    account whose funding did not depend on what is missing keeps every amount. Returns per
+    same funding as the freeze, over the funded amounts, the positions seen then and the
+    last prices its orders were funded at, so an account whose funding did not depend on
+    what is missing keeps every amount. Returns per
     account the intents rejected now, with the reason."""
     funding = _FUNDING.format(margin="$4", under_minimum="$3", not_held="$3", shares_unfunded="$3")
     cash = cash or {}
@@ -242,10 +257,12 @@ async def fund_again(conn: asyncpg.Connection, window_id: UUID, accounts: Sequen
                  told AS (SELECT * FROM unnest($5::text[], $6::numeric[]) AS t(account_id, cash)),
                  t AS (SELECT i.intent_id, i.account_id, i.symbol, i.side, i.funded_amount AS amount,
                               i.funded_quantity AS quantity, i.created_at, {_TIER} AS tier,
-                              coalesce(o.cash, coalesce(c.cash, 0) - coalesce(r.amount, 0)) AS cash, pr.price, i.held
+                              coalesce(o.cash, coalesce(c.cash, 0) - coalesce(r.amount, 0)) AS cash,
+                              CASE WHEN od.symbol IS NULL THEN pr.price ELSE od.last_price END AS price, i.held
                        FROM window_intents i LEFT JOIN cash c ON c.account_id = i.account_id
                        LEFT JOIN reserved r ON r.account_id = i.account_id
                        LEFT JOIN told o ON o.account_id = i.account_id
+                       LEFT JOIN orders od ON od.window_id = $1 AND od.symbol = i.symbol
                        LEFT JOIN prices pr ON pr.symbol = i.symbol
                        WHERE i.window_id = $1 AND i.status = 'frozen' AND i.account_id = ANY($2::text[])),
                  {funding},
@@ -265,12 +282,16 @@ async def fund_again(conn: asyncpg.Connection, window_id: UUID, accounts: Sequen
         window_id, list(accounts), reason, margin, sorted(cash), [cash[a] for a in sorted(cash)])
 
 
-# What a frozen buy counts for against cash, and a frozen sell's proceeds, as the funding
-# counted them (share intents at the last price plus or less the margin): over
-# ``window_intents i`` joined to ``prices p``, with the margin as ``{margin}``.
-_BUY_COST = "coalesce(i.funded_amount, ceil(i.funded_quantity * coalesce(p.price, 0) * (1 + {margin}::numeric) * 100) / 100)"
-_SELL_PROCEEDS = ("coalesce(i.funded_amount, floor(i.funded_quantity * coalesce(p.price, 0) * (1 - {margin}::numeric)"
-                  " * 100) / 100)")
+# The last price a frozen intent was funded at: its order's (services/window/store.py
+# ``insert_net_orders``), or the window's price now before the window has orders. Over
+# ``window_intents i`` with ``_LAST_PRICE_JOIN`` (window id ``$1``).
+_LAST_PRICE = "CASE WHEN od.symbol IS NULL THEN pp.price ELSE od.last_price END"
+_LAST_PRICE_JOIN = """LEFT JOIN orders od ON od.window_id = $1 AND od.symbol = i.symbol
+                      LEFT JOIN prices pp ON pp.symbol = i.symbol"""
+# What a frozen buy counts for against cash, as the funding counted it (a share buy at the
+# last price plus the margin, ``{margin}``).
+_BUY_COST = ("coalesce(i.funded_amount, ceil(i.funded_quantity * coalesce(" + _LAST_PRICE + ", 0)"
+             " * (1 + {margin}::numeric) * 100) / 100)")
 
 
 async def reserve(conn: asyncpg.Connection, window_id: UUID, accounts: Sequence[str] | None = None,
@@ -285,7 +306,7 @@ async def reserve(conn: asyncpg.Connection, window_id: UUID, accounts: Sequence[
         f"""INSERT INTO reservations (account_id, window_id, amount)
            SELECT account_id, $1, amount
            FROM (SELECT i.account_id, sum({_BUY_COST.format(margin="$2")}) AS amount
-                 FROM window_intents i LEFT JOIN prices p USING (symbol)
+                 FROM window_intents i {_LAST_PRICE_JOIN}
                  WHERE i.window_id = $1 AND i.status = 'frozen' AND i.side = 'buy'
                    AND ($3::text[] IS NULL OR i.account_id = ANY($3::text[]))
                  GROUP BY i.account_id) r
@@ -299,14 +320,18 @@ async def cash_holds_json(conn: asyncpg.Connection, window_id: UUID, margin: Dec
     (in order) what its frozen buys take from its own cash, their cost less its sells'
     proceeds as the funding counted them, where that is above zero."""
     return await conn.fetchval(
-        f"""SELECT coalesce(json_agg(json_build_array(account_id, need::text) ORDER BY account_id), '[]'::json)::text
-           FROM (SELECT i.account_id,
-                        sum(CASE i.side WHEN 'buy' THEN {_BUY_COST.format(margin="$2")}
-                                        ELSE -{_SELL_PROCEEDS.format(margin="$2")} END)::numeric(16, 2) AS need
-                 FROM window_intents i LEFT JOIN prices p USING (symbol)
-                 WHERE i.window_id = $1 AND i.status = 'frozen'
-                 GROUP BY i.account_id) n
-           WHERE need > 0""",
+        f"""WITH v AS (SELECT i.account_id, i.symbol, i.side, i.funded_amount AS amount,
+                              CASE WHEN i.side = 'sell' THEN i.funded_quantity END AS sell_q, i.held,
+                              {_LAST_PRICE} AS price,
+                              CASE WHEN i.side = 'buy' THEN {_BUY_COST.format(margin="$2")} END AS cost
+                       FROM window_intents i {_LAST_PRICE_JOIN}
+                       WHERE i.window_id = $1 AND i.status = 'frozen'),
+                 {_PROCEEDS.format(margin="$2")}
+                 need AS (SELECT b.account_id, (b.cost - coalesce(sp.proceeds, 0))::numeric(16, 2) AS need
+                          FROM (SELECT account_id, sum(cost) AS cost FROM v WHERE side = 'buy' GROUP BY account_id) b
+                          LEFT JOIN sp USING (account_id))
+           SELECT coalesce(json_agg(json_build_array(account_id, need::text) ORDER BY account_id), '[]'::json)::text
+           FROM need WHERE need > 0""",
         window_id, margin)
 
 
@@ -359,33 +384,45 @@ async def rejected_of(conn: asyncpg.Connection, window_id: UUID) -> list[asyncpg
 
 
 def _order(r: asyncpg.Record) -> NetOrder:
-    return NetOrder(symbol=r["symbol"], side=r["side"], notional=r["notional"], shares=r["shares"])
+    low, high = domain.price_limits(r["last_price"]) if r["limited"] else (None, None)
+    return NetOrder(symbol=r["symbol"], side=r["side"], notional=r["notional"], shares=r["shares"], min_price=low,
+                    max_price=high)
 
 
-async def insert_net_orders(conn: asyncpg.Connection, window_id: UUID) -> list[NetOrder]:
+async def insert_net_orders(conn: asyncpg.Connection, window_id: UUID,
+                            last_prices: dict[str, Decimal] | None = None) -> list[NetOrder]:
     """Net the window's funded intents per security into its orders, in one statement
-    (services/window/domain.py ``net_orders`` is the reference)."""
+    (services/window/domain.py ``net_orders`` is the reference), each with the last price
+    its intents were funded at: ``last_prices`` where given, else the window's price now."""
+    last_prices = last_prices or {}
     rows = await conn.fetch(
-        """INSERT INTO orders (window_id, symbol, side, notional, shares)
-           SELECT $1, symbol, CASE WHEN net >= 0 THEN 'buy' ELSE 'sell' END, abs(net), shares
+        """INSERT INTO orders (window_id, symbol, side, notional, shares, last_price, limited)
+           SELECT $1, n.symbol, CASE WHEN net >= 0 THEN 'buy' ELSE 'sell' END, abs(net), shares,
+                  coalesce(k.price, p.price), limited AND coalesce(k.price, p.price) IS NOT NULL
            FROM (SELECT symbol,
                         coalesce(sum(CASE side WHEN 'buy' THEN funded_amount ELSE -funded_amount END), 0) AS net,
-                        coalesce(sum(CASE side WHEN 'buy' THEN funded_quantity ELSE -funded_quantity END), 0) AS shares
+                        coalesce(sum(CASE side WHEN 'buy' THEN funded_quantity ELSE -funded_quantity END), 0) AS shares,
+                        bool_or(side = 'sell' OR funded_quantity IS NOT NULL) AS limited
                  FROM window_intents WHERE window_id = $1 AND status = 'frozen' GROUP BY symbol) n
-           ORDER BY symbol
-           RETURNING symbol, side, notional, shares""", window_id)
+           LEFT JOIN unnest($2::text[], $3::numeric[]) AS k(symbol, price) USING (symbol)
+           LEFT JOIN prices p USING (symbol)
+           ORDER BY n.symbol
+           RETURNING symbol, side, notional, shares, last_price, limited""",
+        window_id, list(last_prices), list(last_prices.values()))
     return sorted((_order(r) for r in rows), key=lambda o: o.symbol)
 
 
 async def net_again(conn: asyncpg.Connection, window_id: UUID) -> list[NetOrder]:
-    """Replace the window's orders (not sent yet) by the net of its funded intents now."""
-    await conn.execute("DELETE FROM orders WHERE window_id = $1", window_id)
-    return await insert_net_orders(conn, window_id)
+    """Replace the window's orders (not sent yet) by the net of its funded intents now, at
+    the last prices they were funded at."""
+    old = await conn.fetch("DELETE FROM orders WHERE window_id = $1 RETURNING symbol, last_price", window_id)
+    return await insert_net_orders(conn, window_id, {r["symbol"]: r["last_price"] for r in old
+                                                     if r["last_price"] is not None})
 
 
 async def orders_of(conn: asyncpg.Connection, window_id: UUID) -> list[NetOrder]:
-    rows = await conn.fetch("SELECT symbol, side, notional, shares FROM orders WHERE window_id = $1 ORDER BY symbol",
-                            window_id)
+    rows = await conn.fetch("""SELECT symbol, side, notional, shares, last_price, limited FROM orders
+                               WHERE window_id = $1 ORDER BY symbol""", window_id)
     return [_order(r) for r in rows]
 
 

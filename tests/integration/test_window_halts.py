@@ -4,13 +4,14 @@ the holder is told why; the books reconcile after every window."""
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime
 from decimal import Decimal as D
 
 import pytest
 
 from shared import topology
-from shared.contracts import GetFeed, HaltSecurity, ResumeSecurity, SetIndexLevel, Side
+from shared.contracts import GetFeed, HaltSecurity, Intent, IntentSource, ResumeSecurity, SetIndexLevel, Side
 from tests.conftest import make_service
 from tests.integration.test_window_ledger import booked, intent, open_funded, reconcile, submit
 from tests.integration.test_window_market import close_window, new_symbol, set_prices
@@ -121,3 +122,37 @@ async def test_a_buy_paid_by_a_halted_sale_is_funded_again_without_it(system, se
         assert (await bus.request(ResumeSecurity(symbol=halted))).ok
         third = await close_window(bus)  # the carried-over sale trades now
         await booked(settings, third.window_id)
+
+
+async def test_a_price_beyond_the_windows_limits_carries_the_intents_over_instead_of_overspending(
+        system, service_factory, bus, settings):
+    """9.5 shares at a last price of $10 are funded with $99.75 of the account's $100 (the
+    price plus the 5% margin). A venue filling at $10.60 (6% slippage here) would charge
+    $100.70: it does not trade the order outside the window's limits ($9.50-$10.50), the
+    intent carries over and the holder is told why; the next window, at $10, pays $95."""
+    async with service_factory("market").running():
+        await close_window(bus)
+        symbol = new_symbol()
+        await set_prices(bus, **{symbol: "10.00"})
+        account = await open_funded(bus, settings, "100.00")
+    shares = Intent(intent_id=uuid.uuid4(), account_id=account, symbol=symbol, side=Side.BUY, quantity="9.5",
+                    source=IntentSource.ORDER)
+    await submit(bus, settings, shares)
+    async with make_service("market", settings.model_copy(update={"market_slippage_bps": 600})).running():
+        first = await close_window(bus)
+        [note] = await eventually(lambda: feed_kinds(bus, account, "intents_carried_over"))
+        assert "would trade at 10.600000, outside 9.500000-10.500000" in note["message"]
+        [row] = await fetch(settings.database_url, 'SELECT status FROM "window".intents WHERE intent_id = $1',
+                            shares.intent_id)
+        assert row["status"] == "pending"
+        await eventually(lambda: fetchval(settings.database_url, "SELECT count(*) = 0 FROM ledger.window_holds "
+                                                                 "WHERE window_id = $1", first.window_id))
+    async with service_factory("market").running():
+        second = await close_window(bus)
+        await booked(settings, second.window_id)
+        [fill] = await fetch(settings.database_url, 'SELECT quantity, amount FROM "window".fills WHERE intent_id = $1',
+                             shares.intent_id)
+        assert (fill["quantity"], fill["amount"]) == (D("9.50000"), D("95.00"))
+        assert await fetchval(settings.database_url, "SELECT amount FROM ledger.balances WHERE book = $1",
+                              f"customer:{account}:cash") == D("5.00")
+        await reconcile(settings, second.window_id)

@@ -4,6 +4,7 @@ Also the set-based SQL against the pure reference on random windows."""
 
 from __future__ import annotations
 
+import json
 import random
 import uuid
 from decimal import Decimal
@@ -287,7 +288,7 @@ async def test_the_set_based_close_agrees_with_the_reference_on_random_windows(s
     rng = random.Random(4)
     conn = await asyncpg.connect(settings.database_url, server_settings={"search_path": '"window"'})
     try:
-        for _ in range(40):
+        for _ in range(80):
             tr = conn.transaction()
             await tr.start()
             try:
@@ -341,9 +342,13 @@ async def check_random_window(conn, rng: random.Random) -> None:
     assert {r["intent_id"]: r["reason"] for r in rows if r["status"] == "rejected"} == funding.rejected
     funded = funding.apply(intents)
     orders = await store.insert_net_orders(conn, window_id)
-    assert orders == domain.net_orders(funded)
+    assert orders == domain.net_orders(funded, prices)
     if not orders:
         return
+    holds = json.loads(await store.cash_holds_json(conn, window_id))
+    assert {a: D(m) for a, m in holds} == funding.needs
+    # The window's prices move on; the rest of the window keeps the prices it funded at.
+    await store.set_prices(conn, {s: p * 3 for s, p in prices.items()})
     if rng.random() < 0.4:  # one security halted: its intents carry over, the rest is funded again
         halted = rng.choice(orders).symbol
         carried = await store.carry_over(conn, window_id, {halted: "halted"})

@@ -139,8 +139,11 @@ async def test_a_window_nets_executes_and_allocates_every_intent_exactly_once(se
 
     closing = await close_window(bus)
     assert (closing.intents, closing.accounts) == (4, 2)
-    assert closing.orders == [NetOrder(symbol=s, side=d, notional=n) for s, d, n in
-                              sorted([(vti_like, BUY, D("70.00")), (bnd_like, SELL, D("60.00"))])]
+    # both have a sell, funded at the last price: each order carries limits 5% either way
+    assert closing.orders == [NetOrder(symbol=s, side=d, notional=n, min_price=low, max_price=high)
+                              for s, d, n, low, high in sorted([(vti_like, BUY, D("70.00"), D("237.5"), D("262.5")),
+                                                                (bnd_like, SELL, D("60.00"), D("68.875"),
+                                                                 D("76.125"))])]
 
     window_id = str(closing.window_id)
     [body] = await eventually(lambda: allocated.where(window_id=window_id))
@@ -291,7 +294,8 @@ async def test_share_quantity_intents_trade_at_the_window_price_and_sells_stop_a
 
     closing = await close_window(bus)
     # $20 buys 2 shares; 1.5 bought and 3 (all that is held, not 5) sold by quantity
-    assert closing.orders == [NetOrder(symbol=symbol, side=BUY, notional=D("20.00"), shares=D("-1.5"))]
+    assert closing.orders == [NetOrder(symbol=symbol, side=BUY, notional=D("20.00"), shares=D("-1.5"),
+                                       min_price=D("9.5"), max_price=D("10.5"))]
     [body] = await eventually(lambda: allocated.where(window_id=str(closing.window_id)))
     # Before it traded, the window had the ledger hold what the buys take from each account's
     # cash: share buys at the last price plus the margin (1.5 * 10.00 * 1.05); the seller's

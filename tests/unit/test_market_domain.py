@@ -126,6 +126,31 @@ def test_slippage_moves_the_price_against_the_order():
     assert e.price == domain.slipped(QUOTES["VTI"].price, Side.BUY, 10)
 
 
+def test_an_order_priced_outside_its_limits_is_not_filled_and_says_why():
+    """The window funded VTI's intents at $235 (limits $223.25-$246.75); the venue's $250
+    is beyond them, so VTI is not traded (its intents carry over); BND within its limits is."""
+    vti = NetOrder(symbol="VTI", side=Side.BUY, notional="100.00", min_price="223.25", max_price="246.75")
+    bnd = NetOrder(symbol="BND", side=Side.SELL, notional="50.00", min_price="70.00", max_price="75.00")
+    executions, halted, refused = domain.execute([vti, bnd], QUOTES)
+    assert [e.symbol for e in executions] == ["BND"] and refused == {}
+    assert halted == {"VTI": "the price of VTI moved beyond the window's limits: it would trade at 250.00, "
+                             "outside 223.25-246.75"}
+
+
+def test_slippage_counts_against_the_limits():
+    at_the_edge = NetOrder(symbol="VTI", side=Side.BUY, notional="100.00", min_price="240", max_price="250.00")
+    assert domain.execute([at_the_edge], QUOTES)[0][0].price == D("250.00")
+    executions, halted, _ = domain.execute([at_the_edge], QUOTES, slippage_bps=1)
+    assert executions == [] and "250.025000" in halted["VTI"]
+
+
+def test_an_order_has_both_limits_or_neither_and_in_order():
+    with pytest.raises(ValueError, match="both price limits"):
+        NetOrder(symbol="VTI", side=Side.BUY, notional="1.00", min_price="1")
+    with pytest.raises(ValueError, match="above max_price"):
+        NetOrder(symbol="VTI", side=Side.BUY, notional="1.00", min_price="2", max_price="1")
+
+
 def test_a_seven_percent_fall_halts_the_market_fifteen_minutes():
     now = datetime(2026, 11, 25, 15, 0, tzinfo=UTC)  # 10:00 New York
     breaker = domain.circuit_breaker(D("93"), D("100"), now, [])
