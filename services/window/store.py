@@ -123,21 +123,18 @@ async def record_slot(conn: asyncpg.Connection, starts_at: datetime, session: st
 _TIER = "CASE source WHEN 'liquidation' THEN 0 WHEN 'order' THEN 1 ELSE 2 END"
 
 
-# Per account, its sells' proceeds as funding counts them, over CTE ``v`` (account_id,
-# symbol, side, amount, sell_q: a share sell's quantity, held, price): share sells at the last
-# price less the margin; a security's dollar sells in full, but no more than the shares its
-# share sells leave are worth at that price (domain.dollar_sells_proceeds). Yields CTE ``sp``.
-_PROCEEDS = """
-    sp AS (SELECT account_id, sum(proceeds) AS proceeds
-           FROM (SELECT account_id,
-                        coalesce(sum(floor(sell_q * coalesce(price, 0) * (1 - {margin}::numeric) * 100) / 100), 0)
-                        + CASE WHEN held IS NULL OR price IS NULL THEN coalesce(sum(amount), 0)
-                               ELSE least(coalesce(sum(amount), 0),
-                                          floor(greatest(held - coalesce(sum(sell_q), 0), 0) * price
-                                                * (1 - {margin}::numeric) * 100) / 100) END AS proceeds
-                 FROM v WHERE side = 'sell' GROUP BY account_id, symbol, held, price) g
-           GROUP BY account_id),
-"""
+# What an account's sells of one security raise as funding counts them, as an aggregate over
+# the group of its intents (columns side, amount, sell_q: a share sell's quantity, held,
+# price; grouped by account, symbol, held and price): share sells at the last price less the
+# margin; dollar sells in full, but no more than the shares its share sells leave are worth
+# at that price (domain.dollar_sells_proceeds).
+_GROUP_PROCEEDS = """
+    coalesce(sum(floor(sell_q * coalesce(price, 0) * (1 - {margin}::numeric) * 100) / 100)
+             FILTER (WHERE side = 'sell'), 0)
+    + CASE WHEN held IS NULL OR price IS NULL THEN coalesce(sum(amount) FILTER (WHERE side = 'sell'), 0)
+           ELSE least(coalesce(sum(amount) FILTER (WHERE side = 'sell'), 0),
+                      floor(greatest(held - coalesce(sum(sell_q) FILTER (WHERE side = 'sell'), 0), 0) * price
+                            * (1 - {margin}::numeric) * 100) / 100) END"""
 
 
 # Funding over the intents of CTE ``t`` (intent_id, account_id, symbol, side, amount,
@@ -157,7 +154,13 @@ _FUNDING = """
     v AS (SELECT t.*, ss.q AS sell_q,
                  CASE WHEN t.side = 'buy' AND t.amount IS NULL AND t.price IS NOT NULL
                       THEN ceil(t.quantity * t.price * (1 + {margin}::numeric) * 100) / 100 END AS share_cost
-          FROM t LEFT JOIN ss USING (intent_id)),""" + _PROCEEDS + """
+          FROM t LEFT JOIN ss USING (intent_id)),
+    -- per account, its sells' proceeds as funding counts them
+    sp AS (SELECT account_id, sum(proceeds) AS proceeds
+           FROM (SELECT account_id, """ + _GROUP_PROCEEDS + """ AS proceeds
+                 FROM (SELECT t.*, ss.q AS sell_q FROM t LEFT JOIN ss USING (intent_id) WHERE t.side = 'sell') sells
+                 GROUP BY account_id, symbol, held, price) g
+           GROUP BY account_id),
     w AS (SELECT v.*,
                  cash + coalesce(sp.proceeds, 0) AS available,
                  sum(CASE WHEN side = 'buy' THEN coalesce(amount, share_cost, 0) ELSE 0 END)
@@ -258,12 +261,11 @@ async def fund_again(conn: asyncpg.Connection, window_id: UUID, accounts: Sequen
                  t AS (SELECT i.intent_id, i.account_id, i.symbol, i.side, i.funded_amount AS amount,
                               i.funded_quantity AS quantity, i.created_at, {_TIER} AS tier,
                               coalesce(o.cash, coalesce(c.cash, 0) - coalesce(r.amount, 0)) AS cash,
-                              CASE WHEN od.symbol IS NULL THEN pr.price ELSE od.last_price END AS price, i.held
+                              {_LAST_PRICE} AS price, i.held
                        FROM window_intents i LEFT JOIN cash c ON c.account_id = i.account_id
                        LEFT JOIN reserved r ON r.account_id = i.account_id
                        LEFT JOIN told o ON o.account_id = i.account_id
-                       LEFT JOIN orders od ON od.window_id = $1 AND od.symbol = i.symbol
-                       LEFT JOIN prices pr ON pr.symbol = i.symbol
+                       {_LAST_PRICE_JOIN}
                        WHERE i.window_id = $1 AND i.status = 'frozen' AND i.account_id = ANY($2::text[])),
                  {funding},
                  changed AS (
@@ -285,9 +287,12 @@ async def fund_again(conn: asyncpg.Connection, window_id: UUID, accounts: Sequen
 # The last price a frozen intent was funded at: its order's (services/window/store.py
 # ``insert_net_orders``), or the window's price now before the window has orders. Over
 # ``window_intents i`` with ``_LAST_PRICE_JOIN`` (window id ``$1``).
-_LAST_PRICE = "CASE WHEN od.symbol IS NULL THEN pp.price ELSE od.last_price END"
-_LAST_PRICE_JOIN = """LEFT JOIN orders od ON od.window_id = $1 AND od.symbol = i.symbol
-                      LEFT JOIN prices pp ON pp.symbol = i.symbol"""
+_LAST_PRICE = "lp.price"
+_LAST_PRICE_JOIN = """LEFT JOIN (SELECT symbol, last_price AS price FROM orders WHERE window_id = $1
+                                 UNION ALL
+                                 SELECT symbol, price FROM prices p WHERE NOT EXISTS (
+                                     SELECT 1 FROM orders o WHERE o.window_id = $1 AND o.symbol = p.symbol)) lp
+                             ON lp.symbol = i.symbol"""
 # What a frozen buy counts for against cash, as the funding counted it (a share buy at the
 # last price plus the margin, ``{margin}``).
 _BUY_COST = ("coalesce(i.funded_amount, ceil(i.funded_quantity * coalesce(" + _LAST_PRICE + ", 0)"
@@ -320,16 +325,19 @@ async def cash_holds_json(conn: asyncpg.Connection, window_id: UUID, margin: Dec
     (in order) what its frozen buys take from its own cash, their cost less its sells'
     proceeds as the funding counted them, where that is above zero."""
     return await conn.fetchval(
-        f"""WITH v AS (SELECT i.account_id, i.symbol, i.side, i.funded_amount AS amount,
-                              CASE WHEN i.side = 'sell' THEN i.funded_quantity END AS sell_q, i.held,
-                              {_LAST_PRICE} AS price,
+        f"""-- an account's buys form one group (no symbol, holding or price), its sells one per security
+            WITH v AS (SELECT i.account_id, i.side, i.funded_amount AS amount, i.held,
+                              CASE WHEN i.side = 'sell' THEN i.symbol END AS symbol,
+                              CASE WHEN i.side = 'sell' THEN i.funded_quantity END AS sell_q,
+                              CASE WHEN i.side = 'sell' THEN {_LAST_PRICE} END AS price,
                               CASE WHEN i.side = 'buy' THEN {_BUY_COST.format(margin="$2")} END AS cost
                        FROM window_intents i {_LAST_PRICE_JOIN}
                        WHERE i.window_id = $1 AND i.status = 'frozen'),
-                 {_PROCEEDS.format(margin="$2")}
-                 need AS (SELECT b.account_id, (b.cost - coalesce(sp.proceeds, 0))::numeric(16, 2) AS need
-                          FROM (SELECT account_id, sum(cost) AS cost FROM v WHERE side = 'buy' GROUP BY account_id) b
-                          LEFT JOIN sp USING (account_id))
+                 need AS (SELECT account_id, sum(cost - proceeds)::numeric(16, 2) AS need
+                          FROM (SELECT account_id, coalesce(sum(cost), 0) AS cost,
+                                       {_GROUP_PROCEEDS.format(margin="$2")} AS proceeds
+                                FROM v GROUP BY account_id, symbol, held, price) g
+                          GROUP BY account_id)
            SELECT coalesce(json_agg(json_build_array(account_id, need::text) ORDER BY account_id), '[]'::json)::text
            FROM need WHERE need > 0""",
         window_id, margin)
