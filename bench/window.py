@@ -10,6 +10,10 @@ On a RabbitMQ vhost and a PostgreSQL database that it creates and removes itself
   (one entry each, multi-row statements); the clock stops when the last batch is booked.
 - **floor**: the same rows COPY'd into a bare table, then one set-based statement that nets
   per security and allocates every intent at the window price into a fills table.
+- **rows**: afterwards, the rows the close wrote (the window's intents, fills and projection,
+  the ledger's postings, balances, trade records, tax lots and gains) inserted again, one
+  statement per table, into empty copies of their tables with the same indexes: what writing
+  them costs with no logic around it.
 
 Setup (not timed): the accounts open in the ledger with cash for every buy and, for every
 security they sell, shares in one tax lot bought more than a year ago (so that the sells
@@ -110,6 +114,45 @@ async def bench_floor(url: str, rows: list[tuple], prices: dict[str, Decimal]) -
         await conn.close()
 
 
+# The rows the close writes, by table, as they stand once the window is booked; ``{window}``
+# is the window id, ``{pattern}`` its entries' reference pattern (quoted literals). Buy lots
+# only: the lots the sells closed are updated, not written.
+WRITTEN = {
+    '"window".window_intents': "SELECT * FROM \"window\".window_intents WHERE window_id = {window}",
+    '"window".fills': "SELECT * FROM \"window\".fills WHERE window_id = {window}",
+    '"window".cash': "SELECT * FROM \"window\".cash",
+    '"window".positions': "SELECT * FROM \"window\".positions",
+    "ledger.postings": "SELECT p.* FROM ledger.postings p JOIN ledger.entries e USING (entry_id) "
+                       "WHERE e.kind = 'fill' AND e.reference LIKE {pattern}",
+    "ledger.balances": "SELECT * FROM ledger.balances WHERE book LIKE 'customer:%'",
+    "ledger.trades": "SELECT * FROM ledger.trades WHERE window_id = {window}",
+    "ledger.lots": "SELECT * FROM ledger.lots WHERE window_id = {window}",
+    "ledger.realised_gains": "SELECT * FROM ledger.realised_gains WHERE sale_id LIKE {pattern}",
+}
+
+
+async def bench_rows(url: str, window_id: str) -> list[tuple[str, int, float]]:
+    """The bare cost of the rows the close wrote: each table's rows of this window inserted,
+    in one statement per table, into an empty copy of the table with the same indexes and
+    checks (no triggers, no foreign keys). Per table: (name, rows, seconds)."""
+    conn = await asyncpg.connect(url)
+    out = []
+    try:
+        await conn.execute("CREATE SCHEMA written")
+        await conn.execute("SET work_mem = '256MB'")
+        for table, query in WRITTEN.items():
+            copy = "written." + table.replace('"', "").replace(".", "_")
+            await conn.execute(f"CREATE TABLE {copy} (LIKE {table} INCLUDING DEFAULTS INCLUDING CONSTRAINTS "
+                               "INCLUDING INDEXES)")
+            query = query.format(window=f"'{uuid.UUID(window_id)}'", pattern=f"'{window_id}:%'")
+            start = time.perf_counter()
+            status = await conn.execute(f"INSERT INTO {copy} {query}")
+            out.append((table, int(status.split()[-1]), time.perf_counter() - start))
+        return out
+    finally:
+        await conn.close()
+
+
 CASH = Decimal("1000000.00")
 
 
@@ -173,7 +216,8 @@ async def setup_services(url: str, accounts: int, prices: dict[str, Decimal], he
         await conn.close()
 
 
-async def bench_close(settings: Settings, rows: list[tuple]) -> tuple[float, dict[str, tuple[float, dict]], int]:
+async def bench_close(settings: Settings, rows: list[tuple]
+                      ) -> tuple[float, dict[str, tuple[float, dict]], int, str]:
     from services.ledger.app import create_service as ledger
     from services.market.app import create_service as market
     from services.window.app import create_service as window
@@ -219,7 +263,7 @@ async def bench_close(settings: Settings, rows: list[tuple]) -> tuple[float, dic
             gains = await conn.fetchrow("SELECT count(*) AS n, count(*) FILTER (WHERE basis_known) AS known "
                                         "FROM ledger.realised_gains")
             say(f"realised gains: {gains['n']:,} ({gains['known']:,} of known basis)")
-            return elapsed, marks, fills
+            return elapsed, marks, fills, window_id
         finally:
             await conn.close()
 
@@ -241,7 +285,9 @@ async def main(args: argparse.Namespace) -> int:
         floor = await bench_floor(settings.database_url, rows, prices)
         say(f"floor: {floor:.2f} s")
         say("close: COPY-in + the window's close through the services to the last booked batch")
-        elapsed, marks, fills = await bench_close(settings, rows)
+        elapsed, marks, fills, window_id = await bench_close(settings, rows)
+        say("rows: what the close wrote, inserted bare into copies of its tables")
+        written = await bench_rows(settings.database_url, window_id)
     finally:
         await drop_database(settings.database_url)
         delete_vhost(vhost)
@@ -259,6 +305,12 @@ async def main(args: argparse.Namespace) -> int:
     print(f"  close: COPY-in to every batch booked: {elapsed:8.2f} s")
     print(f"  floor: COPY-in + one set-based netting and allocation statement: {floor:8.2f} s")
     print(f"  ratio close / floor: {elapsed / floor:.2f}x (goal: within 3x)")
+    bare = sum(seconds for _, _, seconds in written)
+    print("  rows the close wrote, inserted bare (one statement per table, same indexes; no triggers):")
+    for table, count, seconds in written:
+        print(f"    {table:<24} {count:>10,} rows {seconds:7.2f} s")
+    print(f"  rows: {sum(c for _, c, _ in written):,} in {bare:.2f} s; floor + rows: {floor + bare:.2f} s "
+          f"(close / (floor + rows): {elapsed / (floor + bare):.2f}x)")
     return 0
 
 
