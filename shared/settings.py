@@ -5,6 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 from functools import lru_cache
 
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # One HTTP port per service for /health and /metrics (M1_HTTP_PORT overrides in containers).
@@ -43,8 +44,10 @@ class Settings(BaseSettings):
     window_schedule: bool = True
     # How often the window service checks whether a scheduled window is due (seconds).
     window_schedule_poll_seconds: float = 15.0
-    # Venue slippage in basis points: buys fill this much above the price, sells below.
-    market_slippage_bps: int = 0
+    # Venue slippage in basis points: buys fill this much above the price, sells below. At
+    # most the window's 5% price margin (services/window/domain.py SHARE_PRICE_MARGIN): an
+    # order with price limits never trades when slippage alone takes it outside them.
+    market_slippage_bps: int = Field(default=0, ge=0, le=500)
     # Notification email channel: the SMTP server and the sender address.
     smtp_host: str = "localhost"
     smtp_port: int = 1025

@@ -126,28 +126,30 @@ async def test_a_buy_paid_by_a_halted_sale_is_funded_again_without_it(system, se
 
 async def test_a_price_beyond_the_windows_limits_carries_the_intents_over_instead_of_overspending(
         system, service_factory, bus, settings):
-    """9.5 shares at a last price of $10 are funded with $99.75 of the account's $100 (the
-    price plus the 5% margin). A venue filling at $10.60 (6% slippage here) would charge
-    $100.70: it does not trade the order outside the window's limits ($9.50-$10.50), the
-    intent carries over and the holder is told why; the next window, at $10, pays $95."""
+    """9.5 shares at the window's last price of $10 are funded with $99.75 of the account's
+    $100 (the price plus the 5% margin). The venue's price is $10.60 by then (a move the
+    window has not heard of yet): the shares would cost $100.70, so the venue does not trade
+    the order outside the window's limits ($9.50-$10.50), the intent carries over and the
+    holder is told why; the next window, at $10, pays $95."""
     async with service_factory("market").running():
         await close_window(bus)
         symbol = new_symbol()
         await set_prices(bus, **{symbol: "10.00"})
         account = await open_funded(bus, settings, "100.00")
-    shares = Intent(intent_id=uuid.uuid4(), account_id=account, symbol=symbol, side=Side.BUY, quantity="9.5",
-                    source=IntentSource.ORDER)
-    await submit(bus, settings, shares)
-    async with make_service("market", settings.model_copy(update={"market_slippage_bps": 600})).running():
+        shares = Intent(intent_id=uuid.uuid4(), account_id=account, symbol=symbol, side=Side.BUY, quantity="9.5",
+                        source=IntentSource.ORDER)
+        await submit(bus, settings, shares)
+        await fetch(settings.database_url, "UPDATE market.prices SET price = 10.60 WHERE symbol = $1", symbol)
         first = await close_window(bus)
         [note] = await eventually(lambda: feed_kinds(bus, account, "intents_carried_over"))
-        assert "would trade at 10.600000, outside 9.500000-10.500000" in note["message"]
+        assert "would trade at 10.60, outside 9.500000-10.500000" in note["message"]
         [row] = await fetch(settings.database_url, 'SELECT status FROM "window".intents WHERE intent_id = $1',
                             shares.intent_id)
         assert row["status"] == "pending"
         await eventually(lambda: fetchval(settings.database_url, "SELECT count(*) = 0 FROM ledger.window_holds "
                                                                  "WHERE window_id = $1", first.window_id))
-    async with service_factory("market").running():
+
+        await set_prices(bus, **{symbol: "10.00"})
         second = await close_window(bus)
         await booked(settings, second.window_id)
         [fill] = await fetch(settings.database_url, 'SELECT quantity, amount FROM "window".fills WHERE intent_id = $1',

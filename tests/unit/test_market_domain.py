@@ -186,3 +186,16 @@ def test_an_order_with_shares_trades_the_whole_net_on_its_side():
                                                          price=Decimal("50"), amount=Decimal("50.00"))
     executions, _, _ = domain.execute([order], {"VTI": domain.Quote("VTI", Decimal("50"), True)}, slippage_bps=100)
     assert executions[0].side is Side.SELL and executions[0].price == Decimal("49.5")  # slipped against a sell
+
+
+def test_slippage_is_set_within_the_windows_price_margin():
+    """Beyond 500 basis points slippage alone would take every order with price limits
+    outside them: such an order would never trade."""
+    from pydantic import ValidationError
+
+    from shared.settings import Settings
+
+    assert Settings(market_slippage_bps=500).market_slippage_bps == 500
+    for bad in (501, -1):
+        with pytest.raises(ValidationError, match="market_slippage_bps"):
+            Settings(market_slippage_bps=bad)
