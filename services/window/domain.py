@@ -27,7 +27,7 @@ from uuid import UUID
 
 from shared.calendar import NEW_YORK, nyse
 from shared.contracts import Execution, Fill, Intent, IntentSource, IntentsSubmitted, NetOrder, Residue, Side
-from shared.money import PRICE_STEP, cents_down, cents_up, shares_down, shares_up
+from shared.money import PRICE_STEP, SHARE_STEP, cents_down, cents_up, shares_down, shares_up
 
 ZERO = Decimal("0")
 
@@ -76,15 +76,18 @@ def share_sell_proceeds(quantity: Decimal, price: Decimal | None) -> Decimal:
 
 
 def dollar_sells_proceeds(amount: Decimal, held: Decimal | None, sold_by_quantity: Decimal,
-                          price: Decimal | None) -> Decimal:
-    """What an account's dollar sells of one security (``amount`` in all) count for in
-    funding: their amount, but no more than the shares its share sells leave of ``held`` are
-    worth at the last price less the margin, rounded down (the allocation never delivers more
-    shares than were held, and the venue never trades below that price: ``price_limits``).
-    In full when the holding or the price is unknown."""
+                          price: Decimal | None, sells: int = 1) -> Decimal:
+    """What an account's ``sells`` dollar sells of one security (``amount`` in all) count for
+    in funding: their amount, but no more than the shares its share sells leave of ``held``
+    are worth at the last price less the margin, rounded down (the allocation never delivers
+    more shares than were held, and the venue never trades below that price:
+    ``price_limits``). Each sell but the last delivers its shares rounded up, up to one
+    1/100,000 share more than its amount is worth, which the last then cannot sell: those
+    steps are left out. In full when the holding or the price is unknown."""
     if held is None or price is None:
         return amount
-    return min(amount, cents_down(max(held - sold_by_quantity, ZERO) * price * (1 - SHARE_PRICE_MARGIN)))
+    shares = max(held - sold_by_quantity - (sells - 1) * SHARE_STEP, ZERO)
+    return min(amount, cents_down(shares * price * (1 - SHARE_PRICE_MARGIN)))
 
 
 def price_limits(price: Decimal) -> tuple[Decimal, Decimal]:
@@ -156,14 +159,14 @@ def fund(intents: Sequence[Intent], cash: Mapping[str, Decimal], prices: Mapping
     for account, group in by_account.items():
         available = cash.get(account, ZERO)
         share_sells: dict[str, list[Intent]] = defaultdict(list)
-        dollar_sells: dict[str, Decimal] = defaultdict(Decimal)
+        dollar_sells: dict[str, list[Decimal]] = defaultdict(list)
         tiers: dict[int, list[Intent]] = defaultdict(list)
         for intent in group:
             if intent.side is Side.BUY:
                 tiers[PRIORITY[intent.source]].append(intent)
             elif intent.amount is not None:
                 funded[intent.intent_id] = intent.amount
-                dollar_sells[intent.symbol] += intent.amount
+                dollar_sells[intent.symbol].append(intent.amount)
             else:
                 share_sells[intent.symbol].append(intent)
         sold_by_quantity: dict[str, Decimal] = defaultdict(Decimal)
@@ -175,9 +178,9 @@ def fund(intents: Sequence[Intent], cash: Mapping[str, Decimal], prices: Mapping
                     available += share_sell_proceeds(q, prices.get(symbol))
                 else:
                     rejected[intent.intent_id] = NOT_HELD
-        for symbol, amount in dollar_sells.items():
-            available += dollar_sells_proceeds(amount, positions.get((account, symbol)), sold_by_quantity[symbol],
-                                               prices.get(symbol))
+        for symbol, amounts in dollar_sells.items():
+            available += dollar_sells_proceeds(sum(amounts, ZERO), positions.get((account, symbol)),
+                                               sold_by_quantity[symbol], prices.get(symbol), len(amounts))
         proceeds = available - cash.get(account, ZERO)
         spent = ZERO
         before = ZERO

@@ -126,15 +126,16 @@ _TIER = "CASE source WHEN 'liquidation' THEN 0 WHEN 'order' THEN 1 ELSE 2 END"
 # What an account's sells of one security raise as funding counts them, as an aggregate over
 # the group of its intents (columns side, amount, sell_q: a share sell's quantity, held,
 # price; grouped by account, symbol, held and price): share sells at the last price less the
-# margin; dollar sells in full, but no more than the shares its share sells leave are worth
-# at that price (domain.dollar_sells_proceeds).
+# margin; dollar sells in full, but no more than the shares its share sells leave (less a
+# share step per dollar sell but one) are worth at that price (domain.dollar_sells_proceeds).
 _GROUP_PROCEEDS = """
     coalesce(sum(floor(sell_q * coalesce(price, 0) * (1 - {margin}::numeric) * 100) / 100)
              FILTER (WHERE side = 'sell'), 0)
     + CASE WHEN held IS NULL OR price IS NULL THEN coalesce(sum(amount) FILTER (WHERE side = 'sell'), 0)
            ELSE least(coalesce(sum(amount) FILTER (WHERE side = 'sell'), 0),
-                      floor(greatest(held - coalesce(sum(sell_q) FILTER (WHERE side = 'sell'), 0), 0) * price
-                            * (1 - {margin}::numeric) * 100) / 100) END"""
+                      floor(greatest(held - coalesce(sum(sell_q) FILTER (WHERE side = 'sell'), 0)
+                                     - greatest(count(amount) FILTER (WHERE side = 'sell') - 1, 0) * 0.00001, 0)
+                            * price * (1 - {margin}::numeric) * 100) / 100) END"""
 
 
 # Funding over the intents of CTE ``t`` (intent_id, account_id, symbol, side, amount,

@@ -457,6 +457,21 @@ def test_a_dollar_sell_counts_for_no_more_than_the_shares_held_are_worth_less_th
     assert funding.funded[buy.intent_id] == D("57.00") + D("38.00")  # 6 and 4 shares at $9.50
 
 
+def test_several_dollar_sells_of_a_holding_count_without_the_share_steps_their_rounding_takes():
+    """Two $50 sells of 10 shares at $10: at the lowest price the venue may trade ($9.50) the
+    first delivers 5.26316 shares (rounded up) for $50, the second the 4.73684 left for
+    $44.99. They count for $94.99, not the $95.00 the 10 shares are worth at $9.50."""
+    first, second = intent("a", "VTI", SELL, "50.00"), intent("a", "VTI", SELL, "50.00")
+    buy = intent("a", "BND", BUY, "100.00")
+    last, held = {"VTI": D("10"), "BND": D("20")}, {("a", "VTI"): D("10")}
+    funding = domain.fund([first, second, buy], {"a": D("0")}, last, held)
+    assert funding.funded[buy.intent_id] == D("94.99")
+    funded = funding.apply([first, second, buy])
+    executions = [venue(o, o.min_price or last[o.symbol]) for o in domain.net_orders(funded, last)]
+    fills = domain.allocate(funded, executions, held).fills
+    assert sum((f.amount if f.side is SELL else -f.amount for f in fills), D(0)) == D("0.00")
+
+
 def test_orders_funded_at_the_last_price_carry_limits_of_the_margin_either_way():
     buy, sell = intent("a", "VTI", BUY, "100.00"), intent("b", "BND", SELL, "20.00")
     shares_buy = shares_intent("c", "QQQ", BUY, "1")
@@ -467,7 +482,8 @@ def test_orders_funded_at_the_last_price_carry_limits_of_the_margin_either_way()
     assert (orders["QQQ"].min_price, orders["QQQ"].max_price) == (D("2.85"), D("3.15"))
 
 
-moves = st.integers(9000, 11000).map(lambda f: D(f).scaleb(-4))  # the venue's price: -10% .. +10%
+# The venue's price: -10% .. +10% of the last, or exactly at the lower or upper limit.
+moves = st.one_of(st.sampled_from([0, 1]), st.integers(9000, 11000).map(lambda f: D(f).scaleb(-4)))
 
 
 @settings(max_examples=300, deadline=None)
@@ -483,7 +499,10 @@ def test_no_account_spends_cash_it_does_not_have_at_any_price_the_venue_fills_at
         return
     executions = []
     for order in domain.net_orders(funded, last):
-        price = (last[order.symbol] * move[order.symbol]).quantize(D("0.000001"))
+        if isinstance(move[order.symbol], int):
+            price = domain.price_limits(last[order.symbol])[move[order.symbol]]
+        else:
+            price = (last[order.symbol] * move[order.symbol]).quantize(D("0.000001"))
         if order.min_price is None or order.min_price <= price <= order.max_price:
             executions.append(venue(order, price))
     # buys paid for by a sell that did not trade are funded again without it (the window's
