@@ -123,6 +123,17 @@ async def record_slot(conn: asyncpg.Connection, starts_at: datetime, session: st
 _TIER = "CASE source WHEN 'liquidation' THEN 0 WHEN 'order' THEN 1 ELSE 2 END"
 
 
+# The last price a frozen intent was funded at: its order's
+# (``insert_net_orders``), or the window's price now before the window has orders. Over
+# ``window_intents i`` with ``_LAST_PRICE_JOIN`` (window id ``$1``).
+_LAST_PRICE = "lp.price"
+_LAST_PRICE_JOIN = """LEFT JOIN (SELECT symbol, last_price AS price FROM orders WHERE window_id = $1
+                                 UNION ALL
+                                 SELECT symbol, price FROM prices p WHERE NOT EXISTS (
+                                     SELECT 1 FROM orders o WHERE o.window_id = $1 AND o.symbol = p.symbol)) lp
+                             ON lp.symbol = i.symbol"""
+
+
 # What an account's sells of one security raise as funding counts them, as an aggregate over
 # the group of its intents (columns side, amount, sell_q: a share sell's quantity, held,
 # price; grouped by account, symbol, held and price): share sells at the last price less the
@@ -285,15 +296,6 @@ async def fund_again(conn: asyncpg.Connection, window_id: UUID, accounts: Sequen
         window_id, list(accounts), reason, margin, sorted(cash), [cash[a] for a in sorted(cash)])
 
 
-# The last price a frozen intent was funded at: its order's (services/window/store.py
-# ``insert_net_orders``), or the window's price now before the window has orders. Over
-# ``window_intents i`` with ``_LAST_PRICE_JOIN`` (window id ``$1``).
-_LAST_PRICE = "lp.price"
-_LAST_PRICE_JOIN = """LEFT JOIN (SELECT symbol, last_price AS price FROM orders WHERE window_id = $1
-                                 UNION ALL
-                                 SELECT symbol, price FROM prices p WHERE NOT EXISTS (
-                                     SELECT 1 FROM orders o WHERE o.window_id = $1 AND o.symbol = p.symbol)) lp
-                             ON lp.symbol = i.symbol"""
 # What a frozen buy counts for against cash, as the funding counted it (a share buy at the
 # last price plus the margin, ``{margin}``).
 _BUY_COST = ("coalesce(i.funded_amount, ceil(i.funded_quantity * coalesce(" + _LAST_PRICE + ", 0)"

@@ -8,10 +8,12 @@ from pathlib import Path
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
 from services.market import domain
 from services.market.domain import Quote, Refusal
 from shared.contracts import Execution, NetOrder, Side
+from shared.settings import Settings
 
 D = Decimal
 SAMPLE = Path(__file__).parents[2] / "services" / "market" / "data" / "prices.csv"
@@ -191,10 +193,6 @@ def test_an_order_with_shares_trades_the_whole_net_on_its_side():
 def test_slippage_is_set_within_the_windows_price_margin():
     """Beyond 500 basis points slippage alone would take every order with price limits
     outside them: such an order would never trade."""
-    from pydantic import ValidationError
-
-    from shared.settings import Settings
-
     assert Settings(market_slippage_bps=500).market_slippage_bps == 500
     for bad in (501, -1):
         with pytest.raises(ValidationError, match="market_slippage_bps"):
