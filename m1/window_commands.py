@@ -1,5 +1,6 @@
-"""``m1 window show`` and ``m1 window cancel``: a window's audited summary, and cancelling
-pending intents before their window starts."""
+"""``m1 window show``, ``m1 window cancel`` and ``m1 window abandon``: a window's audited
+summary, cancelling pending intents before their window starts, and stopping a window that
+has sent no orders."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from shared.contracts import CancelIntents, GetWindow
+from shared.contracts import AbandonWindow, CancelIntents, GetWindow
 
 
 def _cli():
@@ -34,17 +35,15 @@ def summary_table(view: dict) -> Table:
 def show(window_id: str, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """A window's summary: counts, and per security gross, net, fill and residue."""
     cli = _cli()
-    try:
-        query = GetWindow(window_id=uuid.UUID(window_id))
-    except ValueError:
-        raise typer.BadParameter(f"not a window id: {window_id}") from None
-    view = cli.run(cli._call(query))
+    view = cli.run(cli._call(GetWindow(window_id=_window_id(window_id))))
     if as_json:
         cli.print_json(view)
         return
     summary = view.get("summary") or {}
     cli.console.print(f"{summary.get('intents', 0)} intents from {summary.get('accounts', 0)} accounts; "
                       f"{summary.get('rejected', 0)} rejected, {summary.get('carried_over', 0)} carried over")
+    if summary.get("abandoned"):
+        cli.console.print(f"abandoned before it traded: {summary['abandoned']}")
     cli.console.print(summary_table(view))
 
 
@@ -63,6 +62,29 @@ def cancel(intent_ids: Annotated[list[str] | None, typer.Argument(help="intent i
         cli.console.print(f"  not cancelled {intent_id}: {reason}")
 
 
+def _window_id(text: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(text)
+    except ValueError:
+        raise typer.BadParameter(f"not a window id: {text}") from None
+
+
+def abandon(window_id: str,
+            reason: Annotated[str, typer.Option("--reason", help="why, as the holders will read it")]) -> None:
+    """Stop a window still holding (no orders sent, e.g. its ledger hold was dead-lettered):
+    its intents wait for the next window, holders are told, held cash is released."""
+    cli = _cli()
+    try:
+        command = AbandonWindow(window_id=_window_id(window_id), reason=reason)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    view = cli.run(cli._call(command))
+    summary = view.get("summary") or {}
+    cli.console.print(f"window {view['window_id']} {view['status']}: {summary.get('carried_over', 0)} intents "
+                      "carried over to the next window")
+
+
 def register(window_app: typer.Typer) -> None:
     window_app.command("show")(show)
     window_app.command("cancel")(cancel)
+    window_app.command("abandon")(abandon)

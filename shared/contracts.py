@@ -487,6 +487,17 @@ class CloseWindow(Message):
     TYPE: ClassVar[str] = "window.window.close"
 
 
+class AbandonWindow(Message):
+    """Operator command: stop a window that has sent no orders (it is ``holding``: the ledger
+    has not answered its cash hold, say because the hold was dead-lettered). Its frozen
+    intents carry over to the next window with ``reason``, each holder is told, and whatever
+    cash the ledger holds for it is released. Replies ``window.window.view``."""
+
+    TYPE: ClassVar[str] = "window.window.abandon"
+    window_id: UUID
+    reason: str = Field(min_length=1, max_length=200)
+
+
 class WindowClosing(Message):
     TYPE: ClassVar[str] = "window.window.closing"
     window_id: UUID | None

@@ -58,6 +58,21 @@ NOT_HELD = "nothing left to sell: the account does not hold the shares"
 HALTED_FUNDING = "insufficient cash: a sale that was to pay for it is in a halted security and carried over"
 LEDGER_SHORT = ("insufficient cash: the account's cash at the ledger was lower than the window counted "
                 "(a withdrawal or a charge booked meanwhile)")
+
+
+def abandoned_reason(operator_reason: str) -> str:
+    """What the holder of an intent in an abandoned window is told."""
+    return f"its window was stopped before it traded ({operator_reason})"
+
+
+def check_abandon(window_id: object, status: str) -> None:
+    """Only a window that has sent no orders can be abandoned: once its orders are at the
+    venue, what it traded must be allocated and booked."""
+    if status not in ("holding", "abandoned"):
+        raise Refusal(f"window {window_id} is {status}: it has sent its orders to the venue, so it cannot be "
+                      "abandoned (only a window still holding, before its orders, can)")
+
+
 # A share-quantity intent's dollar value is known only at execution. For funding, a share
 # buy is counted at its last price plus this margin, and a share sell's proceeds at the last
 # price less it, so that a price move until the window's execution does not overspend.

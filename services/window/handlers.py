@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict
 from services.window import domain, store
 from shared import topology
 from shared.contracts import (
+    AbandonWindow,
     AccountId,
     AccountOpened,
     CancelIntents,
@@ -127,6 +128,19 @@ async def trade(tx: Tx, window_id: uuid.UUID, short: dict[str, Decimal]) -> None
         tx.emit(ReleaseWindowCash(window_id=window_id), command=True)
 
 
+async def view_of(tx: Tx, window_id: uuid.UUID) -> WindowView:
+    """A window's status and summary (the stored one, or computed while it has none yet)."""
+    row = await store.window_of(tx.conn, window_id)
+    if row is None:
+        raise Rejected(f"unknown window {window_id}")
+    summary = row["summary"]
+    if summary is None:
+        summary = await store.summarise(tx.conn, window_id)
+    elif isinstance(summary, str):
+        summary = json.loads(summary)
+    return WindowView(window_id=row["window_id"], status=row["status"], closed_at=row["closed_at"], summary=summary)
+
+
 async def run_schedule(service: Service) -> WindowClosing | None:
     """Run the latest window the NYSE schedule owes, once: the one due now, or the last one
     missed while the service was down. Windows due before the schedule first ran are not
@@ -216,6 +230,9 @@ def register(service: Service) -> None:
         window = await store.lock_window(tx.conn, event.window_id)
         if window is None:
             raise Rejected(f"unknown window {event.window_id}")
+        if window["status"] == "abandoned":  # held after an operator stopped the window: nothing will trade
+            tx.emit(ReleaseWindowCash(window_id=event.window_id), command=True)
+            return
         if window["status"] != "holding":
             return  # answered before (the ledger held it again under another message id)
         if event.short:  # worth an operator's eye: the window's view of the cash lagged the ledger
@@ -242,16 +259,33 @@ def register(service: Service) -> None:
 
     @on(topology.WINDOW_COMMANDS, GetWindow, idempotent=False)
     async def get_window(tx: Tx, query: GetWindow) -> WindowView:
-        row = await store.window_of(tx.conn, query.window_id)
-        if row is None:
-            raise Rejected(f"unknown window {query.window_id}")
-        summary = row["summary"]
-        if summary is None:
-            summary = await store.summarise(tx.conn, query.window_id)
-        elif isinstance(summary, str):
-            summary = json.loads(summary)
-        return WindowView(window_id=row["window_id"], status=row["status"], closed_at=row["closed_at"],
-                          summary=summary)
+        return await view_of(tx, query.window_id)
+
+    @on(topology.WINDOW_COMMANDS, AbandonWindow)
+    async def abandon_window(tx: Tx, cmd: AbandonWindow) -> WindowView:
+        """Stop a window that has sent no orders: its frozen intents carry over to the next
+        window (holders told), and the ledger releases what it holds for it, now or when its
+        hold arrives later (``cash_held``)."""
+        window = await store.lock_window(tx.conn, cmd.window_id)
+        if window is None:
+            raise Rejected(f"unknown window {cmd.window_id}")
+        try:
+            domain.check_abandon(cmd.window_id, window["status"])
+        except domain.Refusal as exc:
+            raise Rejected(str(exc)) from exc
+        if window["status"] == "holding":
+            reason = domain.abandoned_reason(cmd.reason)
+            await store.bulk_plans(tx.conn)
+            symbols = await store.frozen_symbols(tx.conn, cmd.window_id)
+            for row in await store.carry_over(tx.conn, cmd.window_id, dict.fromkeys(symbols, reason),
+                                              mark_orders=False):
+                tx.emit(IntentsCarriedOver(account_id=row["account_id"], window_id=cmd.window_id,
+                                           symbols=row["symbols"], intents=row["intents"], reason=row["reason"]))
+            await store.mark_abandoned(tx.conn, cmd.window_id, cmd.reason, tx.now)
+            tx.emit(ReleaseWindowCash(window_id=cmd.window_id), command=True)
+            service.log.warning("window abandoned by an operator", extra={
+                "window_id": str(cmd.window_id), "reason": cmd.reason, "symbols": len(symbols)})
+        return await view_of(tx, cmd.window_id)
 
     @on(topology.WINDOW_EXECUTIONS, OrdersExecuted)
     async def allocate_fills(tx: Tx, event: OrdersExecuted) -> None:
@@ -262,6 +296,8 @@ def register(service: Service) -> None:
             return  # allocated before (the same executions again under another message id)
         if window["status"] == "holding":
             raise Rejected(f"window {event.window_id} has sent no orders yet: the ledger has not answered its cash hold")
+        if window["status"] == "abandoned":
+            raise Rejected(f"window {event.window_id} was abandoned before it sent orders: it has nothing to allocate")
         await store.bulk_plans(tx.conn)
         try:
             domain.check_executions(await store.orders_of(tx.conn, event.window_id), event.executions, event.halted,

@@ -568,6 +568,7 @@ async def summarise(conn: asyncpg.Connection, window_id: UUID) -> dict[str, Any]
                                    WHERE window_id = $1 AND halted IS NOT NULL), '{}'::jsonb),
                'refused', coalesce((SELECT jsonb_object_agg(symbol, refused) FROM orders
                                     WHERE window_id = $1 AND refused IS NOT NULL), '{}'::jsonb),
+               'abandoned', (SELECT abandoned FROM windows WHERE window_id = $1),
                'securities', coalesce((SELECT jsonb_object_agg(per.symbol, jsonb_build_object(
                    'intents', per.intents, 'gross_buy', per.gross_buy::text, 'gross_sell', per.gross_sell::text,
                    'net', (per.gross_buy - per.gross_sell)::text, 'net_shares', per.net_shares::text,
@@ -619,14 +620,16 @@ async def cancel(conn: asyncpg.Connection, intent_ids: Sequence[UUID], batch_id:
     return cancelled, refused
 
 
-async def carry_over(conn: asyncpg.Connection, window_id: UUID, halted: dict[str, str]) -> list[asyncpg.Record]:
+async def carry_over(conn: asyncpg.Connection, window_id: UUID, halted: dict[str, str], *,
+                     mark_orders: bool = True) -> list[asyncpg.Record]:
     """Send the window's intents in halted securities back to pending for the next window,
-    with the reason, in one statement; returns per account the symbols, intents and reason."""
+    with the reason, in one statement; returns per account the symbols, intents and reason.
+    The orders of those securities are marked halted with it, unless not ``mark_orders``."""
     symbols = sorted(halted)
     return await conn.fetch(
         """WITH h AS (SELECT * FROM unnest($2::text[], $3::text[]) AS t(symbol, reason)),
                 halted AS (UPDATE orders o SET halted = h.reason FROM h
-                           WHERE o.window_id = $1 AND o.symbol = h.symbol RETURNING o.symbol),
+                           WHERE $4 AND o.window_id = $1 AND o.symbol = h.symbol RETURNING o.symbol),
                 moved AS (DELETE FROM window_intents i USING h
                           WHERE i.window_id = $1 AND i.status = 'frozen' AND i.symbol = h.symbol
                           RETURNING i.*, h.reason AS why),
@@ -640,7 +643,23 @@ async def carry_over(conn: asyncpg.Connection, window_id: UUID, halted: dict[str
                   array_agg(intent_id ORDER BY intent_id) AS intents,
                   string_agg(DISTINCT why, '; ') AS reason
            FROM moved GROUP BY account_id ORDER BY account_id""",
-        window_id, symbols, [halted[x] for x in symbols])
+        window_id, symbols, [halted[x] for x in symbols], mark_orders)
+
+
+async def frozen_symbols(conn: asyncpg.Connection, window_id: UUID) -> list[str]:
+    return [r["symbol"] for r in await conn.fetch(
+        "SELECT DISTINCT symbol FROM window_intents WHERE window_id = $1 AND status = 'frozen' ORDER BY symbol",
+        window_id)]
+
+
+async def mark_abandoned(conn: asyncpg.Connection, window_id: UUID, reason: str, now: datetime) -> None:
+    """The window is abandoned (its intents already carried over): its reservations go, and
+    it keeps the operator's reason and its summary."""
+    await conn.execute("DELETE FROM reservations WHERE window_id = $1", window_id)
+    await conn.execute("UPDATE windows SET status = 'abandoned', abandoned = $2, abandoned_at = $3 WHERE window_id = $1",
+                       window_id, reason, now)
+    await conn.execute("UPDATE windows SET summary = $2::jsonb WHERE window_id = $1",
+                       window_id, json.dumps(await summarise(conn, window_id)))
 
 
 async def reject_refused(conn: asyncpg.Connection, window_id: UUID, refused: dict[str, str]) -> list[asyncpg.Record]:

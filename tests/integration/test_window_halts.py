@@ -11,7 +11,7 @@ from decimal import Decimal as D
 import pytest
 
 from shared import topology
-from shared.contracts import GetFeed, HaltSecurity, Intent, IntentSource, ResumeSecurity, SetIndexLevel, Side
+from shared.contracts import AbandonWindow, GetFeed, HaltSecurity, Intent, IntentSource, ResumeSecurity, SetIndexLevel, Side
 from tests.conftest import make_service
 from tests.integration.test_window_ledger import booked, intent, open_funded, reconcile, submit
 from tests.integration.test_window_market import close_window, new_symbol, set_prices
@@ -158,3 +158,62 @@ async def test_a_price_beyond_the_windows_limits_carries_the_intents_over_instea
         assert await fetchval(settings.database_url, "SELECT amount FROM ledger.balances WHERE book = $1",
                               f"customer:{account}:cash") == D("5.00")
         await reconcile(settings, second.window_id)
+
+
+async def test_an_operator_abandons_a_window_the_ledger_never_answered(service_factory, bus, settings):
+    """The ledger is down (or dead-lettered the hold) while a window holds: an operator
+    abandons it. Its intents wait for the next window and the holder is told; the hold the
+    ledger makes when it comes back is released; the next window trades them."""
+    url = settings.database_url
+    await (await bus.channel.get_queue(topology.WINDOW_INTENTS.name, ensure=False)).purge()
+    async with service_factory("notification").running(), service_factory("window").running(), \
+            service_factory("market").running():
+        async with service_factory("ledger").running():
+            await close_window(bus)
+            symbol = new_symbol()
+            await set_prices(bus, **{symbol: "10.00"})
+            account = await open_funded(bus, settings, "100.00")
+        buy = intent(account, symbol, Side.BUY, "60.00")
+        await submit(bus, settings, buy)
+        stuck = await close_window(bus)  # the ledger is down: the window holds, its orders unsent
+        assert await fetchval(url, 'SELECT status FROM "window".windows WHERE window_id = $1',
+                              stuck.window_id) == "holding"
+
+        reply = await bus.request(AbandonWindow(window_id=stuck.window_id, reason="ledger hold lost"))
+        assert reply.ok, reply
+        assert reply.result["status"] == "abandoned"
+        assert reply.result["summary"]["carried_over"] == 1
+        assert reply.result["summary"]["abandoned"] == "ledger hold lost"
+        [row] = await fetch(url, 'SELECT status, reason, window_id FROM "window".intents WHERE intent_id = $1',
+                            buy.intent_id)
+        assert (row["status"], row["window_id"]) == ("pending", None) and "ledger hold lost" in row["reason"]
+        assert await fetchval(url, 'SELECT count(*) FROM "window".reservations WHERE window_id = $1',
+                              stuck.window_id) == 0
+        [note] = await eventually(lambda: feed_kinds(bus, account, "intents_carried_over"))
+        assert "ledger hold lost" in note["message"]
+        again = await bus.request(AbandonWindow(window_id=stuck.window_id, reason="again"))
+        assert again.ok and again.result["summary"]["abandoned"] == "ledger hold lost"  # nothing more happens
+        assert await fetchval(url, 'SELECT count(*) FROM "window".carried_over WHERE window_id = $1',
+                              stuck.window_id) == 1
+
+        # The ledger back: it makes the hold it had queued, and releases it on the window's word.
+        inbox = "SELECT count(*) FROM ledger.inbox WHERE routing_key = $1"
+        holds, releases = await fetchval(url, inbox, "ledger.window.hold"), await fetchval(url, inbox,
+                                                                                           "ledger.window.release")
+        async with service_factory("ledger").running():
+            await eventually(lambda: fetchval(url, inbox + " HAVING count(*) = $2", "ledger.window.hold", holds + 1))
+            await eventually(lambda: fetchval(url, inbox + " HAVING count(*) = $2", "ledger.window.release",
+                                              releases + 2))
+            assert await fetchval(url, "SELECT count(*) FROM ledger.window_holds WHERE window_id = $1",
+                                  stuck.window_id) == 0
+
+            following = await close_window(bus)
+            await booked(settings, following.window_id)
+            [fill] = await fetch(url, 'SELECT window_id, amount FROM "window".fills WHERE intent_id = $1',
+                                 buy.intent_id)
+            assert (fill["window_id"], fill["amount"]) == (following.window_id, D("60.00"))
+            assert await fetchval(url, "SELECT amount FROM ledger.balances WHERE book = $1",
+                                  f"customer:{account}:cash") == D("40.00")
+            await reconcile(settings, following.window_id)
+            traded = await bus.request(AbandonWindow(window_id=following.window_id, reason="too late"))
+            assert not traded.ok and "it has sent its orders to the venue" in traded.reason

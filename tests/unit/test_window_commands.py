@@ -36,3 +36,30 @@ def test_window_show_prints_the_summary(monkeypatch):
 def test_window_show_refuses_a_malformed_id():
     result = CliRunner().invoke(cli.app, ["window", "show", "nope"])
     assert result.exit_code != 0
+
+
+def test_window_abandon_sends_the_reason_and_prints_what_carried_over(monkeypatch):
+    asked = []
+    abandoned = {**VIEW, "status": "abandoned",
+                 "summary": {"intents": 3, "accounts": 2, "rejected": 0, "carried_over": 3, "securities": {},
+                             "abandoned": "ledger hold dead-lettered"}}
+
+    async def answer(command):
+        asked.append(command)
+        return abandoned
+
+    monkeypatch.setattr(cli, "_call", answer)
+    monkeypatch.setattr(cli, "console", Console(width=200))
+    result = CliRunner().invoke(cli.app, ["window", "abandon", VIEW["window_id"], "--reason",
+                                          "ledger hold dead-lettered"])
+    assert result.exit_code == 0, result.output
+    assert "abandoned: 3 intents carried over to the next window" in result.output
+    assert asked[0].window_id == uuid.UUID(VIEW["window_id"]) and asked[0].reason == "ledger hold dead-lettered"
+    result = CliRunner().invoke(cli.app, ["window", "show", VIEW["window_id"]])
+    assert "abandoned before it traded: ledger hold dead-lettered" in result.output
+
+
+def test_window_abandon_needs_a_reason_and_a_window_id():
+    assert CliRunner().invoke(cli.app, ["window", "abandon", VIEW["window_id"]]).exit_code != 0
+    assert CliRunner().invoke(cli.app, ["window", "abandon", "nope", "--reason", "x"]).exit_code != 0
+    assert CliRunner().invoke(cli.app, ["window", "abandon", VIEW["window_id"], "--reason", ""]).exit_code != 0

@@ -67,6 +67,18 @@ def test_a_batch_repeating_an_intent_id_is_refused():
         domain.check_batch(batch)
 
 
+
+@pytest.mark.parametrize("status", ["executing", "allocated"])
+def test_a_window_whose_orders_went_to_the_venue_cannot_be_abandoned(status):
+    with pytest.raises(Refusal, match=f"is {status}: it has sent its orders"):
+        domain.check_abandon("w1", status)
+
+
+def test_a_window_still_holding_can_be_abandoned_and_again_is_a_no_op():
+    domain.check_abandon("w1", "holding")
+    domain.check_abandon("w1", "abandoned")
+    assert "(hold lost)" in domain.abandoned_reason("hold lost")
+
 def test_a_batch_of_dollar_intents_of_its_account_is_accepted():
     domain.check_batch(IntentsSubmitted(account_id="a", batch_id=uuid.uuid4(),
                                         intents=[intent("a", "VTI", BUY, "1.00"), intent("a", "BND", SELL, "2.00")]))
