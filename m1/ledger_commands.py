@@ -57,8 +57,11 @@ def statement(account_id: str,
                          _dollars(h["market_value"]))
     console.print(holdings)
     cash = view["cash"]
+    spoken_for = "".join(f", {label} ${cash[key]}" for key, label in (("held_for_trades", "held for trades"),
+                                                                      ("waiting_withdrawals", "waiting withdrawals"))
+                         if cash.get(key) not in (None, "0.00"))
     console.print(f"cash ${cash['cash']}: settled ${cash['settled']}, unsettled ${cash['unsettled']}, "
-                  f"deposits on hold ${cash['on_hold']}, withdrawable ${cash['withdrawable']}")
+                  f"deposits on hold ${cash['on_hold']}{spoken_for}, withdrawable ${cash['withdrawable']}")
     console.print(f"market value ${cash['market_value']}; total ${cash['total']}")
 
 

@@ -70,8 +70,14 @@ def register(service: Service, pay_out_held: callable) -> None:
         since = at - settlement.days_horizon(settings.ledger_deposit_hold_days)
         deposits = [(amount, settlement.clears_on(when, settings.ledger_deposit_hold_days))
                     for amount, when in await reports_store.recent_deposits(tx.conn, query.account_id, since, at)]
-        state = settlement.CashState(cash=close_cash.quantize(reports.CASH_PLACES), unsettled=unsettled,
-                                     on_hold=settlement.on_hold(deposits, today))
+        # What is spoken for now (cash held for trade windows, withdrawals waiting) is known for
+        # the current month only: the ledger keeps no history of it.
+        current = end > tx.now
+        held = sum((w["amount"] for w in await store.open_withdrawals(tx.conn, query.account_id, lock=False)), Decimal("0.00"))
+        state = settlement.CashState(
+            cash=close_cash.quantize(reports.CASH_PLACES), unsettled=unsettled,
+            on_hold=settlement.on_hold(deposits, today), held_withdrawals=held if current else Decimal("0.00"),
+            committed=await store.cash_held_for_windows(tx.conn, query.account_id) if current else Decimal("0.00"))
         market_value = sum((Decimal(h["market_value"]) for h in holdings if h["market_value"]), Decimal("0.00"))
         cents = reports.CASH_PLACES
         return Statement(
@@ -84,7 +90,9 @@ def register(service: Service, pay_out_held: callable) -> None:
             cash={"cash": format(state.cash, "f"), "settled": format(state.settled.quantize(cents), "f"),
                   "unsettled": format(state.unsettled.quantize(cents), "f"),
                   "on_hold": format(state.on_hold.quantize(cents), "f"),
-                  "withdrawable": format(max(state.settled - state.on_hold, Decimal("0.00")).quantize(cents), "f"),
+                  "held_for_trades": format(state.committed.quantize(cents), "f"),
+                  "waiting_withdrawals": format(state.held_withdrawals.quantize(cents), "f"),
+                  "withdrawable": format(state.withdrawable.quantize(cents), "f"),
                   "market_value": format(market_value, "f"),
                   "total": format(state.cash + market_value, "f")},
         )

@@ -195,11 +195,11 @@ async def with_open_withdrawals(conn: asyncpg.Connection, account_ids: Sequence[
     return [r["account_id"] for r in rows]
 
 
-async def open_withdrawals(conn: asyncpg.Connection, account_id: str) -> list[asyncpg.Record]:
-    """The account's pending withdrawals, oldest first, locked."""
+async def open_withdrawals(conn: asyncpg.Connection, account_id: str, *, lock: bool = True) -> list[asyncpg.Record]:
+    """The account's pending withdrawals, oldest first, locked unless not ``lock``."""
     return await conn.fetch(
         """SELECT withdrawal_id, amount FROM pending_withdrawals WHERE account_id = $1 AND status = 'pending'
-           ORDER BY requested_at, withdrawal_id FOR UPDATE""",
+           ORDER BY requested_at, withdrawal_id""" + (" FOR UPDATE" if lock else ""),
         account_id,
     )
 

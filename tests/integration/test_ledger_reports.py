@@ -20,8 +20,10 @@ from shared.contracts import (
     FillsAllocated,
     GetAccount,
     GetStatement,
+    HoldWindowCash,
     OpenAccount,
     PricesChanged,
+    ReleaseWindowCash,
     Side,
 )
 from shared.db import drop_database
@@ -233,6 +235,44 @@ async def test_the_statement_shows_unsettled_cash_until_the_sale_settles(ledger,
     cash_view = (await bus.request(GetStatement(account_id=account, month="2026-11"))).result["cash"]
     assert (cash_view["settled"], cash_view["unsettled"], cash_view["withdrawable"]) == (
         cash_view["cash"], "0.00", cash_view["cash"])
+
+
+async def test_the_statement_counts_cash_held_for_a_window_and_waiting_withdrawals_as_not_withdrawable(ledger, bus):
+    """This month's statement says what a withdrawal can take now: not the cash a trade
+    window's buys hold, nor what withdrawals already waiting will take."""
+    ledger.clock.set(at("2026-11-02T10:00:00-05:00"))
+    account = await open_account(bus)
+    await deposit(ledger, bus, account, "100.00")
+    await trade(ledger, bus, account, Side.BUY, "VTI", "0.50000", "50.00")
+    ledger.clock.set(at("2026-11-16T10:00:00-05:00"))  # the deposit has cleared
+    window, mid = uuid.uuid4(), str(uuid.uuid4())
+    await bus.publish_raw(HoldWindowCash.TYPE, HoldWindowCash(window_id=window, holds=[(account, "30.00")])
+                          .model_dump_json().encode(), message_id=mid, exchange="m1.commands")
+    await settle(ledger, mid)
+    cash = (await bus.request(GetStatement(account_id=account, month="2026-11"))).result["cash"]
+    assert (cash["cash"], cash["held_for_trades"], cash["withdrawable"]) == ("50.00", "30.00", "20.00")
+    await withdraw(ledger, bus, account, "35.00")  # more than it can take: waits while the pie sells
+    cash = (await bus.request(GetStatement(account_id=account, month="2026-11"))).result["cash"]
+    assert (cash["waiting_withdrawals"], cash["withdrawable"]) == ("35.00", "0.00")
+
+    mid = str(uuid.uuid4())
+    await bus.publish_raw(ReleaseWindowCash.TYPE, ReleaseWindowCash(window_id=window).model_dump_json().encode(),
+                          message_id=mid, exchange="m1.commands")
+    await settle(ledger, mid)  # the hold released, the waiting withdrawal is paid from it
+    cash = (await bus.request(GetStatement(account_id=account, month="2026-11"))).result["cash"]
+    assert (cash["cash"], cash["held_for_trades"], cash["waiting_withdrawals"], cash["withdrawable"]) == (
+        "15.00", "0.00", "0.00", "15.00")
+    # A past month shows only what the journal keeps: its closing cash less what had not cleared.
+    ledger.clock.set(at("2026-12-02T10:00:00-05:00"))
+    window = uuid.uuid4()
+    mid = str(uuid.uuid4())
+    await bus.publish_raw(HoldWindowCash.TYPE, HoldWindowCash(window_id=window, holds=[(account, "10.00")])
+                          .model_dump_json().encode(), message_id=mid, exchange="m1.commands")
+    await settle(ledger, mid)
+    november = (await bus.request(GetStatement(account_id=account, month="2026-11"))).result["cash"]
+    assert (november["held_for_trades"], november["withdrawable"]) == ("0.00", "15.00")
+    december = (await bus.request(GetStatement(account_id=account, month="2026-12"))).result["cash"]
+    assert (december["held_for_trades"], december["withdrawable"]) == ("10.00", "5.00")
 
 
 async def test_the_export_passes_beancounts_checker_and_the_audit_catches_a_tampered_balance(ledger, bus):
