@@ -292,9 +292,13 @@ class SetPie(Message):
 
 
 class PieSet(Message):
+    """An account's pie was set. ``version`` rises by one with each change of the account's
+    pie (None from senders that predate it): a consumer keeps the newest."""
+
     TYPE: ClassVar[str] = "pie.pie.changed"
     account_id: AccountId
     pie: PieSpec
+    version: int | None = Field(default=None, ge=1)
 
 
 class Intent(BaseModel):

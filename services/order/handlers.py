@@ -111,7 +111,7 @@ def register(service: Service) -> None:
 
     @on(topology.ORDER_PIE, PieSet)
     async def pie_changed(tx: Tx, event: PieSet) -> None:
-        await store.set_pie(tx.conn, event.account_id, event.pie.name, domain.leaves(event.pie), tx.now)
+        await store.set_pie(tx.conn, event.account_id, event.pie.name, domain.leaves(event.pie), tx.now, event.version)
 
     # ------------------------------------------------------------ commands
 

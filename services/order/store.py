@@ -79,11 +79,16 @@ async def set_prices(conn: asyncpg.Connection, prices: dict[str, Decimal], as_of
     )
 
 
-async def set_pie(conn: asyncpg.Connection, account_id: str, name: str, symbols: list[str], now: datetime) -> None:
+async def set_pie(conn: asyncpg.Connection, account_id: str, name: str, symbols: list[str], now: datetime,
+                  version: int | None = None) -> None:
+    """Keep the account's pie securities; a change older than the one held (by ``version``)
+    is ignored. A change without a version is taken as it comes."""
     await conn.execute(
-        """INSERT INTO pies (account_id, name, symbols, updated_at) VALUES ($1, $2, $3, $4)
-           ON CONFLICT (account_id) DO UPDATE SET name = $2, symbols = $3, updated_at = $4""",
-        account_id, name, symbols, now,
+        """INSERT INTO pies (account_id, name, symbols, updated_at, version) VALUES ($1, $2, $3, $4, coalesce($5, 0))
+           ON CONFLICT (account_id) DO UPDATE SET name = $2, symbols = $3, updated_at = $4,
+                                                  version = coalesce($5, pies.version)
+           WHERE $5::bigint IS NULL OR pies.version < $5""",
+        account_id, name, symbols, now, version,
     )
 
 

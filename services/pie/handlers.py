@@ -354,9 +354,9 @@ def register(service: Service) -> None:
         if errors:
             raise Rejected("pie refused: " + "; ".join(errors), errors=errors)
         await store.lock_account(tx.conn, account_id)
-        await store.set_pie(tx.conn, account_id, pie.name, pie.model_dump_json(), tx.now)
+        version = await store.set_pie(tx.conn, account_id, pie.name, pie.model_dump_json(), tx.now)
         await liquidate_removed(tx, account_id, pie)
-        event = PieSet(account_id=account_id, pie=pie)
+        event = PieSet(account_id=account_id, pie=pie, version=version)
         tx.emit(event)
         return event
 

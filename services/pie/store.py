@@ -94,10 +94,13 @@ async def prices_of(conn: asyncpg.Connection, symbols: Sequence[str]) -> dict[st
     return {r["symbol"]: r["price"] for r in rows}
 
 
-async def set_pie(conn: asyncpg.Connection, account_id: str, name: str, tree_json: str, set_at: datetime) -> None:
-    await conn.execute(
-        """INSERT INTO pies (account_id, name, tree, set_at) VALUES ($1, $2, $3::jsonb, $4)
-           ON CONFLICT (account_id) DO UPDATE SET name = EXCLUDED.name, tree = EXCLUDED.tree, set_at = EXCLUDED.set_at""",
+async def set_pie(conn: asyncpg.Connection, account_id: str, name: str, tree_json: str, set_at: datetime) -> int:
+    """Store the account's pie; returns its version (1 for the first, one more per change)."""
+    return await conn.fetchval(
+        """INSERT INTO pies (account_id, name, tree, set_at, version) VALUES ($1, $2, $3::jsonb, $4, 1)
+           ON CONFLICT (account_id) DO UPDATE SET name = EXCLUDED.name, tree = EXCLUDED.tree, set_at = EXCLUDED.set_at,
+                                                  version = pies.version + 1
+           RETURNING version""",
         account_id, name, tree_json, set_at,
     )
 

@@ -199,6 +199,19 @@ async def test_an_order_of_an_unknown_account_or_without_a_pie_is_refused(holder
     assert not reply.ok and "the account has no pie" in reply.reason
 
 
+async def test_an_older_pie_change_handled_after_a_newer_one_does_not_bring_the_old_tree_back(holder):
+    other = new_symbol()
+    newer = PieSpec(name="newer", slices=[{"target": 50, "symbol": holder.stock}, {"target": 50, "symbol": other}])
+    older = PieSpec(name="older", slices=[{"target": 60, "symbol": holder.stock}, {"target": 40, "symbol": holder.bond}])
+    ids = [await publish(holder.bus, PieSet(account_id=holder.account, pie=newer, version=3)),
+           await publish(holder.bus, PricesChanged(prices={other: "10.00"}, as_of=AT)),
+           await publish(holder.bus, PieSet(account_id=holder.account, pie=older, version=2))]
+    await handled(holder.settings, "order", *ids)
+    assert (await holder.place(symbol=other, amount="10.00")).ok
+    reply = await holder.place(symbol=holder.bond, amount="10.00")
+    assert not reply.ok and f"{holder.bond} is not a slice of the account's pie" in reply.reason
+
+
 async def test_open_orders_hold_cash_and_a_pending_sell_funds_a_buy(holders):
     holder = await holders().setup(cash="100.00", stock_shares="10")
     await holder.placed(symbol=holder.bond, amount="70.00")

@@ -379,7 +379,8 @@ async def test_editing_targets_trades_nothing(pie, bus, settings, intents_queue)
     account = await invested_account(bus, settings, intents_queue, SIXTY_FORTY)
     edited = PieSpec.model_validate({"name": "Balanced", "slices": [{"symbol": "VTI", "target": 30},
                                                                     {"symbol": "BND", "target": 70}]})
-    assert (await bus.request(SetPie(account_id=account, pie=edited))).ok
+    reply = await bus.request(SetPie(account_id=account, pie=edited))
+    assert reply.ok and reply.result["version"] == 2  # each change of the pie: one version more
     assert await submitted(intents_queue, account) == []
 
 
