@@ -66,6 +66,7 @@ class Service:
         self.relay: OutboxRelay | None = None
         self._ready_hooks: list[ReadyHook] = []
         self._stop_hooks: list[ReadyHook] = []
+        self._background: list[asyncio.Task] = []
 
     def on_ready(self, hook: ReadyHook) -> ReadyHook:
         """Run ``hook(service)`` once the pool, topology and broker are up."""
@@ -77,6 +78,41 @@ class Service:
         background work started by an ``on_ready`` hook)."""
         self._stop_hooks.append(hook)
         return hook
+
+    def every(self, what: str, seconds: float, job: ReadyHook, *, at_start: bool = True) -> None:
+        """Run ``job(service)`` in the background every ``seconds`` from when the service is
+        up (the first time at once, or after one period when not ``at_start``) until it
+        stops. A failure is logged and tried again the next time; the stop cancels the loop
+        (a job cut off mid-transaction is rolled back) before the relay and the pool close."""
+
+        async def loop() -> None:
+            if not at_start:
+                await asyncio.sleep(seconds)
+            while True:
+                try:
+                    await job(self)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    self.log.exception(f"{what} failed; trying again in {seconds:g} s")
+                await asyncio.sleep(seconds)
+
+        async def start(service: Service) -> None:
+            self._background.append(asyncio.create_task(loop(), name=f"{self.name}: {what}"))
+
+        self.on_ready(start)
+
+    async def _stop_background(self) -> None:
+        tasks, self._background = self._background, []
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            try:
+                await task
+            except asyncio.CancelledError:
+                pass
+            except Exception:
+                self.log.exception("background task failed")
 
     async def _declare_topology(self) -> None:
         async for attempt in AsyncRetrying(
@@ -101,6 +137,7 @@ class Service:
         try:
             yield
         finally:
+            await self._stop_background()
             for hook in reversed(self._stop_hooks):
                 try:
                     await hook(self)

@@ -9,7 +9,6 @@ schedule.
 
 from __future__ import annotations
 
-import asyncio
 from collections import Counter
 from collections.abc import Sequence
 from datetime import date, datetime, time
@@ -230,27 +229,6 @@ async def run_days_owed(service: Service) -> list[date]:
     return ran
 
 
-_tasks: set[asyncio.Task] = set()
-
-
-async def start_day_schedule(service: Service) -> None:
-    if not service.settings.ledger_day_schedule:
-        return
-
-    async def keep() -> None:
-        while service.pool is not None and not service.pool.is_closing():
-            try:
-                await run_days_owed(service)
-            except Exception:  # logged; the next tick tries again
-                if service.pool is None or service.pool.is_closing():
-                    return
-                service.log.exception("ledger day failed")
-            await asyncio.sleep(service.settings.ledger_day_poll_seconds)
-
-    _tasks.add(task := asyncio.get_running_loop().create_task(keep()))
-    task.add_done_callback(_tasks.discard)
-
-
 # ---------------------------------------------------------------- handlers
 
 
@@ -262,7 +240,8 @@ def totals(rows: Sequence[RealisedGain]) -> GainsTotals:
 
 def register(service: Service) -> None:
     on = service.handler
-    service.on_ready(start_day_schedule)
+    if service.settings.ledger_day_schedule:
+        service.every("ledger day", service.settings.ledger_day_poll_seconds, run_days_owed)
 
     @on(topology.LEDGER_MARKET, DividendAnnounced)
     async def store_dividend(tx: Tx, event: DividendAnnounced) -> None:

@@ -4,8 +4,6 @@ has settled."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from datetime import datetime, timedelta
 from decimal import Decimal
 
@@ -115,27 +113,7 @@ def register(service: Service, pay_out_held: callable) -> None:
             async with service.emitting("settlement") as tx:
                 await pay_out_held(tx, account_id)
 
-    async def sweep_loop(svc: Service) -> None:
-        while True:
-            await asyncio.sleep(settings.ledger_settlement_poll_seconds)
-            try:
-                await sweep()
-            except Exception:  # logged, tried again next time
-                svc.log.exception("settlement sweep failed")
-
-    tasks: list[asyncio.Task] = []
-
-    async def start_sweep(svc: Service) -> None:
-        tasks.append(asyncio.create_task(sweep_loop(svc)))
-
-    async def stop_sweep(svc: Service) -> None:
-        for task in tasks:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-
-    service.on_ready(start_sweep)
-    service.on_stop(stop_sweep)
+    service.every("settlement sweep", settings.ledger_settlement_poll_seconds, lambda svc: sweep(), at_start=False)
     service.settlement_sweep = sweep  # tests run it on demand
 
 

@@ -4,7 +4,6 @@ from a liquidation's proceeds; interest accrual and the monthly charge."""
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -265,8 +264,6 @@ def register(service: Service) -> None:
 
     # ---------------------------------------------------------------- schedule
 
-    tasks: list[asyncio.Task] = []
-
     async def scheduled_once(svc: Service) -> None:
         """Check deadlines now, and accrue every finished day not accrued yet (starting the
         day before the first run)."""
@@ -284,16 +281,6 @@ def register(service: Service) -> None:
                 await accrue(tx, day)
             day += timedelta(days=1)
 
-    async def schedule_loop(svc: Service) -> None:
-        while True:
-            try:
-                await scheduled_once(svc)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                svc.log.exception("margin schedule failed; retrying")
-            await asyncio.sleep(svc.settings.margin_schedule_poll_seconds)
-
     @service.on_ready
     async def recompute_at_start(svc: Service) -> None:
         """Sum every account's market value and requirement again (the rates may have
@@ -303,17 +290,5 @@ def register(service: Service) -> None:
             await store.recompute(tx.conn, *rates)
             await evaluate(tx, accounts=await store.margin_accounts(tx.conn))
 
-    @service.on_ready
-    async def start_schedule(svc: Service) -> None:
-        if svc.settings.margin_schedule:
-            tasks.append(asyncio.create_task(schedule_loop(svc), name="margin-schedule"))
-
-    @service.on_stop
-    async def stop_schedule(svc: Service) -> None:
-        while tasks:
-            task = tasks.pop()
-            task.cancel()
-            try:
-                await task
-            except asyncio.CancelledError:
-                pass
+    if service.settings.margin_schedule:
+        service.every("margin schedule", service.settings.margin_schedule_poll_seconds, scheduled_once)

@@ -3,7 +3,6 @@ emit what follows."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import uuid
 from datetime import datetime
@@ -160,33 +159,15 @@ async def run_schedule(service: Service) -> WindowClosing | None:
     return closing
 
 
-async def start_schedule(service: Service) -> None:
-    """At start: run a window missed while down (once), then keep to the schedule."""
-    if not service.settings.window_schedule:
-        return
-
-    async def keep() -> None:
-        while service.pool is not None and not service.pool.is_closing():
-            try:
-                await run_schedule(service)
-            except Exception:  # logged; the next tick tries again
-                if service.pool is None or service.pool.is_closing():
-                    return
-                service.log.exception("scheduled window failed")
-            await asyncio.sleep(service.settings.window_schedule_poll_seconds)
-
-    await run_schedule(service)
-    _tasks.add(task := asyncio.get_running_loop().create_task(keep()))
-    task.add_done_callback(_tasks.discard)
-
-
-_tasks: set[asyncio.Task] = set()
-
-
 def register(service: Service) -> None:
     on = service.handler
     accounts_per_batch = service.settings.window_fill_batch_accounts
-    service.on_ready(start_schedule)
+    if service.settings.window_schedule:
+        # At start, before the service says it is up: a window missed while it was down
+        # runs (once); then the schedule is kept.
+        service.on_ready(run_schedule)
+        service.every("scheduled window", service.settings.window_schedule_poll_seconds, run_schedule,
+                      at_start=False)
 
     @on(topology.WINDOW_LEDGER, AccountOpened)
     async def account_opened(tx: Tx, event: AccountOpened) -> None:

@@ -321,4 +321,4 @@ async def test_the_audit_reconciles_funding_and_trades_with_the_journal(ledger, 
     text = "\n".join(report.differences)
     assert "moved the cash by 100.00" in text  # the funding record says 99.00
     assert f"account {account}: cash 75.00" in text
-    assert f"0.10000 VTI held but trades and other entries give 0" in text
+    assert "0.10000 VTI held but trades and other entries give 0" in text

@@ -118,3 +118,27 @@ async def test_the_database_is_created_with_byte_order_collation(settings, topol
     assert collation == "C"
     # and so account ids order as bytes, whatever the server's own locale
     assert await fetchval(settings.database_url, "SELECT 'a-2' < 'a1' AND 'Z' < 'a'") is True
+
+
+async def test_background_work_goes_on_after_a_failure_and_stops_with_the_service(topology_declared):
+    from pathlib import Path
+
+    from shared.service import Service
+    from tests.support import eventually
+
+    runs: list[float] = []
+    service = Service("order", Path(__file__).parents[2] / "services/order/migrations", topology_declared)
+
+    async def job(svc: Service) -> None:
+        runs.append(asyncio.get_running_loop().time())
+        if len(runs) == 1:
+            raise RuntimeError("first run fails")
+        async with svc.pool.acquire() as conn:  # the pool is open while the job runs
+            await conn.fetchval("SELECT 1")
+
+    service.every("probe", 0.05, job)
+    async with service.running():
+        await eventually(lambda: asyncio.sleep(0, len(runs) >= 3))  # the failed first run did not end it
+    stopped = len(runs)
+    await asyncio.sleep(0.2)
+    assert len(runs) == stopped  # the stop cancelled it: no run after the pool closed

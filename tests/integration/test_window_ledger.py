@@ -18,7 +18,6 @@ from services.window import domain, store
 from shared import topology
 from shared.contracts import (
     CancelIntents,
-    Execution,
     GetWindow,
     HoldWindowCash,
     Intent,
@@ -27,7 +26,6 @@ from shared.contracts import (
     OpenAccount,
     Side,
 )
-from shared.money import cents, shares_down
 from tests.conftest import make_service
 from tests.integration.test_window_market import close_window, handled, new_account, new_symbol, set_prices
 from tests.support import eventually, fetch, fetchval
