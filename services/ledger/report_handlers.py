@@ -70,12 +70,13 @@ def register(service: Service, pay_out_held: callable) -> None:
                     for amount, when in await reports_store.recent_deposits(tx.conn, query.account_id, since, at)]
         # What is spoken for now (cash held for trade windows, withdrawals waiting) is known for
         # the current month only: the ledger keeps no history of it.
-        current = end > tx.now
-        held = sum((w["amount"] for w in await store.open_withdrawals(tx.conn, query.account_id, lock=False)), Decimal("0.00"))
-        state = settlement.CashState(
-            cash=close_cash.quantize(reports.CASH_PLACES), unsettled=unsettled,
-            on_hold=settlement.on_hold(deposits, today), held_withdrawals=held if current else Decimal("0.00"),
-            committed=await store.cash_held_for_windows(tx.conn, query.account_id) if current else Decimal("0.00"))
+        waiting = committed = Decimal("0.00")
+        if end > tx.now:
+            waiting += sum(w["amount"] for w in await store.open_withdrawals(tx.conn, query.account_id, lock=False))
+            committed = await store.cash_held_for_windows(tx.conn, query.account_id)
+        state = settlement.CashState(cash=close_cash.quantize(reports.CASH_PLACES), unsettled=unsettled,
+                                     on_hold=settlement.on_hold(deposits, today), held_withdrawals=waiting,
+                                     committed=committed)
         market_value = sum((Decimal(h["market_value"]) for h in holdings if h["market_value"]), Decimal("0.00"))
         cents = reports.CASH_PLACES
         return Statement(

@@ -276,7 +276,8 @@ def register(service: Service) -> None:
         if window["status"] == "allocated":
             return  # allocated before (the same executions again under another message id)
         if window["status"] == "holding":
-            raise Rejected(f"window {event.window_id} has sent no orders yet: the ledger has not answered its cash hold")
+            raise Rejected(f"window {event.window_id} has sent no orders yet: "
+                           "the ledger has not answered its cash hold")
         if window["status"] == "abandoned":
             raise Rejected(f"window {event.window_id} was abandoned before it sent orders: it has nothing to allocate")
         await store.bulk_plans(tx.conn)

@@ -656,8 +656,9 @@ async def mark_abandoned(conn: asyncpg.Connection, window_id: UUID, reason: str,
     """The window is abandoned (its intents already carried over): its reservations go, and
     it keeps the operator's reason and its summary."""
     await conn.execute("DELETE FROM reservations WHERE window_id = $1", window_id)
-    await conn.execute("UPDATE windows SET status = 'abandoned', abandoned = $2, abandoned_at = $3 WHERE window_id = $1",
-                       window_id, reason, now)
+    await conn.execute(
+        "UPDATE windows SET status = 'abandoned', abandoned = $2, abandoned_at = $3 WHERE window_id = $1",
+        window_id, reason, now)
     await conn.execute("UPDATE windows SET summary = $2::jsonb WHERE window_id = $1",
                        window_id, json.dumps(await summarise(conn, window_id)))
 
