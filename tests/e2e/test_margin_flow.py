@@ -22,8 +22,8 @@ from shared.contracts import (
     SetPrices,
 )
 from tests.e2e.test_deposit_flow import assert_books_balance
-from tests.e2e.test_pie_flow import close_window, invested_account, pending
-from tests.support import eventually, fetch
+from tests.e2e.test_pie_flow import close_window, invested_account, pending, settled
+from tests.support import eventually, fetch, fetchval
 from tests.support_ledger import assert_ledger_checks_out
 
 pytestmark = pytest.mark.e2e
@@ -81,8 +81,13 @@ async def test_call_met_by_a_deposit_then_liquidated_after_the_deadline(system, 
     view = await eventually(lambda: status_if(client, account, lambda v: v["call"]["status"] == "met"))
     assert D(view["equity"]) >= D(view["requirement"])
     assert await eventually(lambda: feed_has(client, account, "margin_call_met"))
-    if await pending(settings, account):  # the deposit was invested
+    # Once the pie has seen the deposit's cash (its projection at the ledger's version), it
+    # has invested it or not in that same transaction: trade what it submitted.
+    await eventually(lambda: fetchval(settings.database_url, "SELECT p.version >= l.version FROM pie.accounts p "
+                                      "JOIN ledger.accounts l USING (account_id) WHERE account_id = $1", account))
+    if await pending(settings, account):  # the deposit was invested: its buys traded and booked
         await close_window(client, settings, account)
+        await eventually(lambda: settled(settings, account))
 
     # a second drop; the call is not met by its deadline: liquidation in the next window
     # (auto-invest stays on: a liquidation's proceeds are not invested, they repay the loan)
@@ -96,7 +101,7 @@ async def test_call_met_by_a_deposit_then_liquidated_after_the_deadline(system, 
     amount = D(view["call"]["liquidation_amount"])
     assert await eventually(lambda: feed_has(client, account, "margin_call_liquidated"))
     sells = await eventually(lambda: pending(settings, account))
-    assert all(side == "sell" for _, side, _ in sells)
+    assert all(side == "sell" for _, side, _ in sells), sells
     assert sum(a for _, _, a in sells) == amount  # overweight slices first, exactly the amount
     rows = await fetch(settings.database_url, "SELECT DISTINCT source FROM pie.intents WHERE account_id = $1 "
                        "AND status = 'pending'", account)
