@@ -13,7 +13,8 @@ On a RabbitMQ vhost and a PostgreSQL database that it creates and removes itself
 - **rows**: afterwards, the rows the close wrote (the window's intents, fills and projection,
   the ledger's postings, balances, trade records, tax lots and gains) inserted again, one
   statement per table, into empty copies of their tables with the same indexes: what writing
-  them costs with no logic around it.
+  them costs with no logic around it; then the same statements on two connections at once,
+  the least time this machine's two cores take to write them.
 
 Setup (not timed): the accounts open in the ledger with cash for every buy and, for every
 security they sell, shares in one tax lot bought more than a year ago (so that the sells
@@ -131,26 +132,51 @@ WRITTEN = {
 }
 
 
-async def bench_rows(url: str, window_id: str) -> list[tuple[str, int, float]]:
+def copy_of(table: str) -> str:
+    return "written." + table.replace('"', "").replace(".", "_")
+
+
+async def bench_rows(url: str, window_id: str) -> tuple[list[tuple[str, int, float]], float]:
     """The bare cost of the rows the close wrote: each table's rows of this window inserted,
     in one statement per table, into an empty copy of the table with the same indexes and
-    checks (no triggers, no foreign keys). Per table: (name, rows, seconds)."""
+    checks (no triggers, no foreign keys). Per table: (name, rows, seconds), one statement
+    after the other; then the same statements again on two connections at once (the tables
+    shared out by their time, longest first), the wall time of which is the least any close
+    on this machine's two cores spends writing these rows."""
     conn = await asyncpg.connect(url)
     out = []
+    queries = {table: query.format(window=f"'{uuid.UUID(window_id)}'", pattern=f"'{window_id}:%'")
+               for table, query in WRITTEN.items()}
     try:
         await conn.execute("CREATE SCHEMA written")
         await conn.execute("SET work_mem = '256MB'")
-        for table, query in WRITTEN.items():
-            copy = "written." + table.replace('"', "").replace(".", "_")
-            await conn.execute(f"CREATE TABLE {copy} (LIKE {table} INCLUDING DEFAULTS INCLUDING CONSTRAINTS "
-                               "INCLUDING INDEXES)")
-            query = query.format(window=f"'{uuid.UUID(window_id)}'", pattern=f"'{window_id}:%'")
+        for table, query in queries.items():
+            await conn.execute(f"CREATE TABLE {copy_of(table)} (LIKE {table} INCLUDING DEFAULTS "
+                               "INCLUDING CONSTRAINTS INCLUDING INDEXES)")
             start = time.perf_counter()
-            status = await conn.execute(f"INSERT INTO {copy} {query}")
+            status = await conn.execute(f"INSERT INTO {copy_of(table)} {query}")
             out.append((table, int(status.split()[-1]), time.perf_counter() - start))
-        return out
+        await conn.execute("TRUNCATE " + ", ".join(copy_of(table) for table in queries))
+        await conn.execute("CHECKPOINT")
     finally:
         await conn.close()
+    shares: list[tuple[float, list[str]]] = [(0.0, []), (0.0, [])]
+    for table, _, seconds in sorted(out, key=lambda row: -row[2]):
+        shares.sort(key=lambda share: share[0])
+        shares[0] = (shares[0][0] + seconds, shares[0][1] + [table])
+
+    async def write(tables: list[str]) -> None:
+        conn = await asyncpg.connect(url)
+        try:
+            await conn.execute("SET work_mem = '256MB'")
+            for table in tables:
+                await conn.execute(f"INSERT INTO {copy_of(table)} {queries[table]}")
+        finally:
+            await conn.close()
+
+    start = time.perf_counter()
+    await asyncio.gather(*(write(tables) for _, tables in shares))
+    return out, time.perf_counter() - start
 
 
 CASH = Decimal("1000000.00")
@@ -287,7 +313,7 @@ async def main(args: argparse.Namespace) -> int:
         say("close: COPY-in + the window's close through the services to the last booked batch")
         elapsed, marks, fills, window_id = await bench_close(settings, rows)
         say("rows: what the close wrote, inserted bare into copies of its tables")
-        written = await bench_rows(settings.database_url, window_id)
+        written, parallel = await bench_rows(settings.database_url, window_id)
     finally:
         await drop_database(settings.database_url)
         delete_vhost(vhost)
@@ -311,6 +337,10 @@ async def main(args: argparse.Namespace) -> int:
         print(f"    {table:<24} {count:>10,} rows {seconds:7.2f} s")
     print(f"  rows: {sum(c for _, c, _ in written):,} in {bare:.2f} s; floor + rows: {floor + bare:.2f} s "
           f"(close / (floor + rows): {elapsed / (floor + bare):.2f}x)")
+    copy_in = marks["copy-in"][0]
+    print(f"  the same rows on two connections at once: {parallel:.2f} s; with the close's own COPY-in "
+          f"({copy_in:.2f} s), writing what this close keeps takes at least {copy_in + parallel:.2f} s "
+          f"= {(copy_in + parallel) / floor:.2f}x the floor, before any logic")
     return 0
 
 

@@ -1,6 +1,7 @@
-"""``m1 window show``, ``m1 window cancel`` and ``m1 window abandon``: a window's audited
-summary, cancelling pending intents before their window starts, and stopping a window that
-has sent no orders."""
+"""``m1 window show``, ``m1 window list``, ``m1 window cancel`` and ``m1 window abandon``: a
+window's audited summary, the latest windows and what the unfinished ones wait for,
+cancelling pending intents before their window starts, and stopping a window that has sent
+no orders."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from shared.contracts import AbandonWindow, CancelIntents, GetWindow
+from shared.contracts import AbandonWindow, CancelIntents, GetWindow, ListWindows
 
 
 def _cli():
@@ -45,6 +46,32 @@ def show(window_id: str, as_json: Annotated[bool, typer.Option("--json")] = Fals
     if summary.get("abandoned"):
         cli.console.print(f"abandoned before it traded: {summary['abandoned']}")
     cli.console.print(summary_table(view))
+
+
+def list_windows(unfinished: Annotated[bool, typer.Option("--unfinished", help="only windows still waiting for "
+                                                       "the ledger or the venue")] = False,
+                 limit: Annotated[int, typer.Option("--limit", min=1, max=500)] = 20,
+                 as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """The latest windows, newest first: status, fills batches booked, and what an unfinished
+    one waits for. Exits 1 when ``--unfinished`` finds any (for a check from a job)."""
+    cli = _cli()
+    windows = cli.run(cli._call(ListWindows(unfinished=unfinished, limit=limit)))["windows"]
+    if as_json:
+        cli.print_json(windows)
+    elif not windows:
+        cli.console.print("no unfinished window" if unfinished else "no window yet")
+    else:
+        table = Table(title="unfinished windows" if unfinished else "latest windows")
+        for column in ("window", "closed", "session", "status", "batches booked", "waiting for"):
+            table.add_column(column)
+        for w in windows:
+            booked = "" if w["batches"] is None else (
+                f"{w['booked_batches']}/{w['batches']}" if w["booked_batches"] is not None else f"?/{w['batches']}")
+            waiting = w["waiting_for"] or (f"abandoned: {w['abandoned']}" if w["abandoned"] else "")
+            table.add_row(w["window_id"], w["closed_at"], w["session"] or "operator", w["status"], booked, waiting)
+        cli.console.print(table)
+    if unfinished and windows:
+        raise typer.Exit(1)
 
 
 def cancel(intent_ids: Annotated[list[str] | None, typer.Argument(help="intent ids")] = None,
@@ -86,5 +113,6 @@ def abandon(window_id: str,
 
 def register(window_app: typer.Typer) -> None:
     window_app.command("show")(show)
+    window_app.command("list")(list_windows)
     window_app.command("cancel")(cancel)
     window_app.command("abandon")(abandon)

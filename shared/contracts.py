@@ -726,6 +726,36 @@ class WindowView(Message):
     summary: dict[str, Any] | None
 
 
+class ListWindows(Message):
+    """Query: the latest windows, newest first. With ``unfinished``, only those still waiting
+    for another service: ``holding`` (the ledger's cash hold), ``executing`` (the venue) or
+    ``allocated`` with fills batches the ledger has not booked yet."""
+
+    TYPE: ClassVar[str] = "window.window.list"
+    unfinished: bool = False
+    limit: int = Field(default=20, ge=1, le=500)
+
+
+class WindowState(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    window_id: UUID
+    status: str
+    session: str | None
+    closed_at: datetime
+    # fills batches published to the ledger, and how many it has booked (None: the window
+    # was allocated before the window counted them)
+    batches: int | None
+    booked_batches: int | None
+    # what it waits for, in an operator's words; None once it is done
+    waiting_for: str | None
+    abandoned: str | None
+
+
+class WindowList(Message):
+    TYPE: ClassVar[str] = "window.window.listed"
+    windows: list[WindowState]
+
+
 class SetTradeWindow(Message):
     """The holder's choice of daily window (accounts under $25,000 equity on the basic plan
     trade in one; plus accounts and larger ones trade in both whatever they chose)."""

@@ -44,6 +44,10 @@ class Settings(BaseSettings):
     window_schedule: bool = True
     # How often the window service checks whether a scheduled window is due (seconds).
     window_schedule_poll_seconds: float = 15.0
+    # A window still waiting for the ledger or the venue this long after it closed is logged
+    # as overdue ("window overdue") and counted in m1_windows_overdue; looked for this often.
+    window_overdue_seconds: float = 900.0
+    window_watch_seconds: float = 60.0
     # Venue slippage in basis points: buys fill this much above the price, sells below. At
     # most the window's 5% price margin (services/window/domain.py SHARE_PRICE_MARGIN): an
     # order with price limits never trades when slippage alone takes it outside them.

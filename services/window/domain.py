@@ -73,6 +73,19 @@ def check_abandon(window_id: object, status: str) -> None:
                       "abandoned (only a window still holding, before its orders, can)")
 
 
+def waiting_for(status: str, batches: int | None, booked: int | None) -> str | None:
+    """What a window not finished yet waits for, in an operator's words (None once it is
+    done: every fills batch booked, or abandoned). ``booked`` is None for a window allocated
+    before the window counted the ledger's bookings: not known to wait."""
+    if status == "holding":
+        return "the ledger to hold its buys' cash (ledger.window.hold); no order sent yet"
+    if status == "executing":
+        return "the venue's executions of its orders (market.orders.execute)"
+    if status == "allocated" and batches and booked is not None and booked < batches:
+        return f"the ledger to book its fills: {booked} of {batches} batches booked (window.fills.batch)"
+    return None
+
+
 # A share-quantity intent's dollar value is known only at execution. For funding, a share
 # buy is counted at its last price plus this margin, and a share sell's proceeds at the last
 # price less it, so that a price move until the window's execution does not overspend.

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import datetime
+from collections.abc import Mapping
+from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import ClassVar
+from typing import Any, ClassVar
 
+from prometheus_client import Gauge
 from pydantic import BaseModel, ConfigDict
 
 from services.window import domain, store
@@ -29,6 +31,7 @@ from shared.contracts import (
     IntentsCarriedOver,
     IntentsRejected,
     IntentsSubmitted,
+    ListWindows,
     Message,
     OrderIntentsSubmitted,
     OrdersExecuted,
@@ -39,6 +42,8 @@ from shared.contracts import (
     Symbol,
     WindowCashHeld,
     WindowClosing,
+    WindowList,
+    WindowState,
     WindowView,
 )
 from shared.messaging import Rejected, Tx
@@ -63,6 +68,7 @@ class BookedBalances(Message):
     TYPE: ClassVar[str] = FillsBooked.TYPE
     VERSION: ClassVar[int] = FillsBooked.VERSION
     window_id: uuid.UUID
+    batch: int
     accounts: list[_Balances]
 
 
@@ -140,6 +146,36 @@ async def view_of(tx: Tx, window_id: uuid.UUID) -> WindowView:
     return WindowView(window_id=row["window_id"], status=row["status"], closed_at=row["closed_at"], summary=summary)
 
 
+def state_of(row: Mapping[str, Any]) -> WindowState:
+    return WindowState(window_id=row["window_id"], status=row["status"], session=row["session"],
+                       closed_at=row["closed_at"], batches=row["batches"], booked_batches=row["booked"],
+                       waiting_for=domain.waiting_for(row["status"], row["batches"], row["booked"]),
+                       abandoned=row["abandoned"])
+
+
+OVERDUE = Gauge("m1_windows_overdue", "Windows still waiting for another service longer than "
+                "M1_WINDOW_OVERDUE_SECONDS after they closed, by status", ["status"])
+
+
+async def watch_overdue(service: Service) -> list[WindowState]:
+    """Warn of every window still waiting for the ledger or the venue longer than
+    ``window_overdue_seconds`` after it closed (one log line each, every time it looks) and
+    set the ``m1_windows_overdue`` gauge; returns those windows."""
+    limit = service.settings.window_overdue_seconds
+    now = service.clock.now()
+    async with service.pool.acquire() as conn:
+        rows = await store.latest_windows(conn, unfinished=True, limit=500,
+                                          closed_before=now - timedelta(seconds=limit))
+    late = [state_of(row) for row in rows]
+    for status in ("holding", "executing", "allocated"):
+        OVERDUE.labels(status=status).set(sum(1 for w in late if w.status == status))
+    for w in late:
+        service.log.warning("window overdue", extra={
+            "window_id": str(w.window_id), "status": w.status, "closed_at": w.closed_at.isoformat(),
+            "minutes": int((now - w.closed_at).total_seconds() // 60), "waiting_for": w.waiting_for})
+    return late
+
+
 async def run_schedule(service: Service) -> WindowClosing | None:
     """Run the latest window the NYSE schedule owes, once: the one due now, or the last one
     missed while the service was down. Windows due before the schedule first ran are not
@@ -168,6 +204,7 @@ def register(service: Service) -> None:
         service.on_ready(run_schedule)
         service.every("scheduled window", service.settings.window_schedule_poll_seconds, run_schedule,
                       at_start=False)
+    service.every("overdue windows", service.settings.window_watch_seconds, watch_overdue, at_start=False)
 
     @on(topology.WINDOW_LEDGER, AccountOpened)
     async def account_opened(tx: Tx, event: AccountOpened) -> None:
@@ -202,9 +239,12 @@ def register(service: Service) -> None:
     async def fills_booked(tx: Tx, event: BookedBalances) -> None:
         """A batch of a window's fills booked: each account's cash and positions after them,
         and the cash its buys held is released; a few statements for the whole batch."""
+        if not await store.window_exists(tx.conn, event.window_id):
+            raise Rejected(f"fills booked for unknown window {event.window_id}")
         await store.apply_fills_booked(tx.conn, event.window_id, [a.account_id for a in event.accounts],
                                        [a.cash for a in event.accounts], [a.version for a in event.accounts],
                                        [a.positions for a in event.accounts])
+        await store.record_booked_batch(tx.conn, event.window_id, event.batch, tx.now)
 
     @on(topology.WINDOW_LEDGER, WindowCashHeld)
     async def cash_held(tx: Tx, event: WindowCashHeld) -> None:
@@ -241,6 +281,11 @@ def register(service: Service) -> None:
     @on(topology.WINDOW_COMMANDS, GetWindow, idempotent=False)
     async def get_window(tx: Tx, query: GetWindow) -> WindowView:
         return await view_of(tx, query.window_id)
+
+    @on(topology.WINDOW_COMMANDS, ListWindows, idempotent=False)
+    async def list_windows(tx: Tx, query: ListWindows) -> WindowList:
+        rows = await store.latest_windows(tx.conn, unfinished=query.unfinished, limit=query.limit)
+        return WindowList(windows=[state_of(row) for row in rows])
 
     @on(topology.WINDOW_COMMANDS, AbandonWindow)
     async def abandon_window(tx: Tx, cmd: AbandonWindow) -> WindowView:

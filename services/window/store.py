@@ -387,6 +387,36 @@ async def apply_fills_booked(conn: asyncpg.Connection, window_id: UUID, accounts
                           WHERE r.window_id = $1 AND r.account_id = t.a""", window_id, list(accounts))
 
 
+async def window_exists(conn: asyncpg.Connection, window_id: UUID) -> bool:
+    return await conn.fetchval("SELECT EXISTS (SELECT 1 FROM windows WHERE window_id = $1)", window_id)
+
+
+async def record_booked_batch(conn: asyncpg.Connection, window_id: UUID, batch: int, now: datetime) -> None:
+    """The ledger booked this fills batch of the window (a replayed one is recorded once)."""
+    await conn.execute("""INSERT INTO booked_batches (window_id, batch, booked_at) VALUES ($1, $2, $3)
+                          ON CONFLICT DO NOTHING""", window_id, batch, now)
+
+
+# A window waits while it holds or executes, or while the ledger has not booked all its
+# fills batches (counted only for windows allocated since the window counts them).
+_UNFINISHED = """(w.status IN ('holding', 'executing')
+                  OR (w.status = 'allocated' AND w.booking_tracked AND w.batches > b.booked))"""
+
+
+async def latest_windows(conn: asyncpg.Connection, *, unfinished: bool, limit: int,
+                         closed_before: datetime | None = None) -> list[asyncpg.Record]:
+    """The latest windows, newest first, with their booked batches; only those waiting for
+    another service when ``unfinished``, and only those closed before ``closed_before``."""
+    return await conn.fetch(
+        f"""SELECT w.window_id, w.status, w.session, w.closed_at, w.batches, w.abandoned,
+                   CASE WHEN w.booking_tracked THEN b.booked END AS booked
+            FROM windows w
+            CROSS JOIN LATERAL (SELECT count(*)::int AS booked FROM booked_batches bb
+                                WHERE bb.window_id = w.window_id) b
+            WHERE (NOT $1 OR {_UNFINISHED}) AND ($3::timestamptz IS NULL OR w.closed_at < $3)
+            ORDER BY w.closed_at DESC, w.window_id LIMIT $2""", unfinished, limit, closed_before)
+
+
 async def rejected_of(conn: asyncpg.Connection, window_id: UUID) -> list[asyncpg.Record]:
     """Per account: the intents the window rejected and why."""
     return await conn.fetch(

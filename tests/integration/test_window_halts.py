@@ -14,7 +14,7 @@ from shared import topology
 from shared.contracts import AbandonWindow, GetFeed, HaltSecurity, Intent, IntentSource, ResumeSecurity, SetIndexLevel, Side
 from tests.conftest import make_service
 from tests.integration.test_window_ledger import booked, intent, open_funded, reconcile, submit
-from tests.integration.test_window_market import close_window, new_symbol, set_prices
+from tests.integration.test_window_market import close_window, new_symbol, set_prices, windows
 from tests.support import eventually, fetch, fetchval
 
 pytestmark = pytest.mark.integration
@@ -178,6 +178,8 @@ async def test_an_operator_abandons_a_window_the_ledger_never_answered(service_f
         stuck = await close_window(bus)  # the ledger is down: the window holds, its orders unsent
         assert await fetchval(url, 'SELECT status FROM "window".windows WHERE window_id = $1',
                               stuck.window_id) == "holding"
+        waiting = (await windows(bus, unfinished=True))[str(stuck.window_id)]
+        assert waiting["status"] == "holding" and waiting["waiting_for"].startswith("the ledger to hold its buys' cash")
 
         reply = await bus.request(AbandonWindow(window_id=stuck.window_id, reason="ledger hold lost"))
         assert reply.ok, reply
@@ -195,6 +197,8 @@ async def test_an_operator_abandons_a_window_the_ledger_never_answered(service_f
         assert again.ok and again.result["summary"]["abandoned"] == "ledger hold lost"  # nothing more happens
         assert await fetchval(url, 'SELECT count(*) FROM "window".carried_over WHERE window_id = $1',
                               stuck.window_id) == 1
+        assert str(stuck.window_id) not in await windows(bus, unfinished=True)  # abandoned: waits for nothing
+        assert (await windows(bus, unfinished=False))[str(stuck.window_id)]["abandoned"] == "ledger hold lost"
 
         # The ledger back: it makes the hold it had queued, and releases it on the window's word.
         inbox = "SELECT count(*) FROM ledger.inbox WHERE routing_key = $1"

@@ -106,6 +106,10 @@ async def reconcile(settings, window_id) -> None:
         assert booked_.get(("firm:residue", r["symbol"]), D(0)) == r["quantity"]
     assert all(v == 0 for (book, _), v in booked_.items() if book == clearing_book(window_id))
     assert await fetchval(url, "SELECT count(*) FROM ledger.window_holds WHERE window_id = $1", window_id) == 0
+    # The window hears of every batch the ledger booked: it is no longer listed unfinished.
+    await eventually(lambda: fetchval(url, 'SELECT w.batches = (SELECT count(*) FROM "window".booked_batches b '
+                                           'WHERE b.window_id = w.window_id) FROM "window".windows w '
+                                           "WHERE w.window_id = $1", window_id))
     assert await fetchval(url, "SELECT count(*) FROM (SELECT asset FROM ledger.postings GROUP BY asset "
                                "HAVING sum(amount) <> 0) t") == 0
 

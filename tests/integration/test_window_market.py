@@ -4,13 +4,17 @@ a window closed by command, net orders executed by the venue, fills allocated ba
 from __future__ import annotations
 
 import json
+import logging
 import uuid
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
+from prometheus_client import REGISTRY
 
 from services.ledger.domain import fills as ledger_entry
 from services.window import domain
+from services.window.handlers import watch_overdue
 from shared import topology
 from shared.contracts import (
     CashChanged,
@@ -23,6 +27,7 @@ from shared.contracts import (
     IntentsRejected,
     IntentsSubmitted,
     IntentSource,
+    ListWindows,
     NetOrder,
     OrdersExecuted,
     PositionChanged,
@@ -375,3 +380,71 @@ async def test_cash_spent_by_a_window_the_ledger_has_not_booked_yet_is_not_spent
     await close_window(bus)
     [body] = await eventually(lambda: rejected.where(account_id=account))
     assert body["reasons"] == {str(third.intent_id): domain.UNDER_MINIMUM}
+
+
+async def windows(bus, *, unfinished: bool) -> dict[str, dict]:
+    reply = await bus.request(ListWindows(unfinished=unfinished, limit=500))
+    assert reply.ok, reply
+    return {w["window_id"]: w for w in reply.result["windows"]}
+
+
+def overdue_gauge(status: str) -> float:
+    return REGISTRY.get_sample_value("m1_windows_overdue", {"status": status}) or 0.0
+
+
+async def test_a_window_waiting_for_the_ledger_is_listed_unfinished_and_reported_overdue(services, bus, settings,
+                                                                                          caplog):
+    _, window, _ = services
+    symbol, account = new_symbol(), new_account()
+    await set_prices(bus, **{symbol: "10.00"})
+    await give_cash(bus, settings, account, "100.00")
+    await submit(bus, settings, account, intent(account, symbol, BUY, "80.00"))
+    closing = await close_window(bus)
+    wid = str(closing.window_id)
+    await eventually(lambda: fetchval(settings.database_url, 'SELECT status = \'allocated\' FROM "window".windows '
+                                                             "WHERE window_id = $1", closing.window_id))
+    # No ledger runs here: the window's one fills batch waits in the ledger's queue.
+    waiting = (await windows(bus, unfinished=True))[wid]
+    assert (waiting["status"], waiting["batches"], waiting["booked_batches"]) == ("allocated", 1, 0)
+    assert waiting["waiting_for"] == "the ledger to book its fills: 0 of 1 batches booked (window.fills.batch)"
+
+    # Not overdue until M1_WINDOW_OVERDUE_SECONDS have passed since it closed; then it is
+    # logged with what it waits for, and counted in the gauge.
+    assert wid not in {str(w.window_id) for w in await watch_overdue(window)}
+    closed_at = await fetchval(settings.database_url, 'SELECT closed_at FROM "window".windows WHERE window_id = $1',
+                               closing.window_id)
+    window.clock.set(closed_at + timedelta(seconds=settings.window_overdue_seconds + 60))
+    with caplog.at_level(logging.WARNING, logger=window.log.name):
+        late = {str(w.window_id): w for w in await watch_overdue(window)}
+    assert late[wid].waiting_for == waiting["waiting_for"]
+    [line] = [r for r in caplog.records if r.getMessage() == "window overdue" and r.window_id == wid]
+    assert (line.status, line.minutes) == ("allocated", int(settings.window_overdue_seconds // 60) + 1)
+    assert overdue_gauge("allocated") == sum(1 for w in late.values() if w.status == "allocated") >= 1
+
+    # The ledger books the batch (twice: a replay under another message id counts once).
+    booked = FillsBooked(window_id=closing.window_id, batch=0, booked_at="2026-11-25T15:00:00Z", accounts=[
+        AccountFills(account_id=account, window_id=closing.window_id, fills=[], cash="20.00",
+                     positions={symbol: "8"}, version=2, booked_at="2026-11-25T15:00:00Z")])
+    for _ in range(2):
+        message_id = str(uuid.uuid4())
+        await bus.publish_json(FillsBooked.TYPE, booked.model_dump(mode="json"), message_id=message_id)
+        await handled(settings, message_id)
+    assert wid not in await windows(bus, unfinished=True)
+    done = (await windows(bus, unfinished=False))[wid]
+    assert (done["status"], done["batches"], done["booked_batches"], done["waiting_for"]) == ("allocated", 1, 1, None)
+    before = overdue_gauge("allocated")
+    assert wid not in {str(w.window_id) for w in await watch_overdue(window)}
+    assert overdue_gauge("allocated") == before - 1
+
+
+async def test_fills_booked_for_a_window_the_service_never_ran_are_dead_lettered(services, bus, settings):
+    account, symbol, unknown = new_account(), new_symbol(), uuid.uuid4()
+    booked = FillsBooked(window_id=unknown, batch=0, booked_at="2026-11-25T15:00:00Z", accounts=[
+        AccountFills(account_id=account, window_id=unknown, fills=[], cash="20.00", positions={symbol: "8"},
+                     version=2, booked_at="2026-11-25T15:00:00Z")])
+    message_id = str(uuid.uuid4())
+    await bus.publish_json(FillsBooked.TYPE, booked.model_dump(mode="json"), message_id=message_id)
+    [copy] = await eventually(lambda: dead_lettered(settings, topology.WINDOW_LEDGER.dlq, message_id))
+    assert copy.headers["x-reason"] == f"fills booked for unknown window {unknown}"
+    assert await fetchval(settings.database_url, 'SELECT count(*) FROM "window".cash WHERE account_id = $1',
+                          account) == 0  # nothing of it applied

@@ -63,3 +63,47 @@ def test_window_abandon_needs_a_reason_and_a_window_id():
     assert CliRunner().invoke(cli.app, ["window", "abandon", VIEW["window_id"]]).exit_code != 0
     assert CliRunner().invoke(cli.app, ["window", "abandon", "nope", "--reason", "x"]).exit_code != 0
     assert CliRunner().invoke(cli.app, ["window", "abandon", VIEW["window_id"], "--reason", ""]).exit_code != 0
+
+
+def _state(window_id: str, status: str, batches, booked, waiting, abandoned=None) -> dict:
+    return {"window_id": window_id, "status": status, "session": "morning", "closed_at": "2026-11-25T14:30:00+00:00",
+            "batches": batches, "booked_batches": booked, "waiting_for": waiting, "abandoned": abandoned}
+
+
+def test_window_list_unfinished_prints_what_each_waits_for_and_exits_1(monkeypatch):
+    asked = []
+    late = _state(VIEW["window_id"], "allocated", 50, 48, "the ledger to book its fills: 48 of 50 batches booked")
+
+    async def answer(command):
+        asked.append(command)
+        return {"windows": [late]}
+
+    monkeypatch.setattr(cli, "_call", answer)
+    monkeypatch.setattr(cli, "console", Console(width=250))
+    result = CliRunner().invoke(cli.app, ["window", "list", "--unfinished"])
+    assert result.exit_code == 1, result.output  # a job checking for stuck windows sees it
+    assert "48/50" in result.output and "48 of 50 batches booked" in result.output
+    assert asked[0].unfinished is True and asked[0].limit == 20
+
+
+def test_window_list_prints_finished_and_abandoned_windows_and_exits_0(monkeypatch):
+    listed = [_state(VIEW["window_id"], "allocated", 3, 3, None),
+              _state("5b0c5d3e-0000-4000-8000-000000000002", "abandoned", None, None, None, "ledger hold lost")]
+
+    async def answer(command):
+        return {"windows": listed}
+
+    monkeypatch.setattr(cli, "_call", answer)
+    monkeypatch.setattr(cli, "console", Console(width=250))
+    result = CliRunner().invoke(cli.app, ["window", "list", "--limit", "5"])
+    assert result.exit_code == 0, result.output
+    assert "3/3" in result.output and "abandoned: ledger hold lost" in result.output
+
+
+def test_window_list_unfinished_with_none_says_so(monkeypatch):
+    async def answer(command):
+        return {"windows": []}
+
+    monkeypatch.setattr(cli, "_call", answer)
+    result = CliRunner().invoke(cli.app, ["window", "list", "--unfinished"])
+    assert result.exit_code == 0 and "no unfinished window" in result.output

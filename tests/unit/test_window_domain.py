@@ -527,3 +527,14 @@ def test_no_account_spends_cash_it_does_not_have_at_any_price_the_venue_fills_at
         after = cash[account] + sum((f.amount if f.side is SELL else -f.amount for f in allocation.fills
                                      if f.account_id == account), D(0))
         assert after >= min(cash[account], D(0)), account
+
+
+def test_a_window_says_what_it_waits_for_until_every_fills_batch_is_booked():
+    assert "ledger to hold" in domain.waiting_for("holding", None, 0)
+    assert "venue's executions" in domain.waiting_for("executing", None, 0)
+    assert domain.waiting_for("allocated", 50, 48) == (
+        "the ledger to book its fills: 48 of 50 batches booked (window.fills.batch)")
+    assert domain.waiting_for("allocated", 50, 50) is None
+    assert domain.waiting_for("allocated", 0, 0) is None  # nothing traded, no batch
+    assert domain.waiting_for("allocated", 50, None) is None  # allocated before batches were counted
+    assert domain.waiting_for("abandoned", None, 0) is None
