@@ -6,6 +6,7 @@ no orders."""
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 from typing import Annotated
 
 import typer
@@ -61,15 +62,18 @@ def list_windows(unfinished: Annotated[bool, typer.Option("--unfinished", help="
     elif not windows:
         cli.console.print("no unfinished window" if unfinished else "no window yet")
     else:
-        table = Table(title="unfinished windows" if unfinished else "latest windows")
-        for column in ("window", "closed", "session", "status", "batches booked", "waiting for"):
-            table.add_column(column)
-        for w in windows:
+        for w in windows:  # the whole id: `m1 window show` and `abandon` take it
+            closed = datetime.fromisoformat(w["closed_at"]).astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
             booked = "" if w["batches"] is None else (
-                f"{w['booked_batches']}/{w['batches']}" if w["booked_batches"] is not None else f"?/{w['batches']}")
-            waiting = w["waiting_for"] or (f"abandoned: {w['abandoned']}" if w["abandoned"] else "")
-            table.add_row(w["window_id"], w["closed_at"], w["session"] or "operator", w["status"], booked, waiting)
-        cli.console.print(table)
+                f", {w['booked_batches'] if w['booked_batches'] is not None else '?'} of {w['batches']} fills "
+                "batches booked")
+            cli.console.print(f"{w['window_id']}  {w['status']}{booked}", highlight=False)
+            by = f"the {w['session']} window" if w["session"] else "by an operator"
+            cli.console.print(f"    closed {closed} ({by})", highlight=False)
+            if w["waiting_for"]:
+                cli.console.print(f"    waiting for {w['waiting_for']}", highlight=False)
+            if w["abandoned"]:
+                cli.console.print(f"    abandoned: {w['abandoned']}", highlight=False)
     if unfinished and windows:
         raise typer.Exit(1)
 

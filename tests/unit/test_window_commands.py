@@ -82,7 +82,9 @@ def test_window_list_unfinished_prints_what_each_waits_for_and_exits_1(monkeypat
     monkeypatch.setattr(cli, "console", Console(width=250))
     result = CliRunner().invoke(cli.app, ["window", "list", "--unfinished"])
     assert result.exit_code == 1, result.output  # a job checking for stuck windows sees it
-    assert "48/50" in result.output and "48 of 50 batches booked" in result.output
+    assert f"{VIEW['window_id']}  allocated, 48 of 50 fills batches booked" in result.output  # the whole id
+    assert "closed 2026-11-25 14:30 UTC (the morning window)" in result.output
+    assert "waiting for the ledger to book its fills: 48 of 50 batches booked" in result.output
     assert asked[0].unfinished is True and asked[0].limit == 20
 
 
@@ -97,7 +99,8 @@ def test_window_list_prints_finished_and_abandoned_windows_and_exits_0(monkeypat
     monkeypatch.setattr(cli, "console", Console(width=250))
     result = CliRunner().invoke(cli.app, ["window", "list", "--limit", "5"])
     assert result.exit_code == 0, result.output
-    assert "3/3" in result.output and "abandoned: ledger hold lost" in result.output
+    assert "allocated, 3 of 3 fills batches booked" in result.output and "waiting for" not in result.output
+    assert "abandoned: ledger hold lost" in result.output
 
 
 def test_window_list_unfinished_with_none_says_so(monkeypatch):
