@@ -62,20 +62,25 @@ def list_windows(unfinished: Annotated[bool, typer.Option("--unfinished", help="
     elif not windows:
         cli.console.print("no unfinished window" if unfinished else "no window yet")
     else:
-        for w in windows:  # the whole id: `m1 window show` and `abandon` take it
-            closed = datetime.fromisoformat(w["closed_at"]).astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
-            booked = "" if w["batches"] is None else (
-                f", {w['booked_batches'] if w['booked_batches'] is not None else '?'} of {w['batches']} fills "
-                "batches booked")
-            cli.console.print(f"{w['window_id']}  {w['status']}{booked}", highlight=False)
-            by = f"the {w['session']} window" if w["session"] else "by an operator"
-            cli.console.print(f"    closed {closed} ({by})", highlight=False)
-            if w["waiting_for"]:
-                cli.console.print(f"    waiting for {w['waiting_for']}", highlight=False)
-            if w["abandoned"]:
-                cli.console.print(f"    abandoned: {w['abandoned']}", highlight=False)
+        cli.console.print("\n".join(line for w in windows for line in _window_lines(w)), highlight=False, markup=False)
     if unfinished and windows:
         raise typer.Exit(1)
+
+
+def _window_lines(w: dict) -> list[str]:
+    """One window of ``m1 window list``: its whole id first (``show`` and ``abandon`` take it)."""
+    head = f"{w['window_id']}  {w['status']}"
+    if w["batches"] is not None:
+        booked = "?" if w["booked_batches"] is None else w["booked_batches"]
+        head += f", {booked} of {w['batches']} fills batches booked"
+    closed = datetime.fromisoformat(w["closed_at"]).astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    by = f"the {w['session']} window" if w["session"] else "by an operator"
+    lines = [head, f"    closed {closed} ({by})"]
+    if w["waiting_for"]:
+        lines.append(f"    waiting for {w['waiting_for']}")
+    if w["abandoned"]:
+        lines.append(f"    abandoned: {w['abandoned']}")
+    return lines
 
 
 def cancel(intent_ids: Annotated[list[str] | None, typer.Argument(help="intent ids")] = None,
