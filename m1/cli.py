@@ -328,6 +328,9 @@ gains_commands.register(app)
 from m1 import margin_commands  # noqa: E402
 
 margin_commands.register(app)
+from m1 import dead_letter_commands  # noqa: E402
+
+dead_letter_commands.register(app)
 
 
 def main() -> None:

@@ -45,8 +45,10 @@ class Client:
         if future is not None and not future.done():
             future.set_result(Reply.model_validate_json(message.body))
 
-    async def request(self, command: Message, *, message_id: str | None = None) -> Reply:
-        """Send a command; wait for the reply (the service's answer or its refusal)."""
+    async def request(self, command: Message, *, message_id: str | None = None, routing_key: str | None = None
+                      ) -> Reply:
+        """Send a command (routing key ``command.TYPE`` unless given); wait for the reply
+        (the service's answer or its refusal)."""
         correlation_id = str(uuid.uuid4())
         future = asyncio.get_running_loop().create_future()
         self._waiting[correlation_id] = future
@@ -55,18 +57,18 @@ class Client:
                              correlation_id=correlation_id, reply_to=self.replies.name, type=command.TYPE,
                              content_type="application/json", headers={"x-schema-version": command.VERSION},
                              delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
-            routing_key=command.TYPE,
+            routing_key=routing_key or command.TYPE,
         )
         try:
             return await asyncio.wait_for(future, self.settings.request_timeout)
         except TimeoutError as exc:
             self._waiting.pop(correlation_id, None)
-            raise TimeoutError(f"no answer to {command.TYPE} within {self.settings.request_timeout}s: "
+            raise TimeoutError(f"no answer to {routing_key or command.TYPE} within {self.settings.request_timeout}s: "
                                "is the service running (m1 up)?") from exc
 
-    async def call(self, command: Message) -> dict:
+    async def call(self, command: Message, *, routing_key: str | None = None) -> dict:
         """``request`` that raises ServiceError on a refusal and returns the result."""
-        reply = await self.request(command)
+        reply = await self.request(command, routing_key=routing_key)
         if not reply.ok:
             raise ServiceError(reply)
         return reply.result or {}

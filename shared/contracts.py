@@ -1383,6 +1383,71 @@ class CallsChecked(Message):
     liquidated: list[AccountId]
 
 
+# ---------------------------------------------------------------- dead letters (every service)
+
+
+class ListDeadLetters(Message):
+    """Query to one service: the messages it refused (its ``dead_letters``), newest first;
+    with ``replayed``, also those already replayed. Every service answers it on its commands
+    queue; the routing key names the service in place of ``*`` (``dead_letter_key``)."""
+
+    TYPE: ClassVar[str] = "*.dead_letters.list"
+    replayed: bool = False
+    limit: int = Field(default=20, ge=1, le=500)
+
+
+class GetDeadLetter(Message):
+    """Query to one service: one dead letter, with its body."""
+
+    TYPE: ClassVar[str] = "*.dead_letters.get"
+    id: int = Field(ge=1)
+
+
+class ReplayDeadLetter(Message):
+    """Command to one service: deliver a dead letter again, under its own message id, to the
+    queue that refused it and to no other (an event other services took stays taken). Once
+    per dead letter: a replay refused again is a new dead letter, replayed in turn."""
+
+    TYPE: ClassVar[str] = "*.dead_letters.replay"
+    id: int = Field(ge=1)
+
+
+class DeadLetter(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    id: int
+    message_id: str
+    routing_key: str
+    # the queue that refused it (None: refused before the service recorded queues)
+    queue: str | None
+    correlation_id: str | None
+    account_id: str | None
+    reason: str
+    received_at: datetime
+    replayed_at: datetime | None
+    size: int  # bytes of the body
+    body: str | None = None  # the body as text (``GetDeadLetter`` only)
+
+
+class DeadLetterList(Message):
+    TYPE: ClassVar[str] = "*.dead_letters.listed"
+    service: str
+    dead_letters: list[DeadLetter]
+
+
+class DeadLetterView(Message):
+    """The answer to ``GetDeadLetter`` and ``ReplayDeadLetter``."""
+
+    TYPE: ClassVar[str] = "*.dead_letters.view"
+    service: str
+    dead_letter: DeadLetter
+
+
+def dead_letter_key(model: type[Message], service: str) -> str:
+    """The routing key of a dead-letter message to ``service``: its ``TYPE`` with the
+    service in place of ``*`` (the key the service's commands queue is bound to)."""
+    return model.TYPE.replace("*", service, 1)
+
+
 # ---------------------------------------------------------------- replies
 
 

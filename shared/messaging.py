@@ -46,6 +46,9 @@ from shared.db import TRANSIENT_DB_ERRORS
 from shared.topology import COMMANDS_EXCHANGE, DEAD_LETTER_EXCHANGE, DELIVERY_LIMIT, EVENTS_EXCHANGE, QueueSpec
 
 _ID_NAMESPACE = uuid.UUID("8d0c6c4e-5b7e-4f0e-9a55-2f1f5a1d9c01")
+# The routing key a message was first delivered with: on its DLQ copy, and on a dead letter
+# replayed to its queue through the default exchange (shared/dead_letters.py).
+ORIGINAL_KEY_HEADER = "x-original-routing-key"
 
 MESSAGES = Counter("m1_messages_total", "Messages handled", ["service", "queue", "type", "outcome"])
 DURATION = Histogram("m1_message_seconds", "Time to handle one message", ["service", "queue"],
@@ -80,6 +83,7 @@ class Outgoing:
     message_type: str
     headers: dict[str, Any]
     body: bytes
+    correlation_id: str | None = None  # None: the handled message's
 
 
 @dataclass
@@ -116,17 +120,26 @@ class Tx:
         self.outgoing.append(out)
         return out.message_id
 
+    def send_to_queue(self, queue: str, routing_key: str, message_id: str, body: bytes, *, correlation_id: str,
+                      headers: dict[str, Any]) -> None:
+        """Queue a message for one queue alone (through the default exchange, whose routing
+        key is the queue's name), to be handled as one of ``routing_key``: a dead letter's
+        replay (shared/dead_letters.py); ``headers`` must name the key (``ORIGINAL_KEY_HEADER``)."""
+        self.outgoing.append(Outgoing(exchange="", routing_key=queue, message_id=message_id, message_type=routing_key,
+                                      headers=headers, body=body, correlation_id=correlation_id))
+
 
 async def write_outbox(conn: asyncpg.Connection, correlation_id: str, rows: list[Outgoing]) -> None:
     if rows:  # one statement however many rows
         await conn.execute(
             """INSERT INTO outbox (exchange, routing_key, message_id, correlation_id, message_type, headers, body)
-               SELECT e, r, m, $4, t, h::jsonb, b
-               FROM unnest($1::text[], $2::text[], $3::text[], $5::text[], $6::text[], $7::bytea[])
-                    WITH ORDINALITY AS u(e, r, m, t, h, b, n)
+               SELECT e, r, m, c, t, h::jsonb, b
+               FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bytea[])
+                    WITH ORDINALITY AS u(e, r, m, c, t, h, b, n)
                ORDER BY n""",
-            [o.exchange for o in rows], [o.routing_key for o in rows], [o.message_id for o in rows], correlation_id,
-            [o.message_type for o in rows], [json.dumps(o.headers) for o in rows], [o.body for o in rows],
+            [o.exchange for o in rows], [o.routing_key for o in rows], [o.message_id for o in rows],
+            [o.correlation_id or correlation_id for o in rows], [o.message_type for o in rows],
+            [json.dumps(o.headers) for o in rows], [o.body for o in rows],
         )
 
 
@@ -230,8 +243,9 @@ class Consumer:
         self._built: set[QueueSpec] = set()
 
     def handler(self, queue: QueueSpec, model: type[Message], *, idempotent: bool = True,
-                on_reject: RejectHook | None = None) -> Callable[[Handler], Handler]:
-        """Register a handler for messages of ``model`` (routing key ``model.TYPE``) on ``queue``.
+                on_reject: RejectHook | None = None, key: str | None = None) -> Callable[[Handler], Handler]:
+        """Register a handler for messages of ``model`` (routing key ``key``, by default
+        ``model.TYPE``) on ``queue``.
 
         ``idempotent=False`` is for read-only queries, which need no inbox row. ``on_reject``
         may emit events about a refusal (for example, telling a known account's holder that a
@@ -239,7 +253,7 @@ class Consumer:
         """
 
         def decorator(fn: Handler) -> Handler:
-            self.routes.setdefault(queue, {})[model.TYPE] = Route(model, fn, idempotent, on_reject)
+            self.routes.setdefault(queue, {})[key or model.TYPE] = Route(model, fn, idempotent, on_reject)
             return fn
 
         return decorator
@@ -267,6 +281,10 @@ class Consumer:
         started = time.perf_counter()
         raw = message.raw_message
         routing_key = raw.routing_key or ""
+        if not raw.exchange and (raw.headers or {}).get(ORIGINAL_KEY_HEADER):
+            # A dead letter replayed to this queue alone, through the default exchange, whose
+            # routing key is the queue's name (shared/dead_letters.py): route it by its own key.
+            routing_key = str(raw.headers[ORIGINAL_KEY_HEADER])
         body_hash = hashlib.sha256(body).hexdigest()
         message_id = raw.message_id or "sha256:" + body_hash
         correlation_id = raw.correlation_id or message_id
@@ -399,9 +417,9 @@ class Consumer:
             if row is None:
                 return  # this refusal was already recorded: a replay changes nothing
             await conn.execute(
-                """INSERT INTO dead_letters (message_id, routing_key, correlation_id, account_id, reason, body)
-                   VALUES ($1, $2, $3, $4, $5, $6)""",
-                message_id, routing_key, correlation_id, account_id, reason, body,
+                """INSERT INTO dead_letters (message_id, routing_key, correlation_id, account_id, reason, body, queue)
+                   VALUES ($1, $2, $3, $4, $5, $6, $7)""",
+                message_id, routing_key, correlation_id, account_id, reason, body, queue.name,
             )
             # Seeded apart from the message id: a refused conflict must not emit ids that the
             # original, accepted message's events already used.
@@ -410,7 +428,7 @@ class Consumer:
             if on_reject is not None:
                 await on_reject(tx, raw_json, reason)
             copy = Outgoing(DEAD_LETTER_EXCHANGE, queue.service, message_id, routing_key or "unknown",
-                            {"x-reason": reason[:4000], "x-original-routing-key": routing_key,
+                            {"x-reason": reason[:4000], ORIGINAL_KEY_HEADER: routing_key,
                              "x-original-queue": queue.name, "x-rejected-by": self.service}, body)
             await write_outbox(conn, correlation_id, [*tx.outgoing, copy])
 

@@ -23,7 +23,7 @@ from faststream.rabbit import Channel, RabbitBroker
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential
 
-from shared import topology
+from shared import dead_letters, topology
 from shared.clock import Clock
 from shared.db import create_pool, migrate
 from shared.logs import setup_logging
@@ -67,6 +67,7 @@ class Service:
         self._ready_hooks: list[ReadyHook] = []
         self._stop_hooks: list[ReadyHook] = []
         self._background: list[asyncio.Task] = []
+        dead_letters.register(self)  # list, read and replay its refused messages (m1 dead-letters)
 
     def on_ready(self, hook: ReadyHook) -> ReadyHook:
         """Run ``hook(service)`` once the pool, topology and broker are up."""

@@ -91,8 +91,10 @@ class Bus:
     async def publish_json(self, routing_key: str, payload: dict, *, message_id: str | None = None) -> None:
         await self.publish_raw(routing_key, json.dumps(payload).encode(), message_id=message_id)
 
-    async def request(self, command: Message, *, message_id: str | None = None, timeout: float = 15.0) -> Reply:
-        """Send a command to the commands exchange and wait for the service's reply."""
+    async def request(self, command: Message, *, message_id: str | None = None, timeout: float = 15.0,
+                      routing_key: str | None = None) -> Reply:
+        """Send a command to the commands exchange (routing key ``command.TYPE`` unless given)
+        and wait for the service's reply."""
         channel = await self.connection.channel()
         try:
             reply_queue = await channel.declare_queue(exclusive=True, auto_delete=True)
@@ -102,7 +104,7 @@ class Bus:
                 aio_pika.Message(command.model_dump_json().encode(), message_id=message_id or str(uuid.uuid4()),
                                  correlation_id=correlation, reply_to=reply_queue.name,
                                  content_type="application/json", type=command.TYPE),
-                routing_key=command.TYPE,
+                routing_key=routing_key or command.TYPE,
             )
             async with asyncio.timeout(timeout):
                 async with reply_queue.iterator() as messages:

@@ -97,6 +97,23 @@ def test_up_with_the_demo_then_the_cli_then_ctrl_c_stops_everything_cleanly(cli_
         assert checked.returncode == 0, checked.stdout + checked.stderr
         statement = m1(cli_env, "statement", account).stdout
         assert "deposit" in statement and "500.00" in statement and "withdrawable" in statement
+        # The bank's deposit for an account not opened yet is refused; the operator finds it,
+        # opens the account and replays the deposit, once.
+        late = f"late-{uuid.uuid4().hex[:6]}"
+        m1(cli_env, "deposit", late, "42.00")
+        [letter] = until(lambda: [d for d in json.loads(m1(cli_env, "dead-letters", "list", "ledger", "--json").stdout)
+                                  if d["account_id"] == late])
+        assert letter["reason"] == f"unknown account {late}"
+        everywhere = m1(cli_env, "dead-letters", "list").stdout  # every service answers
+        assert f"ledger {letter['id']}  funding.deposit.received" in everywhere, everywhere
+        assert f"reason: unknown account {late}" in everywhere
+        assert '"amount": "42.00"' in m1(cli_env, "dead-letters", "show", "ledger", str(letter["id"])).stdout
+        m1(cli_env, "account", "open", late)
+        replayed = m1(cli_env, "dead-letters", "replay", "ledger", str(letter["id"])).stdout
+        assert f"message {letter['message_id']}) replayed to ledger.funding" in replayed, replayed
+        until(lambda: "42.00" in m1(cli_env, "statement", late, check=False).stdout)
+        again = m1(cli_env, "dead-letters", "replay", "ledger", str(letter["id"]), check=False)
+        assert again.returncode == 1 and "was replayed at" in again.stdout, again.stdout
     finally:
         up.send_signal(signal.SIGINT)
         rest, _ = up.communicate(timeout=60)

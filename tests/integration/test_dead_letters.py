@@ -1,0 +1,127 @@
+"""An operator's dead letters against the real RabbitMQ and PostgreSQL: a refused message is
+listed with its reason, read whole, and replayed once, after its cause is fixed, to the queue
+that refused it and to no other (shared/dead_letters.py)."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import datetime
+from decimal import Decimal
+
+import pytest
+
+from shared import topology
+from shared.contracts import (
+    AccountFills,
+    FillsBooked,
+    GetDeadLetter,
+    ListDeadLetters,
+    OpenAccount,
+    ReplayDeadLetter,
+    dead_letter_key,
+)
+from shared.settings import Settings
+from tests.integration.test_ledger import cash, deposit_body
+from tests.support import eventually, fetchval
+
+pytestmark = pytest.mark.integration
+
+
+async def ask(bus, service: str, message):
+    return await bus.request(message, routing_key=dead_letter_key(type(message), service))
+
+
+async def dead_letters(bus, service: str, **query) -> list[dict]:
+    reply = await ask(bus, service, ListDeadLetters(limit=500, **query))
+    assert reply.ok, reply
+    assert reply.result["service"] == service
+    return reply.result["dead_letters"]
+
+
+async def dead_letter_of(bus, service: str, message_id: str, **query) -> dict | None:
+    return next((d for d in await dead_letters(bus, service, **query) if d["message_id"] == message_id), None)
+
+
+async def waiting_in(bus, queue: str) -> int:
+    """Messages in a queue nobody consumes in the test (a passive declare reads the count)."""
+    channel = await bus.connection.channel()
+    try:
+        return (await channel.declare_queue(queue, passive=True)).declaration_result.message_count
+    finally:
+        await channel.close()
+
+
+async def test_a_deposit_refused_for_an_unknown_account_is_replayed_once_after_the_account_opens(
+        service_factory, bus, settings: Settings):
+    account = f"acc-{uuid.uuid4().hex[:8]}"
+    body = deposit_body(account, "125.40")
+    async with service_factory("ledger").running():
+        await bus.publish_json("funding.deposit.received", body, message_id=body["deposit_id"])
+        letter = await eventually(lambda: dead_letter_of(bus, "ledger", body["deposit_id"]))
+        assert letter["reason"] == f"unknown account {account}"
+        assert (letter["routing_key"], letter["queue"], letter["account_id"]) == (
+            "funding.deposit.received", topology.LEDGER_FUNDING.name, account)
+        assert letter["replayed_at"] is None and letter["body"] is None  # a list carries no bodies
+        whole = (await ask(bus, "ledger", GetDeadLetter(id=letter["id"]))).result["dead_letter"]
+        assert json.loads(whole["body"]) == body and whole["size"] == len(whole["body"].encode())
+
+        assert (await bus.request(OpenAccount(account_id=account))).ok
+        reply = await ask(bus, "ledger", ReplayDeadLetter(id=letter["id"]))
+        assert reply.ok, reply
+        replayed = reply.result["dead_letter"]
+        assert replayed["replayed_at"] is not None and replayed["message_id"] == body["deposit_id"]
+        # Handled under the deposit's own id, as the funding contract requires.
+        await eventually(lambda: fetchval(settings.database_url, "SELECT count(*) FROM ledger.inbox "
+                                          "WHERE message_id = $1 AND outcome = 'ok'", body["deposit_id"]))
+        assert await cash(bus, account) == Decimal("125.40")
+
+        # Once: a second replay is refused with the reason, and nothing is booked twice.
+        again = await ask(bus, "ledger", ReplayDeadLetter(id=letter["id"]))
+        assert not again.ok
+        assert again.reason == (f"dead letter {letter['id']} of ledger was replayed at "
+                                f"{datetime.fromisoformat(replayed['replayed_at']).isoformat()}")
+        # The bank delivering the deposit again changes nothing either.
+        await bus.publish_json("funding.deposit.received", body, message_id=body["deposit_id"])
+        later = deposit_body(account, "1.00")  # a later one, to wait on
+        await bus.publish_json("funding.deposit.received", later, message_id=later["deposit_id"])
+        async def later_one_booked():
+            return await cash(bus, account) == Decimal("126.40")
+
+        await eventually(later_one_booked)
+        assert await cash(bus, account) == Decimal("126.40")  # 125.40 once, and the later 1.00
+        # Replayed letters leave the default list, and stay in the whole one.
+        assert await dead_letter_of(bus, "ledger", body["deposit_id"]) is None
+        assert (await dead_letter_of(bus, "ledger", body["deposit_id"], replayed=True))["id"] == letter["id"]
+        unknown = await ask(bus, "ledger", ReplayDeadLetter(id=2_000_000_000))
+        assert not unknown.ok and unknown.reason == "ledger has no dead letter 2000000000"
+
+
+async def test_an_event_one_service_refused_is_replayed_to_that_service_alone(service_factory, bus, settings):
+    """The window refuses a ``ledger.fills.booked`` of a window it never ran; the same event
+    also went to the pie, the order, the margin and the notification services. Its replay
+    reaches the window's queue only; refused again, it is a new dead letter of the same chain."""
+    unknown, account = uuid.uuid4(), f"acc-{uuid.uuid4().hex[:8]}"
+    booked = FillsBooked(window_id=unknown, batch=0, booked_at="2026-11-25T15:00:00Z", accounts=[
+        AccountFills(account_id=account, window_id=unknown, fills=[], cash="20.00", positions={}, version=2,
+                     booked_at="2026-11-25T15:00:00Z")])
+    others = [q.name for q in topology.QUEUES if FillsBooked.TYPE in q.bindings and q.service != "window"]
+    assert len(others) == 4
+    message_id = str(uuid.uuid4())
+    async with service_factory("window").running():
+        await bus.publish_json(FillsBooked.TYPE, booked.model_dump(mode="json"), message_id=message_id)
+        letter = await eventually(lambda: dead_letter_of(bus, "window", message_id))
+        assert letter["queue"] == topology.WINDOW_LEDGER.name
+        before = {q: await waiting_in(bus, q) for q in others}
+
+        reply = await ask(bus, "window", ReplayDeadLetter(id=letter["id"]))
+        assert reply.ok, reply
+        async def refused_again():
+            return next((d for d in await dead_letters(bus, "window")
+                         if d["message_id"] == message_id and d["id"] != letter["id"]), None)
+
+        second = await eventually(refused_again)
+        assert second["reason"] == letter["reason"] == f"fills booked for unknown window {unknown}"
+        assert (second["routing_key"], second["queue"], second["correlation_id"]) == (
+            FillsBooked.TYPE, topology.WINDOW_LEDGER.name, letter["correlation_id"])
+        assert {q: await waiting_in(bus, q) for q in others} == before
