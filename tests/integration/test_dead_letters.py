@@ -125,3 +125,37 @@ async def test_an_event_one_service_refused_is_replayed_to_that_service_alone(se
         assert (second["routing_key"], second["queue"], second["correlation_id"]) == (
             FillsBooked.TYPE, topology.WINDOW_LEDGER.name, letter["correlation_id"])
         assert {q: await waiting_in(bus, q) for q in others} == before
+
+
+async def test_a_replay_refused_again_tells_the_holder_nothing_new(service_factory, bus, settings):
+    """A deposit of a known account that breaks the contract is refused and the holder told;
+    replayed with its cause not fixed, it is refused again as a new dead letter, and the
+    holder's notice carries the first one's id (the notification service takes it once)."""
+    account = f"acc-{uuid.uuid4().hex[:8]}"
+    told = await bus.channel.declare_queue(exclusive=True, auto_delete=True)
+    await told.bind(bus.events, routing_key="ledger.funding.rejected")
+    body = deposit_body(account, "12.345")
+    async with service_factory("ledger").running():
+        assert (await bus.request(OpenAccount(account_id=account))).ok
+        await bus.publish_json("funding.deposit.received", body, message_id=body["deposit_id"])
+        letter = await eventually(lambda: dead_letter_of(bus, "ledger", body["deposit_id"]))
+        assert letter["reason"].startswith("invalid message: amount:")
+        assert (await ask(bus, "ledger", ReplayDeadLetter(id=letter["id"]))).ok
+
+        async def refused_again():
+            return [d for d in await dead_letters(bus, "ledger")
+                    if d["message_id"] == body["deposit_id"] and d["id"] != letter["id"]]
+
+        [second] = await eventually(refused_again)
+        assert second["reason"] == letter["reason"]
+        notices = []
+
+        async def both_notices():
+            while (msg := await told.get(fail=False, no_ack=True)) is not None:
+                if json.loads(msg.body)["account_id"] == account:
+                    notices.append(msg.message_id)
+            return len(notices) == 2
+
+        await eventually(both_notices)
+        assert notices[0] == notices[1]
+        assert await cash(bus, account) == Decimal("0.00")
