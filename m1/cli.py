@@ -144,6 +144,21 @@ def migrate() -> None:
 
 
 @app.command()
+def asyncapi(output: Annotated[Path | None, typer.Option(help="write it here (default: stdout)")] = None) -> None:
+    """The AsyncAPI 3.0 document of every message the services handle, generated from the code."""
+    from importlib.metadata import version
+
+    from m1.asyncapi import render
+
+    text = render(version("m1-backoffice"))
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        output.write_text(text)
+        console.print(f"wrote {output}")
+
+
+@app.command()
 def demo() -> None:
     """Drive a small scenario through the running services and print the outcome."""
     from m1.demo import run_demo
