@@ -58,6 +58,8 @@ def dead_letter_lines(d: dict) -> list[str]:
     head = f"{d['service']} {d['id']}  {d['routing_key']}  {_when(d['received_at'])}"
     if d["account_id"]:
         head += f"  account {d['account_id']}"
+    if d["answered"]:
+        head += "  (a request: its sender was told)"
     lines = [head, f"    reason: {d['reason']}",
              f"    message {d['message_id']}, correlation {d['correlation_id']}, {d['size']:,} bytes"
              + (f", queue {d['queue']}" if d["queue"] else "")]

@@ -1424,6 +1424,7 @@ class DeadLetter(BaseModel):
     reason: str
     received_at: datetime
     replayed_at: datetime | None
+    answered: bool  # a request whose sender got the refusal as its reply
     size: int  # bytes of the body
     body: str | None = None  # the body as text (``GetDeadLetter`` only)
 

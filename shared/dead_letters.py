@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from shared.service import Service
 
 _COLUMNS = """id, message_id, routing_key, queue, correlation_id, account_id, reason, received_at, replayed_at,
-              octet_length(body) AS size"""
+              answered, octet_length(body) AS size"""
 
 
 def _dead_letter(row: asyncpg.Record, body: bytes | None = None) -> DeadLetter:

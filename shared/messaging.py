@@ -320,7 +320,7 @@ class Consumer:
             if reason is not None:
                 outcome = "rejected"
                 reply = await self._reject(queue, on_reject, body, message_id, correlation_id, routing_key, reason,
-                                           errors, log_fields, inbox_key)
+                                           errors, log_fields, inbox_key, answered=wants_reply)
             await message.ack()
         except asyncio.CancelledError:
             raise
@@ -329,7 +329,8 @@ class Consumer:
             if count + 1 >= DELIVERY_LIMIT:
                 outcome = "dead-lettered"
                 reply = await self._reject(queue, on_reject, body, message_id, correlation_id, routing_key,
-                                           f"handler failed {count + 1} times: {exc!r}", [], log_fields)
+                                           f"handler failed {count + 1} times: {exc!r}", [], log_fields,
+                                           answered=wants_reply)
                 await message.ack()
             else:
                 outcome = "error"
@@ -397,7 +398,9 @@ class Consumer:
         return outcome, reply
 
     async def _reject(self, queue: QueueSpec, on_reject, body, message_id, correlation_id, routing_key, reason,
-                      errors, log_fields, inbox_key: str | None = None) -> Reply:
+                      errors, log_fields, inbox_key: str | None = None, *, answered: bool = False) -> Reply:
+        """Record a refusal (inbox, ``dead_letters``, the DLQ copy); ``answered``: the sender
+        waits for a reply, and gets the refusal."""
         reply = Reply(ok=False, reason=reason, errors=errors)
         try:
             raw_json = json.loads(body)
@@ -417,9 +420,10 @@ class Consumer:
             if row is None:
                 return  # this refusal was already recorded: a replay changes nothing
             await conn.execute(
-                """INSERT INTO dead_letters (message_id, routing_key, correlation_id, account_id, reason, body, queue)
-                   VALUES ($1, $2, $3, $4, $5, $6, $7)""",
-                message_id, routing_key, correlation_id, account_id, reason, body, queue.name,
+                """INSERT INTO dead_letters (message_id, routing_key, correlation_id, account_id, reason, body, queue,
+                                            answered)
+                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8)""",
+                message_id, routing_key, correlation_id, account_id, reason, body, queue.name, answered,
             )
             # Seeded apart from the message id: a refused conflict must not emit ids that the
             # original, accepted message's events already used.

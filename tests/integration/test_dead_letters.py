@@ -63,6 +63,7 @@ async def test_a_deposit_refused_for_an_unknown_account_is_replayed_once_after_t
         assert (letter["routing_key"], letter["queue"], letter["account_id"]) == (
             "funding.deposit.received", topology.LEDGER_FUNDING.name, account)
         assert letter["replayed_at"] is None and letter["body"] is None  # a list carries no bodies
+        assert not letter["answered"]  # an event: nobody was told
         whole = (await ask(bus, "ledger", GetDeadLetter(id=letter["id"]))).result["dead_letter"]
         assert json.loads(whole["body"]) == body and whole["size"] == len(whole["body"].encode())
 
@@ -81,6 +82,10 @@ async def test_a_deposit_refused_for_an_unknown_account_is_replayed_once_after_t
         assert not again.ok
         assert again.reason == (f"dead letter {letter['id']} of ledger was replayed at "
                                 f"{datetime.fromisoformat(replayed['replayed_at']).isoformat()}")
+        # the refused request is a dead letter too, marked as answered: the operator was told
+        [refused] = [d for d in await dead_letters(bus, "ledger") if d["routing_key"] == "ledger.dead_letters.replay"
+                     and d["reason"] == again.reason]
+        assert refused["answered"] and refused["queue"] == topology.LEDGER_COMMANDS.name
         # The bank delivering the deposit again changes nothing either.
         await bus.publish_json("funding.deposit.received", body, message_id=body["deposit_id"])
         later = deposit_body(account, "1.00")  # a later one, to wait on

@@ -15,7 +15,7 @@ from shared.dead_letters import _queue_taking
 LETTER = {"id": 7, "message_id": "2c2a5382-439d-4cda-a9c6-c25434b1c293", "routing_key": "funding.deposit.received",
           "queue": "ledger.funding", "correlation_id": "2c2a5382-439d-4cda-a9c6-c25434b1c293",
           "account_id": "late-1", "reason": "unknown account late-1 [sic]", "received_at": "2026-11-25T14:30:05+00:00",
-          "replayed_at": None, "size": 143, "body": None}
+          "replayed_at": None, "answered": False, "size": 143, "body": None}
 
 
 def test_a_dead_letter_reads_service_and_id_first_then_the_reason_and_where_it_came_from():
@@ -27,6 +27,8 @@ def test_a_dead_letter_reads_service_and_id_first_then_the_reason_and_where_it_c
         "143 bytes, queue ledger.funding"]
     replayed = dead_letter_lines({**LETTER, "service": "ledger", "replayed_at": "2026-11-25T09:31:00-05:00"})
     assert replayed[-1] == "    replayed 2026-11-25 14:31:00 UTC"
+    request = dead_letter_lines({**LETTER, "service": "pie", "routing_key": "pie.pie.set", "answered": True})
+    assert request[0].endswith("account late-1  (a request: its sender was told)")
 
 
 def test_list_asks_every_service_and_names_the_ones_that_did_not_answer(monkeypatch):
