@@ -54,15 +54,15 @@ def _when(value: str) -> str:
 
 def dead_letter_lines(d: dict) -> list[str]:
     """One dead letter of ``m1 dead-letters list``: service and id first (``show`` and
-    ``replay`` take them), then the reason and where it came from."""
-    head = f"{d['service']} {d['id']}  {d['routing_key']}  {_when(d['received_at'])}"
-    if d["account_id"]:
-        head += f"  account {d['account_id']}"
+    ``replay`` take them), then where it came from, the reason and its ids; lines of a
+    terminal's width, ids whole."""
+    where = [f"account {d['account_id']}"] if d["account_id"] else []
+    where += [f"queue {d['queue']}"] if d["queue"] else []
+    lines = [f"{d['service']} {d['id']}  {d['routing_key']}  {_when(d['received_at'])}",
+             "    " + ", ".join([*where, f"{d['size']:,} bytes"])]
     if d["answered"]:
-        head += "  (a request: its sender was told)"
-    lines = [head, f"    reason: {d['reason']}",
-             f"    message {d['message_id']}, correlation {d['correlation_id']}, {d['size']:,} bytes"
-             + (f", queue {d['queue']}" if d["queue"] else "")]
+        lines.append("    a request: its sender was told")
+    lines += [f"    reason: {d['reason']}", f"    message {d['message_id']}", f"    correlation {d['correlation_id']}"]
     if d["replayed_at"]:
         lines.append(f"    replayed {_when(d['replayed_at'])}")
     return lines
@@ -84,7 +84,7 @@ def list_dead_letters(
         cli.console.print("no dead letters" if replayed else "no dead letter waiting for a replay", highlight=False)
     else:
         cli.console.print("\n".join(line for d in found for line in dead_letter_lines(d)), highlight=False,
-                          markup=False)
+                          markup=False, soft_wrap=True)
     for line in silent:
         typer.echo(line, err=True)
     if silent and len(silent) == len(services):
@@ -105,7 +105,7 @@ def show(service: ServiceName, dead_letter_id: Annotated[int, typer.Argument(min
     except ValueError:
         pass  # not JSON: shown as it came
     text = "\n".join([*dead_letter_lines({**view, "service": service.value}), body])
-    cli.console.print(text, highlight=False, markup=False)
+    cli.console.print(text, highlight=False, markup=False, soft_wrap=True)
 
 
 def replay(service: ServiceName, dead_letter_id: Annotated[int, typer.Argument(min=1)]) -> None:
