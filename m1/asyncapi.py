@@ -62,24 +62,20 @@ def _routes() -> list[tuple[str, Any, str, type[Message], type[Message] | None]]
 
 def document(version: str = "0.1.0") -> dict[str, Any]:
     routes = _routes()
-    models = {m for _, _, _, m, r in routes for m in (m, r) if m is not None}
+    sends = _sends()
+    models = {m for _, _, _, m, r in routes for m in (m, r) if m is not None} | {m for _, m, _ in sends}
     _, schemas = models_json_schema([(m, "validation") for m in sorted(models, key=lambda m: m.__name__)],
                                     ref_template="#/components/schemas/{model}")
+    receivers: dict[str, list[str]] = {}
+    for _, queue, key, _, _ in routes:
+        receivers.setdefault(key, []).append(queue.name)
+    senders: dict[str, list[str]] = {}
+    for service, model, _ in sends:
+        senders.setdefault(model.TYPE, []).append(service)
     channels: dict[str, Any] = {}
     operations: dict[str, Any] = {}
-    messages: dict[str, Any] = {}
-    for model in sorted(models, key=lambda m: m.__name__):
-        messages[model.__name__] = _message(model)
-    receivers: dict[str, list[str]] = {}
-    for service, queue, key, model, _ in routes:
-        receivers.setdefault(key, []).append(queue.name)
     for service, queue, key, model, reply in routes:
-        channels.setdefault(key, {
-            "address": key,
-            "messages": {model.__name__: {"$ref": f"#/components/messages/{model.__name__}"}},
-            "description": _publisher(key, queue.exchange, receivers[key]),
-            "bindings": {"$ref": f"#/components/channelBindings/{queue.exchange}"},
-        })
+        channels.setdefault(key, _channel(key, model, queue.exchange, senders.get(key, []), receivers[key]))
         operation: dict[str, Any] = {
             "action": "receive",
             "channel": {"$ref": f"#/channels/{_pointer(key)}"},
@@ -92,15 +88,10 @@ def document(version: str = "0.1.0") -> dict[str, Any]:
             operation["reply"] = {"address": {"location": "$message.header#/reply_to"},
                                   "messages": [{"$ref": f"#/components/messages/{reply.__name__}"}]}
         operations[f"{service}.receive.{key}"] = operation
-    for service, model, command in _sends():
+    for service, model, command in sends:
         key = model.TYPE
-        if key not in channels:  # sent, and handled by no service
-            messages.setdefault(model.__name__, _message(model))
-            channels[key] = {"address": key,
-                             "messages": {model.__name__: {"$ref": f"#/components/messages/{model.__name__}"}},
-                             "description": "Handled by no service of this system.",
-                             "bindings": {"$ref": "#/components/channelBindings/"
-                                                  + (COMMANDS_EXCHANGE if command else EVENTS_EXCHANGE)}}
+        channels.setdefault(key, _channel(key, model, COMMANDS_EXCHANGE if command else EVENTS_EXCHANGE,
+                                          senders[key], []))
         operations[f"{service}.send.{key}"] = {
             "action": "send",
             "channel": {"$ref": f"#/channels/{_pointer(key)}"},
@@ -121,7 +112,7 @@ def document(version: str = "0.1.0") -> dict[str, Any]:
         "channels": dict(sorted(channels.items())),
         "operations": dict(sorted(operations.items())),
         "components": {
-            "messages": messages,
+            "messages": {m.__name__: _message(m) for m in sorted(models, key=lambda m: m.__name__)},
             "schemas": dict(sorted(schemas.get("$defs", {}).items())),
             "channelBindings": {name: {"amqp": {"is": "routingKey", "bindingVersion": "0.3.0", "exchange": {
                 "name": name, "type": kind, "durable": True, "autoDelete": False, "vhost": "/"}}}
@@ -130,6 +121,24 @@ def document(version: str = "0.1.0") -> dict[str, Any]:
             "messageBindings": {"persistent": {"amqp": {"bindingVersion": "0.3.0"}}},
         },
     }
+
+
+def _channel(key: str, model: type[Message], exchange: str, senders: list[str], queues: list[str]
+             ) -> dict[str, Any]:
+    """A routing key's channel; its description says who sends it (read from the code) and
+    which queues take it."""
+    by = sorted(set(senders))
+    if exchange == COMMANDS_EXCHANGE:
+        said = f"A command or query to {key.split('.', 1)[0]}, " + (f"sent by {', '.join(by)}" if by else
+                                                                     "from the CLI (no service sends it)")
+    else:
+        source = _EXTERNAL.get(key.split(".", 1)[0]) or ", ".join(by) or "no service of this system"
+        said = f"Published by {source} to {EVENTS_EXCHANGE}"
+    said += f"; received on {', '.join(sorted(queues))}." if queues else "; handled by no service of this system."
+    return {"address": key,
+            "messages": {model.__name__: {"$ref": f"#/components/messages/{model.__name__}"}},
+            "description": said,
+            "bindings": {"$ref": f"#/components/channelBindings/{exchange}"}}
 
 
 def _message(model: type[Message]) -> dict[str, Any]:
@@ -143,13 +152,13 @@ def _message(model: type[Message]) -> dict[str, Any]:
     }
 
 
-def _sends() -> list[tuple[str, type[Message], bool]]:
+def _sends(root: Path = _ROOT) -> list[tuple[str, type[Message], bool]]:
     """(service, model, sent as a command) of every ``tx.emit`` and ``tx.emit_json`` in the
     services' code: the model named in the call, or the one a variable of the same function
     was built from. An emit that cannot be read so raises: the document would miss it."""
     found = set()
     for service in SERVICES:
-        for path in sorted((_ROOT / "services" / service).glob("*.py")):
+        for path in sorted((root / "services" / service).glob("*.py")):
             for fn in ast.walk(ast.parse(path.read_text(), str(path))):
                 if not isinstance(fn, ast.FunctionDef | ast.AsyncFunctionDef):
                     continue
@@ -169,15 +178,6 @@ def _sends() -> list[tuple[str, type[Message], bool]]:
                                   for k in call.keywords)
                     found.add((service, name, command))
     return [(service, _BY_NAME[name], command) for service, name, command in sorted(found)]
-
-
-def _publisher(key: str, exchange: str, queues: list[str]) -> str:
-    to = ", ".join(sorted(queues))
-    if exchange == COMMANDS_EXCHANGE:
-        return f"A command or query to {key.split('.', 1)[0]} (from the CLI or another service); queue {to}."
-    producer = key.split(".", 1)[0]
-    source = _EXTERNAL.get(producer, producer)
-    return f"Published by {source} to {EVENTS_EXCHANGE}; received on {to}."
 
 
 def _pointer(key: str) -> str:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from m1.asyncapi import document, render
+from m1.asyncapi import _sends, document, render
 from shared import topology
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -72,6 +72,24 @@ def test_sends_are_read_from_the_services_code(doc):
             "ledger.send.ledger.window.held", "market.send.market.orders.executed"} <= sends
     assert "window.send.window.fills.allocated" not in sends
     assert "sends this command" in doc["operations"]["window.send.ledger.window.hold"]["summary"]
+    # who publishes a channel is read from the code too: the ledger takes no part in
+    # ledger.position.changed any more, though four services still handle it
+    assert doc["channels"]["ledger.window.hold"]["description"].startswith(
+        "A command or query to ledger, sent by window")
+    assert doc["channels"]["ledger.position.changed"]["description"].startswith(
+        "Published by no service of this system to m1.events; received on margin.ledger")
+
+
+def test_an_emit_whose_message_cannot_be_read_stops_the_generator(tmp_path):
+    (tmp_path / "services" / "ledger").mkdir(parents=True)
+    (tmp_path / "services" / "ledger" / "handlers.py").write_text(
+        "async def handle(tx, event):\n    tx.emit(CashChanged(**event))\n    tx.emit(event.outcome)\n")
+    with pytest.raises(ValueError, match=r"handlers.py:3: cannot tell which message this emits"):
+        _sends(tmp_path)
+    (tmp_path / "services" / "ledger" / "handlers.py").write_text(
+        "async def handle(tx, event):\n    done = CashChanged(**event)\n    tx.emit(done, command=True)\n")
+    assert [(service, model.__name__, command) for service, model, command in _sends(tmp_path)] == [
+        ("ledger", "CashChanged", True)]
 
 
 def test_a_query_names_its_reply_and_every_service_answers_for_its_dead_letters(doc):
