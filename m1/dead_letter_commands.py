@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Awaitable
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated
@@ -26,17 +27,19 @@ def _cli():
     return cli
 
 
+def _to(client: Client, service: str, message) -> Awaitable[dict]:
+    return client.call(message, routing_key=dead_letter_key(type(message), service))
+
+
 async def _ask(service: str, message) -> dict:
     async with Client(get_settings()) as client:
-        return await client.call(message, routing_key=dead_letter_key(type(message), service))
+        return await _to(client, service, message)
 
 
 async def _ask_each(services: list[str], query: ListDeadLetters) -> tuple[list[dict], list[str]]:
     """Every service's answer at once; the services that did not answer, with why."""
     async with Client(get_settings()) as client:
-        answers = await asyncio.gather(
-            *(client.call(query, routing_key=dead_letter_key(ListDeadLetters, s)) for s in services),
-            return_exceptions=True)
+        answers = await asyncio.gather(*(_to(client, s, query) for s in services), return_exceptions=True)
     found, silent = [], []
     for service, answer in zip(services, answers):
         if isinstance(answer, ServiceError):

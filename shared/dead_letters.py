@@ -74,9 +74,10 @@ def register(service: Service) -> None:
             raise Rejected(f"{service.name} has no dead letter {cmd.id}")
         if row["replayed_at"] is not None:
             raise Rejected(f"dead letter {cmd.id} of {service.name} was replayed at {row['replayed_at'].isoformat()}")
-        queue = row["queue"] or _queue_taking(service, row["routing_key"])
-        routes = next((r for q, r in service.consumer.routes.items() if q.name == queue), {})
-        if row["routing_key"] not in routes:
+        taking = [q.name for q, routes in service.consumer.routes.items() if row["routing_key"] in routes]
+        # rows refused before the queue was recorded: the one queue with a handler for the key
+        queue = row["queue"] or (taking[0] if len(taking) == 1 else None)
+        if queue not in taking:
             raise Rejected(f"no handler of {service.name} takes {row['routing_key']!r}"
                            f"{f' on {queue}' if queue else ''}: a replay would be refused again")
         # The refusal's inbox row goes, so that the message is handled again under its own id
@@ -92,7 +93,7 @@ def register(service: Service) -> None:
                            "a replay would be a duplicate")
         tx.send_to_queue(queue, row["routing_key"], row["message_id"], row["body"],
                          correlation_id=row["correlation_id"] or row["message_id"],
-                         headers={ORIGINAL_KEY_HEADER: row["routing_key"], "x-dead-letter-id": row["id"]})
+                         headers={ORIGINAL_KEY_HEADER: row["routing_key"]})
         row = await tx.conn.fetchrow(
             f"""UPDATE dead_letters SET replayed_at = $2, queue = $3 WHERE id = $1 RETURNING {_COLUMNS}""",
             cmd.id, tx.now, queue)
@@ -101,9 +102,3 @@ def register(service: Service) -> None:
             "queue": queue})
         return DeadLetterView(service=service.name, dead_letter=_dead_letter(row))
 
-
-def _queue_taking(service: Service, routing_key: str) -> str | None:
-    """The service's one queue with a handler for ``routing_key`` (rows refused before the
-    queue was recorded); None when none or several have one."""
-    queues = [q.name for q, routes in service.consumer.routes.items() if routing_key in routes]
-    return queues[0] if len(queues) == 1 else None

@@ -23,7 +23,7 @@ from shared.contracts import (
 )
 from shared.settings import Settings
 from tests.integration.test_ledger import cash, deposit_body
-from tests.support import eventually, fetchval
+from tests.support import eventually, fetch, fetchval
 
 pytestmark = pytest.mark.integration
 
@@ -118,9 +118,14 @@ async def test_an_event_one_service_refused_is_replayed_to_that_service_alone(se
         letter = await eventually(lambda: dead_letter_of(bus, "window", message_id))
         assert letter["queue"] == topology.WINDOW_LEDGER.name
         before = {q: await waiting_in(bus, q) for q in others}
+        # as a row refused before dead letters recorded their queue: the one queue of the
+        # window with a handler for the key is found
+        await fetch(settings.database_url, 'UPDATE "window".dead_letters SET queue = NULL WHERE id = $1',
+                      letter["id"])
 
         reply = await ask(bus, "window", ReplayDeadLetter(id=letter["id"]))
         assert reply.ok, reply
+        assert reply.result["dead_letter"]["queue"] == topology.WINDOW_LEDGER.name
         async def refused_again():
             return next((d for d in await dead_letters(bus, "window")
                          if d["message_id"] == message_id and d["id"] != letter["id"]), None)
@@ -164,3 +169,36 @@ async def test_a_replay_refused_again_tells_the_holder_nothing_new(service_facto
         await eventually(both_notices)
         assert notices[0] == notices[1]
         assert await cash(bus, account) == Decimal("0.00")
+
+
+async def test_a_message_no_handler_takes_or_one_handled_since_is_not_replayed(service_factory, bus, settings):
+    """Replaying what nobody would handle, or a conflict (its id was since accepted with
+    another body), is refused with the reason: neither would do anything but a duplicate or
+    another refusal."""
+    account = f"acc-{uuid.uuid4().hex[:8]}"
+    async with service_factory("ledger").running():
+        assert (await bus.request(OpenAccount(account_id=account))).ok
+        body = deposit_body(account, "10.00")
+        await bus.publish_json("funding.deposit.received", body, message_id=body["deposit_id"])
+
+        async def booked():
+            return await cash(bus, account) == Decimal("10.00")
+
+        await eventually(booked)
+        await bus.publish_json("funding.deposit.received", {**body, "amount": "99.00"},
+                               message_id=body["deposit_id"])
+        conflict = await eventually(lambda: dead_letter_of(bus, "ledger", body["deposit_id"]))
+        assert conflict["reason"] == "message id already used for a different message; refused as a conflict"
+        refused = await ask(bus, "ledger", ReplayDeadLetter(id=conflict["id"]))
+        assert not refused.ok
+        assert refused.reason == (f"message {body['deposit_id']} was handled (ok) under its id since it was "
+                                  "refused: a replay would be a duplicate")
+        assert await cash(bus, account) == Decimal("10.00")
+
+        nobody = str(uuid.uuid4())  # a refusal of a key the ledger no longer handles, before queues were recorded
+        await fetch(settings.database_url, "INSERT INTO ledger.dead_letters (message_id, routing_key, reason, body) "
+                      "VALUES ($1, 'nobody.reads.this', 'no contract', '{}')", nobody)
+        stray = await dead_letter_of(bus, "ledger", nobody)
+        refused = await ask(bus, "ledger", ReplayDeadLetter(id=stray["id"]))
+        assert not refused.ok and refused.reason == "no handler of ledger takes 'nobody.reads.this': " \
+                                                    "a replay would be refused again"

@@ -1,5 +1,4 @@
-"""``m1 dead-letters``: what an operator reads of a refused message, which services it asks,
-and the queue a dead letter recorded without one is replayed to."""
+"""``m1 dead-letters``: what an operator reads of a refused message, and which services it asks."""
 
 from __future__ import annotations
 
@@ -8,9 +7,7 @@ from typer.testing import CliRunner
 
 from m1 import cli, dead_letter_commands
 from m1.dead_letter_commands import dead_letter_lines
-from services.window.app import create_service
-from shared.contracts import FillsBooked, ListDeadLetters
-from shared.dead_letters import _queue_taking
+from shared.contracts import ListDeadLetters
 
 LETTER = {"id": 7, "message_id": "2c2a5382-439d-4cda-a9c6-c25434b1c293", "routing_key": "funding.deposit.received",
           "queue": "ledger.funding", "correlation_id": "2c2a5382-439d-4cda-a9c6-c25434b1c293",
@@ -58,9 +55,3 @@ def test_list_fails_when_no_service_answers(monkeypatch):
     monkeypatch.setattr(dead_letter_commands, "_ask_each", none)
     result = CliRunner().invoke(cli.app, ["dead-letters", "list", "window"])
     assert result.exit_code == 1 and "window: no answer" in result.output
-
-
-def test_a_dead_letter_recorded_without_its_queue_goes_to_the_one_queue_that_handles_its_key():
-    window = create_service()
-    assert _queue_taking(window, FillsBooked.TYPE) == "window.ledger"
-    assert _queue_taking(window, "nobody.reads.this") is None
