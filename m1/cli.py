@@ -21,7 +21,7 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
-from m1.client import Client, ServiceError
+from m1.client import Client, ServiceError, explain
 from shared.contracts import (
     AccountKind,
     CloseWindow,
@@ -180,7 +180,7 @@ def account_open(
     try:
         command = OpenAccount(account_id=account_id, kind=kind, plan=plan)
     except ValidationError as exc:
-        raise typer.BadParameter(str(exc)) from None
+        raise typer.BadParameter(explain(exc)) from None
     result = run(_call(command))
     console.print(f"account {result['account_id']} open ({result['kind']}, {result['plan']})")
 
@@ -196,7 +196,7 @@ def deposit(account_id: str, amount: str) -> None:
     try:
         event = run(go())
     except ValidationError as exc:
-        raise typer.BadParameter(str(exc)) from None
+        raise typer.BadParameter(explain(exc)) from None
     console.print(f"deposit {event.deposit_id} of ${event.amount} published for {account_id}")
 
 
@@ -211,7 +211,7 @@ def withdraw(account_id: str, amount: str) -> None:
     try:
         event = run(go())
     except ValidationError as exc:
-        raise typer.BadParameter(str(exc)) from None
+        raise typer.BadParameter(explain(exc)) from None
     console.print(f"withdrawal {event.withdrawal_id} of ${event.amount} requested for {account_id}")
 
 
@@ -230,7 +230,7 @@ def pie_set(account_id: str, file: Annotated[Path, typer.Argument(exists=True, d
     try:
         command = SetPie(account_id=account_id, pie=load_pie(file))
     except (ValidationError, yaml.YAMLError, json.JSONDecodeError) as exc:
-        console.print(f"[red]invalid pie file:[/red] {exc}")
+        console.print(f"[red]invalid pie file:[/red] {explain(exc)}")
         raise typer.Exit(1) from None
     run(_call(command))
     console.print(f"pie '{command.pie.name}' set for {account_id}")
@@ -315,7 +315,7 @@ def prices_set(pairs: Annotated[list[str], typer.Argument(help="SYMBOL=PRICE ...
         prices = {k.strip().upper(): v.strip() for k, _, v in (p.partition("=") for p in pairs)}
         command = SetPrices(prices=prices)
     except ValidationError as exc:
-        raise typer.BadParameter(str(exc)) from None
+        raise typer.BadParameter(explain(exc)) from None
     result = run(_call(command))
     console.print("prices: " + ", ".join(f"{s}={p}" for s, p in sorted(result["prices"].items())))
 

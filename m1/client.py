@@ -8,10 +8,17 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 import aio_pika
+from pydantic import ValidationError
 
 from shared.contracts import DepositReceived, Message, Reply, WithdrawalRequested
+from shared.messaging import validation_errors
 from shared.settings import Settings
 from shared.topology import COMMANDS_EXCHANGE, EVENTS_EXCHANGE
+
+
+def explain(exc: Exception) -> str:
+    """A refused input as one line: each field and why (``amount: must be positive``)."""
+    return "; ".join(validation_errors(exc)) if isinstance(exc, ValidationError) else str(exc)
 
 
 class ServiceError(Exception):

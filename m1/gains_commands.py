@@ -13,6 +13,7 @@ import typer
 from pydantic import ValidationError
 from rich.table import Table
 
+from m1.client import explain
 from shared.contracts import AnnounceDividend, GetGains, RunLedgerDay
 
 CSV_COLUMNS = ("sale_id", "symbol", "quantity", "acquired", "sold", "proceeds", "cost", "gain", "term", "wash_sale",
@@ -64,7 +65,7 @@ def gains(account_id: str, year: Annotated[int, typer.Option("--year", help="tax
     try:
         query = GetGains(account_id=account_id, year=year)
     except ValidationError as exc:
-        raise typer.BadParameter(str(exc)) from None
+        raise typer.BadParameter(explain(exc)) from None
     report = cli.run(cli._call(query))
     if as_json:
         cli.print_json(report)
@@ -85,7 +86,7 @@ def dividend(symbol: str, amount_per_share: Annotated[str, typer.Argument(help="
         command = AnnounceDividend(symbol=symbol.upper(), amount_per_share=amount_per_share,
                                    ex_date=date.fromisoformat(ex_date), pay_date=date.fromisoformat(pay_date))
     except (ValidationError, ValueError) as exc:
-        raise typer.BadParameter(str(exc)) from None
+        raise typer.BadParameter(explain(exc)) from None
     result = cli.run(cli._call(command))
     cli.console.print(f"dividend {result['symbol']} ${result['amount_per_share']} a share, ex-date "
                       f"{result['ex_date']}, paid {result['pay_date']}")
@@ -97,7 +98,7 @@ def day_run(day: Annotated[str, typer.Argument(help="YYYY-MM-DD (New York)")]) -
     try:
         command = RunLedgerDay(day=date.fromisoformat(day))
     except (ValidationError, ValueError) as exc:
-        raise typer.BadParameter(str(exc)) from None
+        raise typer.BadParameter(explain(exc)) from None
     result = cli.run(cli._call(command))
     cli.console.print(f"day {result['day']}: dividends paid {', '.join(result['dividends_paid']) or 'none'} "
                       f"({result['dividend_accounts']} accounts); interest accrued for "

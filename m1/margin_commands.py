@@ -11,6 +11,7 @@ import typer
 from pydantic import ValidationError
 from rich.table import Table
 
+from m1.client import explain
 from shared.contracts import (
     AccrueInterest,
     BorrowMargin,
@@ -33,7 +34,7 @@ def _command(build):
     try:
         return build()
     except ValidationError as exc:
-        raise typer.BadParameter("; ".join(e["msg"] for e in exc.errors(include_url=False))) from None
+        raise typer.BadParameter(explain(exc)) from None
 
 
 def borrow(account_id: str, amount: str) -> None:

@@ -11,6 +11,7 @@ import typer
 from pydantic import ValidationError
 from rich.table import Table
 
+from m1.client import explain
 from shared.contracts import GetChannels, GetDeliveries, ResendDeliveries, SetChannels
 
 channels_app = typer.Typer(no_args_is_help=True, help="Notification channels of an account (the log is always on).")
@@ -52,7 +53,7 @@ def channels_set(
     try:
         command = SetChannels(account_id=account_id, webhook_url=webhook, webhook_secret=secret, email=email)
     except ValidationError as exc:
-        raise typer.BadParameter("; ".join(e["msg"].removeprefix("Value error, ") for e in exc.errors())) from None
+        raise typer.BadParameter(explain(exc)) from None
     _print_channels(cli, cli.run(cli._call(command)))
 
 

@@ -13,7 +13,7 @@ import typer
 from pydantic import ValidationError
 from rich.table import Table
 
-from m1.client import Client
+from m1.client import Client, explain
 from shared.contracts import CancelOrder, GetOrder, GetOrders, PlaceOrder, Side
 from shared.settings import get_settings
 
@@ -75,7 +75,7 @@ def _place(account_id: str, symbol: str, side: Side, amount: str | None, shares:
         command = PlaceOrder(account_id=account_id, symbol=symbol.upper(), side=side, deposit_id=deposit_id,
                              deposit_amount=deposit, **fields)
     except ValidationError as exc:
-        raise typer.BadParameter(str(exc)) from None
+        raise typer.BadParameter(explain(exc)) from None
 
     async def go():
         async with Client(get_settings()) as client:

@@ -13,6 +13,7 @@ import yaml
 from pydantic import ValidationError
 from rich.table import Table
 
+from m1.client import explain
 from shared.contracts import (
     ApplyModel,
     CancelIntents,
@@ -99,7 +100,7 @@ def settings(
                               minimum_cash=cli.money(minimum_cash) if minimum_cash is not None else None,
                               dividends=dividends.value if dividends else None)
     except ValidationError as exc:
-        raise typer.BadParameter(str(exc)) from None
+        raise typer.BadParameter(explain(exc)) from None
     result = cli.run(cli._call(command))
     cli.console.print(f"{account_id}: auto-invest {'on' if result['auto_invest'] else 'off'}, "
                       f"minimum cash ${result['minimum_cash']}, dividends to {result['dividends']}")

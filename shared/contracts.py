@@ -19,7 +19,9 @@ from enum import StrEnum
 from typing import Annotated, Any, ClassVar, Literal
 from uuid import UUID
 
-from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, StringConstraints, model_validator
+from pydantic import (AwareDatetime, BaseModel, ConfigDict, Field, GetPydanticSchema, StringConstraints, ValidationError,
+                      WithJsonSchema, model_validator)
+from pydantic_core import ErrorDetails, core_schema
 
 # ---------------------------------------------------------------- scalar types
 
@@ -27,6 +29,13 @@ AccountId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
 Symbol = Annotated[str, StringConstraints(pattern=r"^[A-Z][A-Z0-9.]{0,9}$")]
 
 _DECIMAL_TEXT = re.compile(r"^-?\d+(\.\d+)?$")
+
+# The two ways a decimal field is validated (services/..., docs/contracts.md "Money"): a
+# well-formed decimal string takes the fast way, checked by pydantic-core's own string and
+# decimal validators (no Python per value: a fills batch carries tens of thousands); anything
+# else takes the checked way, our Python parser, whose error says what is wrong. A refused
+# value fails both, and ``decimal_errors`` keeps only the checked way's error.
+_FAST, _CHECKED = "fast decimal", "decimal"
 
 
 def _decimal(places: int, *, positive: bool = False, non_negative: bool = False, maximum: Decimal | None = None):
@@ -56,7 +65,33 @@ def _decimal(places: int, *, positive: bool = False, non_negative: bool = False,
             raise ValueError(f"must be at most {maximum}")
         return number
 
-    return [BeforeValidator(parse), PlainSerializer(lambda d: format(d, "f"), return_type=str, when_used="json")]
+    pattern = rf"^-?\d+(\.\d{{1,{places}}})?$"
+    fast = core_schema.chain_schema([
+        core_schema.str_schema(pattern=pattern, strict=True),
+        core_schema.decimal_schema(gt=Decimal(0) if positive else None, ge=Decimal(0) if non_negative else None,
+                                   le=maximum)])
+    schema = core_schema.union_schema(
+        [(fast, _FAST), (core_schema.no_info_plain_validator_function(parse), _CHECKED)], mode="left_to_right",
+        serialization=core_schema.plain_serializer_function_ser_schema(lambda d: format(d, "f"), when_used="json"))
+    bounds = "; positive" if positive else "; not negative" if non_negative else ""
+    bounds += f"; at most {maximum}" if maximum is not None else ""
+    json_schema = {"type": "string", "pattern": pattern,
+                   "description": f"a decimal string with at most {places} decimals{bounds}"}
+    return [GetPydanticSchema(lambda _source, _handler: schema), WithJsonSchema(json_schema, mode="validation")]
+
+
+def decimal_errors(exc: ValidationError) -> list[ErrorDetails]:
+    """``exc.errors()`` as the contracts mean them: of a refused decimal, only our parser's
+    error (why the value is refused), at the field's own location."""
+    out = []
+    for err in exc.errors(include_url=False):
+        loc = err["loc"]
+        if loc and loc[-1] == _FAST:
+            continue
+        if loc and loc[-1] == _CHECKED:
+            err = {**err, "loc": loc[:-1]}
+        out.append(err)
+    return out
 
 
 Cash = Annotated[Decimal, *_decimal(2)]

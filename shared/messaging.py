@@ -41,7 +41,7 @@ from prometheus_client import Counter, Histogram
 from pydantic import ValidationError
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential
 
-from shared.contracts import Message, Reply
+from shared.contracts import Message, Reply, decimal_errors
 from shared.db import TRANSIENT_DB_ERRORS
 from shared.topology import COMMANDS_EXCHANGE, DEAD_LETTER_EXCHANGE, DELIVERY_LIMIT, EVENTS_EXCHANGE, QueueSpec
 
@@ -68,7 +68,7 @@ class Rejected(Exception):
 def validation_errors(exc: ValidationError) -> list[str]:
     """Pydantic errors as short sentences: ``amount: at most 2 decimal places allowed``."""
     out = []
-    for err in exc.errors(include_url=False):
+    for err in decimal_errors(exc):
         where = ".".join(str(p) for p in err["loc"]) or "body"
         msg = err["msg"].removeprefix("Value error, ")
         out.append(f"{where}: {msg}")
@@ -97,6 +97,9 @@ class Tx:
     routing_key: str
     now: datetime
     outgoing: list[Outgoing] = field(default_factory=list)
+    # The message as it arrived (already validated against its contract), for handlers that
+    # hand a large body to PostgreSQL as JSON instead of re-encoding its parsed rows.
+    body: bytes = b""
 
     def _next_id(self) -> str:
         # Deterministic ids: a redone handler would emit the same ids, so consumers dedupe.
@@ -310,7 +313,8 @@ class Consumer:
             inbox_key = message_id
             if parsed is not None:
                 outcome, reply = await self._run_handler(route.handler, parsed, route.idempotent, message_id,
-                                                         correlation_id, routing_key, body_hash, wants_reply)
+                                                         correlation_id, routing_key, body, body_hash,
+                                                         wants_reply)
                 if outcome == "conflict":
                     # Same id, different content: refuse and report, never accept silently.
                     inbox_key = f"{message_id}:conflict:{body_hash}"
@@ -364,8 +368,8 @@ class Consumer:
                     return await work(conn)
         raise AssertionError("unreachable")
 
-    async def _run_handler(self, handler, parsed, idempotent, message_id, correlation_id, routing_key, body_hash,
-                           wants_reply):
+    async def _run_handler(self, handler, parsed, idempotent, message_id, correlation_id, routing_key, body,
+                           body_hash, wants_reply):
         async def work(conn: asyncpg.Connection):
             if idempotent:
                 row = await conn.fetchrow(
@@ -380,7 +384,7 @@ class Consumer:
                         return "conflict", None
                     stored = Reply.model_validate_json(previous["reply"]) if previous["reply"] else Reply(ok=True)
                     return "duplicate", stored
-            tx = Tx(conn, self.service, message_id, correlation_id, routing_key, self.clock.now())
+            tx = Tx(conn, self.service, message_id, correlation_id, routing_key, self.clock.now(), body=body)
             result = await handler(tx, parsed)  # Rejected propagates: the whole transaction rolls back
             reply = Reply(ok=True, result=result.model_dump(mode="json") if result is not None else None)
             if idempotent and wants_reply:  # kept so that a repeated request gets the same answer

@@ -34,6 +34,10 @@ class Settings(BaseSettings):
     http_port_offset: int = 0
     # Messages a consumer may hold unacknowledged at once.
     prefetch: int = 64
+    # Allocations between two collections of the garbage collector's youngest generation in
+    # a service process (Python's default is 700). A fills batch parses into hundreds of
+    # thousands of objects; at 700 the collector ran so often that it took half the parse.
+    gc_threshold: int = Field(default=50_000, ge=700)
     # How often the outbox relay looks for rows even when nothing woke it (seconds).
     relay_poll_seconds: float = 1.0
     # How long a CLI request waits for the service's answer (seconds).

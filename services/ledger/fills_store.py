@@ -1,14 +1,14 @@
 """SQL of a window's fills booking, set-based over a batch's rows.
 
-A batch of 2,000 accounts is some 20,000 fills: every statement here takes them as parallel
-arrays (one per column, decimals as text, parsed once by PostgreSQL) and writes all rows in
-one statement, so the ledger's Python never builds an object per fill. ``domain.fills`` and
+A batch of 2,000 accounts is some 20,000 fills: they are staged once from the message's JSON
+(read by PostgreSQL) and every statement here writes all its rows in one go, so the ledger's
+Python never builds an object per fill. ``domain.fills`` and
 ``domain.fills_batch`` are the reference for the postings (tests compare them)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import date, datetime
 from uuid import UUID
 
@@ -18,48 +18,42 @@ from services.ledger.domain import RESIDUE, STREET, USD
 from shared.contracts import Execution, Fill, Residue
 
 
-@dataclass(frozen=True)
-class FillColumns:
-    """A batch's fills as columns (row i across all lists), decimals as text."""
-
-    intent_ids: list[UUID]
-    accounts: list[str]
-    symbols: list[str]
-    sides: list[str]
-    quantities: list[str]
-    amounts: list[str]
-    prices: list[str]
-
-    @classmethod
-    def of_rows(cls, rows: Sequence[tuple]) -> FillColumns:
-        """From ``FillsBatch`` rows (``FILL_ROW`` order)."""
-        if not rows:
-            return cls([], [], [], [], [], [], [])
-        ids, accounts, symbols, sides, quantities, amounts, prices = (list(c) for c in zip(*rows))
-        return cls(ids, accounts, symbols, [str(s) for s in sides], quantities, amounts, prices)
-
-    @classmethod
-    def of_fills(cls, fills: Sequence[Fill]) -> FillColumns:
-        return cls.of_rows([(f.intent_id, f.account_id, f.symbol, f.side.value, format(f.quantity, "f"),
-                             format(f.amount, "f"), format(f.price, "f")) for f in fills])
-
-    def __len__(self) -> int:
-        return len(self.intent_ids)
+def fills_json(rows: Sequence[tuple]) -> str:
+    """Fill rows (``FILL_ROW`` order) as the JSON ``stage`` reads: ``{"fills": [[...], ...]}``."""
+    return json.dumps({"fills": [[str(i), a, s, str(d), str(q), str(m), str(p)] for i, a, s, d, q, m, p in rows]})
 
 
-async def stage(conn: asyncpg.Connection, fills: FillColumns) -> None:
-    """Put the batch's fills in a temporary table for the rest of the transaction
-    (``batch_fills``), so that every statement of the booking reads them from there: the
-    columns are encoded and sent once, not once per statement."""
+def rows_of(fills: Sequence[Fill]) -> list[tuple]:
+    """Fills as rows in ``FILL_ROW`` order, decimals as text."""
+    return [(f.intent_id, f.account_id, f.symbol, f.side.value, format(f.quantity, "f"), format(f.amount, "f"),
+             format(f.price, "f")) for f in fills]
+
+
+async def stage(conn: asyncpg.Connection, fills: str | bytes) -> None:
+    """Put a batch's fills in a temporary table for the rest of the transaction
+    (``batch_fills``), so that every statement of the booking reads them from there.
+    ``fills`` is JSON whose ``fills`` are rows in ``FILL_ROW`` order: a ``window.fills.batch``
+    body as it arrived (validated against its contract), which PostgreSQL reads itself, or
+    ``fills_json``. The ledger's Python never encodes a value per fill."""
     await conn.execute(
         """CREATE TEMPORARY TABLE batch_fills (intent_id uuid, account_id text, symbol text, side text,
-                                               quantity numeric, amount numeric, price numeric) ON COMMIT DROP""")
+                                               quantity numeric, amount numeric, price numeric, seq bigint)
+           ON COMMIT DROP""")
     await conn.execute(
         """INSERT INTO batch_fills
-           SELECT i, a, s, d, q::numeric, m::numeric, p::numeric
-           FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[])
-                AS t(i, a, s, d, q, m, p)""",
-        fills.intent_ids, fills.accounts, fills.symbols, fills.sides, fills.quantities, fills.amounts, fills.prices)
+           SELECT (r->>0)::uuid, r->>1, r->>2, r->>3, (r->>4)::numeric, (r->>5)::numeric, (r->>6)::numeric, seq
+           FROM json_array_elements($1::json -> 'fills') WITH ORDINALITY AS t(r, seq)""",
+        fills.decode() if isinstance(fills, bytes) else fills)
+
+
+async def staged_repeat_sales(conn: asyncpg.Connection) -> list[asyncpg.Record]:
+    """The staged sells of shares whose (account, security) has more than one sell in the
+    batch (``close_single_sales`` takes the others), in the message's order."""
+    return await conn.fetch(
+        """SELECT intent_id, account_id, symbol, quantity, amount, price
+           FROM (SELECT *, count(*) OVER (PARTITION BY account_id, symbol) AS sells
+                 FROM batch_fills WHERE side = 'sell' AND quantity > 0) x
+           WHERE sells > 1 ORDER BY seq""")
 
 
 _FILLS = """f AS (SELECT account_id AS a, symbol AS s, side AS d, quantity AS q, amount AS m FROM batch_fills)"""

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from decimal import Decimal
 
 from services.ledger import domain, fills_store, report_handlers, reports_store, settlement, store
-from services.ledger.fills_store import FillColumns
 from services.ledger import lots_handlers
 from services.ledger import loans
 from shared import topology
@@ -202,7 +202,8 @@ def register(service: Service) -> None:
             domain.fills(event.executions, event.fills, event.residues)  # refuses an unbalanced window
         except domain.Refusal as exc:
             raise Rejected(str(exc)) from exc
-        if await book_window_fills(tx, event.window_id, str(event.window_id), 0, FillColumns.of_fills(event.fills),
+        rows = fills_store.rows_of(event.fills)
+        if await book_window_fills(tx, event.window_id, str(event.window_id), 0, rows, fills_store.fills_json(rows),
                                    event.executions, event.residues, clearing=None):
             await release_window_cash(tx, event.window_id)  # the window is booked
 
@@ -212,8 +213,8 @@ def register(service: Service) -> None:
         once, all or nothing; the batch completing the window checks its clearing book."""
         clearing = domain.clearing_book(event.window_id)
         if not await book_window_fills(tx, event.window_id, f"{event.window_id}:{event.batch}", event.batch,
-                                       FillColumns.of_rows(event.fills), event.executions, event.residues,
-                                       clearing=clearing):
+                                       event.fills, tx.body or fills_store.fills_json(event.fills), event.executions,
+                                       event.residues, clearing=clearing):
             return
         # Last: the check takes a lock per window held to commit (so that of two batches
         # booked at once, the later sees the other's entry); the work above runs in parallel.
@@ -225,12 +226,14 @@ def register(service: Service) -> None:
         # The window is booked: cash still held for it (accounts without fills) is free.
         await release_window_cash(tx, event.window_id)
 
-    async def book_window_fills(tx: Tx, window_id, reference: str, batch: int, fills: FillColumns,
-                                executions, residues, clearing: str | None) -> bool:
+    async def book_window_fills(tx: Tx, window_id, reference: str, batch: int, fills: Sequence[tuple],
+                                fills_json: str | bytes, executions, residues, clearing: str | None) -> bool:
         """Book fills as one entry, set-based: postings and balances, trade records, tax lots,
-        and one ``ledger.fills.booked`` for all their accounts. False when the entry was booked
-        before (a replay under another message id)."""
-        accounts = sorted(set(fills.accounts))
+        and one ``ledger.fills.booked`` for all their accounts. ``fills`` are rows in
+        ``FILL_ROW`` order; ``fills_json`` the same as JSON, staged by PostgreSQL
+        (``fills_store.stage``). False when the entry was booked before (a replay under
+        another message id)."""
+        accounts = sorted({row[1] for row in fills})
         locked = await store.lock_accounts(tx.conn, accounts)
         if missing := [a for a in accounts if a not in locked]:
             raise Rejected(f"fills for unknown accounts: {', '.join(missing)}")
@@ -239,11 +242,11 @@ def register(service: Service) -> None:
         if entry_id is None:
             return False
         await bulk_memory(tx.conn)
-        await fills_store.stage(tx.conn, fills)
+        await fills_store.stage(tx.conn, fills_json)
         await fills_store.insert_postings(tx.conn, entry_id, executions, residues, clearing)
         await fills_store.insert_trades(tx.conn, entry_id, window_id, tx.now,
                                         settlement.settles_on(tx.now, service.settings.ledger_settlement_days))
-        await lots_handlers.book_lots(tx, window_id, fills)
+        await lots_handlers.book_lots(tx, window_id)
         if fills:
             tx.emit_json(FillsBooked, (await fills_store.fills_booked_json(tx.conn, window_id, batch,
                                                                             tx.now)).encode())

@@ -9,14 +9,12 @@ schedule.
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Sequence
 from datetime import date, datetime, time
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 from services.ledger import domain, fills_store, lots, lots_store, store
-from services.ledger.fills_store import FillColumns
 from services.ledger.domain import Posting, cash_book
 from shared import topology
 from shared.contracts import (
@@ -66,7 +64,7 @@ async def emit_cash_changes(tx: Tx, deltas: dict[str, Decimal], cause: str, caus
                             cause_id=cause_id, version=versions[account_id]))
 
 
-async def book_lots(tx: Tx, window_id: object, fills: FillColumns) -> None:
+async def book_lots(tx: Tx, window_id: object) -> None:
     """After a fill entry (the accounts locked, the fills staged: ``fills_store.stage``):
     close lots per sell in the tax-minimising order and record the realised gains (one
     statement for the sells alone on their pair, ``lots.close_sales`` for the others), open
@@ -77,14 +75,8 @@ async def book_lots(tx: Tx, window_id: object, fills: FillColumns) -> None:
     # A sell alone on its (account, security) in the batch, the usual case, is closed in SQL;
     # several sells of one pair close in turn (each sees what the one before left), in Python.
     loss_pairs = set(await fills_store.close_single_sales(tx.conn, window_id, tx.now, today))
-    sold = Counter((a, s) for a, s, d, q in zip(fills.accounts, fills.symbols, fills.sides, fills.quantities)
-                   if d == "sell" and Decimal(q) > 0)
-    sells = [lots.Sale(f"{window}:{intent_id}", account_id, symbol, Decimal(quantity), Decimal(amount),
-                       Decimal(price))
-             for intent_id, account_id, symbol, side, quantity, amount, price in zip(
-                 fills.intent_ids, fills.accounts, fills.symbols, fills.sides, fills.quantities, fills.amounts,
-                 fills.prices)
-             if side == "sell" and sold[(account_id, symbol)] > 1 and Decimal(quantity) > 0]
+    sells = [lots.Sale(f"{window}:{r['intent_id']}", r["account_id"], r["symbol"], r["quantity"], r["amount"],
+                       r["price"]) for r in await fills_store.staged_repeat_sales(tx.conn)]
     if sells:
         pairs = sorted({(s.account_id, s.symbol) for s in sells})
         closed, changed = lots.close_sales(await lots_store.open_lots(tx.conn, pairs), sells, today)
@@ -92,9 +84,9 @@ async def book_lots(tx: Tx, window_id: object, fills: FillColumns) -> None:
         await lots_store.insert_gains(tx.conn, closed, tx.now, today)
         loss_pairs |= {(s.account_id, s.symbol) for s, c in closed if c.gain < 0}
     await fills_store.insert_buy_lots(tx.conn, window_id, tx.now, today)
-    # A loss sale now, or a buy now of a security sold at a loss in the last 30 days.
-    buy_pairs = {(a, s) for a, s, d in zip(fills.accounts, fills.symbols, fills.sides) if d == "buy"}
-    await lots_store.flag_wash_sales(tx.conn, sorted(loss_pairs | buy_pairs), lots.WASH_SALE_DAYS)
+    # A loss sale now, or a buy now (the staged buys) of a security sold at a loss in the
+    # last 30 days.
+    await lots_store.flag_wash_sales(tx.conn, sorted(loss_pairs), lots.WASH_SALE_DAYS)
 
 
 # ---------------------------------------------------------------- the daily job

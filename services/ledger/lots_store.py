@@ -67,11 +67,10 @@ async def insert_gains(conn: asyncpg.Connection, closed: Sequence[tuple[Sale, Cl
 
 
 async def flag_wash_sales(conn: asyncpg.Connection, pairs: Sequence[tuple[str, str]], days: int) -> int:
-    """Flag the loss sales of these (account, symbol) pairs that have a purchase of the same
-    security within ``days`` days before or after, other than a lot the sale itself closed.
-    Returns how many rows were newly flagged."""
-    if not pairs:
-        return 0
+    """Flag the loss sales of these (account, symbol) pairs and of the pairs the staged fills
+    buy (``fills_store.stage``) that have a purchase of the same security within ``days`` days
+    before or after, other than a lot the sale itself closed. Returns how many rows were
+    newly flagged."""
     # Driven by the pairs, index probes only: ``OFFSET 0`` and the scalar subquery keep the
     # planner from flattening them into joins, which it ran over every loss and every lot ever
     # recorded (a cost that grew with the book, not with the batch: a second per batch at a
@@ -80,7 +79,8 @@ async def flag_wash_sales(conn: asyncpg.Connection, pairs: Sequence[tuple[str, s
         """UPDATE realised_gains SET wash_sale = true
            WHERE gain_id = ANY(ARRAY(
                SELECT g.gain_id
-               FROM unnest($1::text[], $2::text[]) AS p(a, s)
+               FROM (SELECT * FROM unnest($1::text[], $2::text[]) AS p(a, s)
+                     UNION SELECT account_id, symbol FROM batch_fills WHERE side = 'buy') AS p(a, s)
                CROSS JOIN LATERAL (SELECT gain_id, sale_id, sold_on FROM realised_gains
                                    WHERE account_id = p.a AND symbol = p.s AND gain < 0 AND NOT wash_sale
                                    OFFSET 0) g

@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 
 from pydantic import TypeAdapter, ValidationError
 
-from shared.contracts import Execution, NetOrder, Price, Side, Symbol
+from shared.contracts import Execution, NetOrder, Price, Side, Symbol, decimal_errors
 from shared.money import PRICE_STEP, cents, shares_down
 
 _SYMBOL = TypeAdapter(Symbol)
@@ -52,7 +52,7 @@ def parse_price_list(text: str) -> list[Listing]:
             symbol = _SYMBOL.validate_python((row.get("symbol") or "").strip())
             price = _PRICE.validate_python((row.get("price") or "").strip())
         except ValidationError as exc:
-            raise ValueError(f"price list line {line}: {exc.errors(include_url=False)[0]['msg']}") from exc
+            raise ValueError(f"price list line {line}: {decimal_errors(exc)[0]['msg'].removeprefix('Value error, ')}") from exc
         if symbol in seen:
             raise ValueError(f"price list line {line}: {symbol} is listed twice")
         seen.add(symbol)

@@ -20,6 +20,7 @@ from shared.contracts import (
     AccountId,
     AccountOpened,
     CancelIntents,
+    Cash,
     CashChanged,
     CloseWindow,
     ExecuteOrders,
@@ -37,6 +38,7 @@ from shared.contracts import (
     OrdersExecuted,
     PositionChanged,
     PricesChanged,
+    Quantity,
     ReleaseWindowCash,
     SetTradeWindow,
     Symbol,
@@ -50,19 +52,17 @@ from shared.messaging import Rejected, Tx
 from shared.service import Service
 
 class _Balances(BaseModel):
-    # Plain decimals (parsed by pydantic-core, not the contract's stricter Python check): the
-    # ledger built these from its own rows, and a batch carries tens of thousands.
     model_config = ConfigDict(frozen=True, extra="ignore")
     account_id: AccountId
-    cash: Decimal
-    positions: dict[Symbol, Decimal]
+    cash: Cash
+    positions: dict[Symbol, Quantity]
     version: int
 
 
 class BookedBalances(Message):
     """The window's reading of ``ledger.fills.booked``: per account only the cash, positions
     and version it keeps (its fills are the window's own rows), so that a batch's fills are
-    not parsed into models again."""
+    not parsed into models again. The handler gives the body itself to PostgreSQL."""
 
     model_config = ConfigDict(frozen=True, extra="ignore")
     TYPE: ClassVar[str] = FillsBooked.TYPE
@@ -241,9 +241,7 @@ def register(service: Service) -> None:
         and the cash its buys held is released; a few statements for the whole batch."""
         if not await store.window_exists(tx.conn, event.window_id):
             raise Rejected(f"fills booked for unknown window {event.window_id}")
-        await store.apply_fills_booked(tx.conn, event.window_id, [a.account_id for a in event.accounts],
-                                       [a.cash for a in event.accounts], [a.version for a in event.accounts],
-                                       [a.positions for a in event.accounts])
+        await store.apply_fills_booked(tx.conn, event.window_id, tx.body or event.model_dump_json())
         await store.record_booked_batch(tx.conn, event.window_id, event.batch, tx.now)
 
     @on(topology.WINDOW_LEDGER, WindowCashHeld)

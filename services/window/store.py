@@ -359,32 +359,34 @@ async def reserve_fills(conn: asyncpg.Connection, window_id: UUID) -> None:
            GROUP BY account_id HAVING sum(amount) > 0""", window_id)
 
 
-async def apply_fills_booked(conn: asyncpg.Connection, window_id: UUID, accounts: Sequence[str],
-                             cash: Sequence[Decimal], versions: Sequence[int],
-                             positions: Sequence[dict[str, Decimal]]) -> None:
-    """A batch of the window's fills booked by the ledger, for many accounts at once: each
-    account's cash and complete positions as of its version (newer rows stay; a symbol it no
-    longer holds goes to zero), and the cash its buys in the window held is released."""
+async def apply_fills_booked(conn: asyncpg.Connection, window_id: UUID, booked: str | bytes) -> None:
+    """A batch of the window's fills booked by the ledger, for many accounts at once, in one
+    statement: each account's cash and complete positions as of its version (newer rows stay;
+    a symbol it no longer holds goes to zero), and the cash its buys in the window held is
+    released. ``booked`` is the ``ledger.fills.booked`` body as it arrived (validated against
+    the contract), read by PostgreSQL: the window's Python encodes no value per account."""
     await conn.execute(
-        """INSERT INTO cash (account_id, cash, version)
-           SELECT a, c, v FROM unnest($1::text[], $2::numeric[], $3::bigint[]) AS t(a, c, v) ORDER BY a
-           ON CONFLICT (account_id) DO UPDATE SET cash = EXCLUDED.cash, version = EXCLUDED.version
-           WHERE cash.version < EXCLUDED.version""", accounts, cash, versions)
-    rows = [(a, s, q, v) for a, held, v in zip(accounts, positions, versions) for s, q in sorted(held.items())]
-    await conn.execute(
-        """WITH listed AS (SELECT * FROM unnest($1::text[], $2::text[], $3::numeric[], $4::bigint[]) AS t(a, s, q, v)),
+        """WITH a AS MATERIALIZED (
+                    SELECT x->>'account_id' AS a, (x->>'cash')::numeric AS c, (x->>'version')::bigint AS v,
+                           x->'positions' AS p
+                    FROM json_array_elements($2::json -> 'accounts') AS x),
+                listed AS MATERIALIZED (SELECT a.a, e.key AS s, e.value::numeric AS q, a.v
+                                        FROM a CROSS JOIN LATERAL json_each_text(a.p) AS e),
+                cash_set AS (INSERT INTO cash (account_id, cash, version)
+                             SELECT a, c, v FROM a ORDER BY a
+                             ON CONFLICT (account_id) DO UPDATE SET cash = EXCLUDED.cash, version = EXCLUDED.version
+                             WHERE cash.version < EXCLUDED.version),
                 moved AS (INSERT INTO positions (account_id, symbol, quantity, version)
                           SELECT a, s, q, v FROM listed ORDER BY a, s
                           ON CONFLICT (account_id, symbol) DO UPDATE
                           SET quantity = EXCLUDED.quantity, version = EXCLUDED.version
-                          WHERE positions.version < EXCLUDED.version)
-           UPDATE positions p SET quantity = 0, version = t.v
-           FROM unnest($5::text[], $6::bigint[]) AS t(a, v)
-           WHERE p.account_id = t.a AND p.version < t.v
-             AND NOT EXISTS (SELECT 1 FROM listed l WHERE l.a = p.account_id AND l.s = p.symbol)""",
-        [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows], [r[3] for r in rows], accounts, versions)
-    await conn.execute("""DELETE FROM reservations r USING unnest($2::text[]) AS t(a)
-                          WHERE r.window_id = $1 AND r.account_id = t.a""", window_id, list(accounts))
+                          WHERE positions.version < EXCLUDED.version),
+                zeroed AS (UPDATE positions p SET quantity = 0, version = a.v
+                           FROM a
+                           WHERE p.account_id = a.a AND p.version < a.v
+                             AND NOT EXISTS (SELECT 1 FROM listed l WHERE l.a = p.account_id AND l.s = p.symbol))
+           DELETE FROM reservations r USING a WHERE r.window_id = $1 AND r.account_id = a.a""",
+        window_id, booked.decode() if isinstance(booked, bytes) else booked)
 
 
 async def window_exists(conn: asyncpg.Connection, window_id: UUID) -> bool:

@@ -148,6 +148,28 @@ async def test_a_buy_within_thirty_days_before_a_loss_sale_makes_it_a_wash_sale(
         ("2026-05-20", "2026-07-15", "-5.00", False)]
 
 
+async def test_two_sells_of_one_security_in_one_window_close_lots_in_turn(ledger, bus, settings):
+    account = await open_funded(bus, settings, "10000.00")
+    sym = new_symbol()
+    await trade(bus, settings, ledger, at("2025-01-10"), (account, sym, "buy", "10", "100"))  # long-term gain lot
+    await trade(bus, settings, ledger, at("2026-05-01"), (account, sym, "buy", "10", "120"))  # short-term loss lot
+    # The first sell (5) takes half of the loss lot; the second (8) sees what the first left:
+    # the other 5 of it, then 3 of the gain lot, its $880 shared pro rata (the last part takes
+    # the remainder).
+    await trade(bus, settings, ledger, at("2026-06-15"), (account, sym, "sell", "5", "110"),
+                (account, sym, "sell", "8", "110"))
+    report = (await bus.request(GetGains(account_id=account, year=2026))).result
+    assert sorted((s["term"], s["quantity"], s["proceeds"], s["cost"], s["gain"]) for s in report["sales"]) == [
+        ("long", "3.00000", "330.00", "300.00", "30.00"),
+        ("short", "5.00000", "550.00", "600.00", "-50.00"),
+        ("short", "5.00000", "550.00", "600.00", "-50.00")]
+    left = await fetch(settings.database_url, "SELECT remaining, remaining_cost FROM ledger.lots "
+                                              "WHERE account_id = $1 ORDER BY lot_id", account)
+    assert [(r["remaining"], r["remaining_cost"]) for r in left] == [(D("7.00000"), D("700.00")),
+                                                                     (D("0.00000"), D("0.00"))]
+    assert await books_balance(settings)
+
+
 async def test_a_dividend_is_paid_on_the_pay_date_to_holders_at_the_ex_date(ledger, bus, settings):
     sym = new_symbol()
     h1, h2, late = [await open_funded(bus, settings, "100.00") for _ in range(3)]

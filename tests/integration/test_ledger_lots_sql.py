@@ -15,7 +15,6 @@ import asyncpg
 import pytest
 
 from services.ledger import fills_store, lots
-from services.ledger.fills_store import FillColumns
 from tests.integration.test_ledger_lots import ledger  # noqa: F401 (a fixture: migrates the ledger)
 
 pytestmark = pytest.mark.integration
@@ -82,7 +81,7 @@ async def test_single_sales_close_lots_in_sql_exactly_as_the_reference(ledger, s
 
         sold_at = datetime(2026, 11, 25, 15, 0, tzinfo=UTC)
         async with conn.transaction():
-            await fills_store.stage(conn, FillColumns.of_rows(
+            await fills_store.stage(conn, fills_store.fills_json(
                 [(i, s.account_id, s.symbol, "sell", format(s.quantity, "f"), format(s.proceeds, "f"),
                   format(s.price, "f")) for i, s in zip(intent_ids, sales)]))
             losses = await fills_store.close_single_sales(conn, window_id, sold_at, SOLD_ON)

@@ -382,6 +382,42 @@ async def test_cash_spent_by_a_window_the_ledger_has_not_booked_yet_is_not_spent
     assert body["reasons"] == {str(third.intent_id): domain.UNDER_MINIMUM}
 
 
+async def test_booked_fills_set_the_windows_cash_and_positions_newest_version_first(services, bus, settings):
+    a, b, account = new_symbol(), new_symbol(), new_account()
+    await set_prices(bus, **{a: "10.00", b: "10.00"})
+    await give_cash(bus, settings, account, "100.00")
+    await submit(bus, settings, account, intent(account, a, BUY, "50.00"))
+    closing = await close_window(bus)
+    await eventually(lambda: fetchval(settings.database_url, 'SELECT status = \'allocated\' FROM "window".windows '
+                                                             "WHERE window_id = $1", closing.window_id))
+
+    async def booked(version: int, cash: str, positions: dict[str, str]) -> None:
+        event = FillsBooked(window_id=closing.window_id, batch=0, booked_at="2026-11-25T15:00:00Z", accounts=[
+            AccountFills(account_id=account, window_id=closing.window_id, fills=[], cash=cash, positions=positions,
+                         version=version, booked_at="2026-11-25T15:00:00Z")])
+        message_id = str(uuid.uuid4())
+        await bus.publish_json(FillsBooked.TYPE, event.model_dump(mode="json"), message_id=message_id)
+        await handled(settings, message_id)
+
+    async def projection() -> tuple:
+        cash = await fetchval(settings.database_url, 'SELECT cash FROM "window".cash WHERE account_id = $1', account)
+        rows = await fetch(settings.database_url, 'SELECT symbol, quantity FROM "window".positions '
+                                                  "WHERE account_id = $1 ORDER BY symbol", account)
+        held = await fetchval(settings.database_url, 'SELECT count(*) FROM "window".reservations '
+                                                     "WHERE account_id = $1", account)
+        return cash, {r["symbol"]: r["quantity"] for r in rows}, held
+
+    assert (await projection())[2] == 1  # the buy's cash is held until the ledger books it
+    await booked(2, "50.00", {a: "5", b: "3"})
+    assert await projection() == (D("50.00"), {a: D("5"), b: D("3")}, 0)
+    # A later version no longer holds b: it goes to zero.
+    await booked(3, "12.00", {a: "8"})
+    assert await projection() == (D("12.00"), {a: D("8"), b: D("0")}, 0)
+    # An older version arriving late changes nothing.
+    await booked(2, "99.00", {a: "1", b: "9"})
+    assert await projection() == (D("12.00"), {a: D("8"), b: D("0")}, 0)
+
+
 async def windows(bus, *, unfinished: bool) -> dict[str, dict]:
     reply = await bus.request(ListWindows(unfinished=unfinished, limit=500))
     assert reply.ok, reply
