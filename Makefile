@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV   := .venv
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test up bench-funding bench-pie bench-window bench-margin install services clean
+.PHONY: run test up bench-funding bench-pie bench-window bench-margin bench-contracts install services clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,9 @@ bench-window: install services
 
 bench-margin: install services
 	$(VENV)/bin/python bench/margin.py
+
+bench-contracts: install
+	$(VENV)/bin/python bench/contracts.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .hypothesis *.egg-info
