@@ -19,8 +19,8 @@ from enum import StrEnum
 from typing import Annotated, Any, ClassVar, Literal
 from uuid import UUID
 
-from pydantic import (AwareDatetime, BaseModel, ConfigDict, Field, GetPydanticSchema, StringConstraints, ValidationError,
-                      WithJsonSchema, model_validator)
+from pydantic import (AwareDatetime, BaseModel, ConfigDict, Field, GetPydanticSchema, StringConstraints,
+                      ValidationError, WithJsonSchema, model_validator)
 from pydantic_core import ErrorDetails, core_schema
 
 # ---------------------------------------------------------------- scalar types

@@ -98,7 +98,8 @@ class Tx:
     now: datetime
     outgoing: list[Outgoing] = field(default_factory=list)
     # The message as it arrived (already validated against its contract), for handlers that
-    # hand a large body to PostgreSQL as JSON instead of re-encoding its parsed rows.
+    # hand a large body to PostgreSQL as JSON instead of re-encoding its parsed rows. Empty in
+    # a scheduled job's transaction, which handles no message.
     body: bytes = b""
 
     def _next_id(self) -> str:

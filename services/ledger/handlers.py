@@ -213,8 +213,7 @@ def register(service: Service) -> None:
         once, all or nothing; the batch completing the window checks its clearing book."""
         clearing = domain.clearing_book(event.window_id)
         if not await book_window_fills(tx, event.window_id, f"{event.window_id}:{event.batch}", event.batch,
-                                       event.fills, tx.body or fills_store.fills_json(event.fills), event.executions,
-                                       event.residues, clearing=clearing):
+                                       event.fills, tx.body, event.executions, event.residues, clearing=clearing):
             return
         # Last: the check takes a lock per window held to commit (so that of two batches
         # booked at once, the later sees the other's entry); the work above runs in parallel.

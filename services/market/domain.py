@@ -52,7 +52,8 @@ def parse_price_list(text: str) -> list[Listing]:
             symbol = _SYMBOL.validate_python((row.get("symbol") or "").strip())
             price = _PRICE.validate_python((row.get("price") or "").strip())
         except ValidationError as exc:
-            raise ValueError(f"price list line {line}: {decimal_errors(exc)[0]['msg'].removeprefix('Value error, ')}") from exc
+            reason = decimal_errors(exc)[0]["msg"].removeprefix("Value error, ")
+            raise ValueError(f"price list line {line}: {reason}") from exc
         if symbol in seen:
             raise ValueError(f"price list line {line}: {symbol} is listed twice")
         seen.add(symbol)

@@ -241,7 +241,7 @@ def register(service: Service) -> None:
         and the cash its buys held is released; a few statements for the whole batch."""
         if not await store.window_exists(tx.conn, event.window_id):
             raise Rejected(f"fills booked for unknown window {event.window_id}")
-        await store.apply_fills_booked(tx.conn, event.window_id, tx.body or event.model_dump_json())
+        await store.apply_fills_booked(tx.conn, event.window_id, tx.body)
         await store.record_booked_batch(tx.conn, event.window_id, event.batch, tx.now)
 
     @on(topology.WINDOW_LEDGER, WindowCashHeld)

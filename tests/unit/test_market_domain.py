@@ -197,3 +197,14 @@ def test_slippage_is_set_within_the_windows_price_margin():
     for bad in (501, -1):
         with pytest.raises(ValidationError, match="market_slippage_bps"):
             Settings(market_slippage_bps=bad)
+
+
+@pytest.mark.parametrize(("price", "reason"), [
+    ("12.3456789", "at most 6 decimal places allowed, got 7"),
+    ("0", "must be positive"),
+    ("1e3", "not a plain decimal string: '1e3'"),
+])
+def test_a_bad_price_in_a_price_list_names_its_line_and_the_reason(price, reason):
+    with pytest.raises(ValueError) as exc:
+        domain.parse_price_list(f"symbol,price,name\nVTI,100.00,Total\nBND,{price},Bonds\n")
+    assert str(exc.value) == f"price list line 3: {reason}"
