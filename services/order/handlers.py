@@ -39,6 +39,7 @@ from shared.contracts import (
     Side,
 )
 from shared.messaging import Rejected, Tx
+from shared.projections import apply_position_list
 from shared.service import Service
 
 # Order ids derive from the placing command's message id: the inbox handles each id once.
@@ -226,7 +227,7 @@ def register(service: Service) -> None:
 
     async def account_fills_booked(tx: Tx, account: AccountFills) -> None:
         await store.set_cash(tx.conn, account.account_id, account.cash, account.version)
-        await store.set_positions(tx.conn, account.account_id, dict(account.positions), account.version)
+        await apply_position_list(tx.conn, account.account_id, account.positions, account.version)
         fills = {f.intent_id: f for f in account.fills}
         for row in await store.lock_open(tx.conn, list(fills), account.account_id):
             fill = fills[row["intent_id"]]

@@ -42,6 +42,7 @@ from shared.contracts import (
     WithdrawalRefused,
 )
 from shared.messaging import Rejected, Tx
+from shared.projections import apply_position_list
 from shared.service import Service
 
 # Intent and batch ids derive from the causing message id and the account, so a redone
@@ -272,7 +273,7 @@ def register(service: Service) -> None:
     async def account_fills_booked(tx: Tx, part: AccountFills) -> None:
         await store.lock_account(tx.conn, part.account_id)
         cash_moved = await store.apply_cash(tx.conn, part.account_id, part.cash, part.version)
-        await store.apply_positions(tx.conn, part.account_id, part.positions, part.version)
+        await apply_position_list(tx.conn, part.account_id, part.positions, part.version)
         if foreign := await store.foreign_fills(tx.conn, part.account_id, part.fills):
             # A customer's order: its shares belong to the security's slice as well.
             pie = await _pie_of(tx, part.account_id)

@@ -58,25 +58,6 @@ async def apply_position(conn: asyncpg.Connection, account_id: str, symbol: str,
     )
 
 
-async def apply_positions(conn: asyncpg.Connection, account_id: str, positions: Mapping[str, Decimal],
-                          version: int) -> None:
-    """The account's complete positions as of ``version``: listed symbols take their quantity,
-    every other symbol held goes to zero; rows already at a newer version stay."""
-    symbols = sorted(positions)
-    await conn.execute(
-        """INSERT INTO positions (account_id, symbol, quantity, version)
-           SELECT $1, s, q, $4 FROM unnest($2::text[], $3::numeric[]) AS t(s, q) ORDER BY s
-           ON CONFLICT (account_id, symbol) DO UPDATE SET quantity = EXCLUDED.quantity, version = EXCLUDED.version
-           WHERE positions.version < EXCLUDED.version""",
-        account_id, symbols, [positions[s] for s in symbols], version,
-    )
-    await conn.execute(
-        """UPDATE positions SET quantity = 0, version = $3
-           WHERE account_id = $1 AND symbol <> ALL($2::text[]) AND version < $3""",
-        account_id, symbols, version,
-    )
-
-
 async def apply_prices(conn: asyncpg.Connection, prices: Mapping[str, Decimal], as_of: datetime) -> None:
     """Take each price unless a later one is already stored."""
     symbols = sorted(prices)

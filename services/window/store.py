@@ -362,9 +362,10 @@ async def reserve_fills(conn: asyncpg.Connection, window_id: UUID) -> None:
 async def apply_fills_booked(conn: asyncpg.Connection, window_id: UUID, booked: str | bytes) -> None:
     """A batch of the window's fills booked by the ledger, for many accounts at once, in one
     statement: each account's cash and complete positions as of its version (newer rows stay;
-    a symbol it no longer holds goes to zero), and the cash its buys in the window held is
-    released. ``booked`` is the ``ledger.fills.booked`` body as it arrived (validated against
-    the contract), read by PostgreSQL: the window's Python encodes no value per account."""
+    a symbol it no longer holds goes to zero; a late, older list adds no symbol a newer list
+    left out), and the cash its buys in the window held is released. ``booked`` is the
+    ``ledger.fills.booked`` body as it arrived (validated against the contract), read by
+    PostgreSQL: the window's Python encodes no value per account."""
     await conn.execute(
         """WITH a AS MATERIALIZED (
                     SELECT x->>'account_id' AS a, (x->>'cash')::numeric AS c, (x->>'version')::bigint AS v,
@@ -376,8 +377,17 @@ async def apply_fills_booked(conn: asyncpg.Connection, window_id: UUID, booked: 
                              SELECT a, c, v FROM a ORDER BY a
                              ON CONFLICT (account_id) DO UPDATE SET cash = EXCLUDED.cash, version = EXCLUDED.version
                              WHERE cash.version < EXCLUDED.version),
+                lists AS (INSERT INTO position_lists (account_id, version)
+                          SELECT a, v FROM a ORDER BY a
+                          ON CONFLICT (account_id) DO UPDATE SET version = EXCLUDED.version
+                          WHERE position_lists.version < EXCLUDED.version),
+                -- a symbol with no row is added only by a list newer than the last one
+                -- applied, which did not hold it (every CTE sees the tables as they were)
                 moved AS (INSERT INTO positions (account_id, symbol, quantity, version)
-                          SELECT a, s, q, v FROM listed ORDER BY a, s
+                          SELECT l.a, l.s, l.q, l.v FROM listed l
+                          WHERE l.v > coalesce((SELECT version FROM position_lists WHERE account_id = l.a), 0)
+                             OR EXISTS (SELECT 1 FROM positions p WHERE p.account_id = l.a AND p.symbol = l.s)
+                          ORDER BY l.a, l.s
                           ON CONFLICT (account_id, symbol) DO UPDATE
                           SET quantity = EXCLUDED.quantity, version = EXCLUDED.version
                           WHERE positions.version < EXCLUDED.version),

@@ -116,15 +116,18 @@ class Holder:
         return Fill(intent_id=order["intent_id"], account_id=self.account, symbol=order["symbol"],
                     side=order["side"], quantity=quantity, amount=amount, price=price)
 
-    def part(self, window_id: uuid.UUID, *fills: Fill, cash: str = "0.00") -> AccountFills:
-        """The account's part of a booked fills batch (its next version)."""
+    def part(self, window_id: uuid.UUID, *fills: Fill, cash: str = "0.00",
+             positions: dict[str, str] | None = None) -> AccountFills:
+        """The account's part of a booked fills batch (its next version), with every position
+        it holds after it (none unless given)."""
         self.version += 1
-        return AccountFills(account_id=self.account, window_id=window_id, fills=list(fills), cash=cash, positions={},
-                            version=self.version, booked_at=AT)
+        return AccountFills(account_id=self.account, window_id=window_id, fills=list(fills), cash=cash,
+                            positions=positions or {}, version=self.version, booked_at=AT)
 
-    async def booked(self, window_id: uuid.UUID, *fills: Fill, cash: str = "0.00") -> str:
+    async def booked(self, window_id: uuid.UUID, *fills: Fill, cash: str = "0.00",
+                     positions: dict[str, str] | None = None) -> str:
         """A booked fills batch of this account alone."""
-        return await publish(self.bus, fills_batch(self.part(window_id, *fills, cash=cash)))
+        return await publish(self.bus, fills_batch(self.part(window_id, *fills, cash=cash, positions=positions)))
 
 
 @pytest.fixture
@@ -533,3 +536,15 @@ async def test_a_share_sell_limited_to_the_shares_held_carries_the_rest_until_th
     done = await eventually(ended)
     assert (done["status"], done["reason"]) == ("partially_executed",
                                                 "the rest, 1 shares, was rejected: nothing held to sell")
+
+
+async def test_a_sell_order_after_the_account_sold_out_is_refused(holders):
+    """The booked fills list every position the account holds: one they leave out is sold out,
+    and the order service no longer lets it be sold (it kept the old quantity before)."""
+    holder = await holders().setup(stock_shares="3")
+    order = await holder.placed(side="sell", quantity="3")
+    sold = holder.fill(order, "3.00000", "60.00", "20.00")
+    await handled(holder.settings, "order", await holder.booked(uuid.uuid4(), sold, cash="160.00"))
+    await holder.settled(order["order_id"], "executed")
+    reply = await holder.place(side="sell", quantity="1")
+    assert not reply.ok and "0 are held and not already being sold" in reply.reason, reply
