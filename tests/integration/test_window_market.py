@@ -417,7 +417,7 @@ async def test_booked_fills_set_the_windows_cash_and_positions_newest_version_fi
     c = new_symbol()
     await booked(2, "99.00", {a: "1", b: "9", c: "4"})
     assert await projection() == (D("12.00"), {a: D("8"), b: D("0")}, 0)
-    # A cash report newer than every list leaves the positions to the next list, even an older one.
+    # A cash report newer than every list: a list older than it still moves the positions, not the cash.
     await give_cash(bus, settings, account, "30.00", version=9)
     await booked(4, "5.00", {a: "8", c: "2"})
     assert await projection() == (D("30.00"), {a: D("8"), b: D("0"), c: D("2")}, 0)
