@@ -349,7 +349,8 @@ async def main(args: argparse.Namespace) -> int:
     print(f"  floor: COPY-in + one set-based netting and allocation statement: {floor:8.2f} s")
     print(f"  ratio close / floor: {elapsed / floor:.2f}x (goal: within 3x)")
     bare = sum(seconds for _, _, seconds in written)
-    print("  rows the close wrote, gathered first, then inserted bare (one statement per table, same indexes; no triggers):")
+    print("  rows the close wrote, gathered first, then inserted bare "
+          "(one statement per table, same indexes; no triggers):")
     for table, count, seconds in written:
         print(f"    {table:<24} {count:>10,} rows {seconds:7.2f} s")
     print(f"  rows: {sum(c for _, c, _ in written):,} in {bare:.2f} s; floor + rows: {floor + bare:.2f} s "

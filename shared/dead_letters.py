@@ -101,4 +101,3 @@ def register(service: Service) -> None:
             "dead_letter": cmd.id, "replayed_message_id": row["message_id"], "routing_key": row["routing_key"],
             "queue": queue})
         return DeadLetterView(service=service.name, dead_letter=_dead_letter(row))
-
