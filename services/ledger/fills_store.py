@@ -91,7 +91,7 @@ async def insert_postings(conn: asyncpg.Connection, entry_id: int, executions: S
                                SELECT $9::text, asset, -sum(amount) FROM legs WHERE $9::text IS NOT NULL
                                GROUP BY asset),
                  -- in key order of postings_book: the legs come out of hash aggregates in no
-                 -- order, and 1.1 million postings in 50 batches went in 2 s faster sorted
+                 -- order (docs/benchmarks.md, tenth session)
                  posted AS (INSERT INTO postings (entry_id, book, asset, amount)
                             SELECT $1, book, asset, amount FROM every_leg WHERE amount <> 0
                             ORDER BY book, asset
