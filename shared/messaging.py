@@ -251,7 +251,8 @@ class Consumer:
         """Register a handler for messages of ``model`` (routing key ``key``, by default
         ``model.TYPE``) on ``queue``.
 
-        ``idempotent=False`` is for read-only queries, which need no inbox row. ``on_reject``
+        ``idempotent=False`` is for read-only queries, which need no inbox row and run on one
+        snapshot (REPEATABLE READ READ ONLY: a query that writes fails). ``on_reject``
         may emit events about a refusal (for example, telling a known account's holder that a
         deposit was refused); it also runs for bodies that do not parse.
         """
@@ -355,9 +356,13 @@ class Consumer:
             return reply.model_dump(mode="json")
         return None
 
-    async def _transaction(self, work: Callable[[asyncpg.Connection], Awaitable[Any]]) -> Any:
+    async def _transaction(self, work: Callable[[asyncpg.Connection], Awaitable[Any]], *,
+                           snapshot: bool = False) -> Any:
         """Run ``work`` in one transaction, retrying transient database failures with backoff.
-        A COMMIT that failed may in fact have committed: the inbox row makes the redo safe."""
+        A COMMIT that failed may in fact have committed: the inbox row makes the redo safe.
+        ``snapshot``: a read-only query, run REPEATABLE READ READ ONLY so that all its
+        statements see one moment (under READ COMMITTED a view read in two statements could
+        mix the state before and after another transaction's commit)."""
         async for attempt in AsyncRetrying(
             retry=retry_if_exception_type(TRANSIENT_DB_ERRORS),
             wait=wait_exponential(multiplier=0.1, max=10),
@@ -365,7 +370,8 @@ class Consumer:
                                                     extra={"error": repr(s.outcome.exception())}),
         ):
             with attempt:
-                async with self.pool.acquire() as conn, conn.transaction():
+                isolation = {"isolation": "repeatable_read", "readonly": True} if snapshot else {}
+                async with self.pool.acquire() as conn, conn.transaction(**isolation):
                     return await work(conn)
         raise AssertionError("unreachable")
 
@@ -395,7 +401,7 @@ class Consumer:
             return "ok", reply
 
         try:
-            outcome, reply = await self._transaction(work)
+            outcome, reply = await self._transaction(work, snapshot=not idempotent)
         except Rejected as exc:
             return "rejected", Reply(ok=False, reason=exc.reason, errors=exc.errors)
         if outcome == "ok" and self.relay:

@@ -98,8 +98,7 @@ def register(service: Service, pay_out_held: callable) -> None:
 
     @on(topology.LEDGER_COMMANDS, ExportJournal, idempotent=False)
     async def export_journal(tx: Tx, query: ExportJournal) -> JournalExport:
-        await tx.conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
-        entries = await reports_store.journal(tx.conn)
+        entries = await reports_store.journal(tx.conn)  # one snapshot, as every query
         return JournalExport(format=query.format, entries=len(entries), text=reports.beancount(entries))
 
     @on(topology.LEDGER_COMMANDS, AuditLedger, idempotent=False)

@@ -142,3 +142,46 @@ async def test_background_work_goes_on_after_a_failure_and_stops_with_the_servic
     stopped = len(runs)
     await asyncio.sleep(0.2)
     assert len(runs) == stopped  # the stop cancelled it: no run after the pool closed
+
+
+async def test_a_query_reads_one_snapshot_while_another_transaction_commits(topology_declared, bus):
+    """A read-only query (``idempotent=False``) sees one moment however many statements it
+    runs: a row committed between its two reads is in neither (a status view read in two
+    statements must not mix the state before a price tick with the call the tick issued)."""
+    from pathlib import Path
+
+    import asyncpg
+
+    from shared import topology
+    from shared.contracts import GetOrder
+    from shared.service import Service
+
+    table = f"public.snapshot_probe_{uuid.uuid4().hex[:8]}"
+    url = topology_declared.database_url
+    other = await asyncpg.connect(url)
+    await other.execute(f"CREATE TABLE {table} (n int)")
+    first_read, committed = asyncio.Event(), asyncio.Event()
+    counts = []
+    service = Service("order", Path(__file__).parents[2] / "services/order/migrations", topology_declared)
+
+    @service.handler(topology.ORDER_COMMANDS, GetOrder, idempotent=False)
+    async def query(tx, _query):
+        counts.append(await tx.conn.fetchval(f"SELECT count(*) FROM {table}"))
+        first_read.set()
+        await committed.wait()
+        counts.append(await tx.conn.fetchval(f"SELECT count(*) FROM {table}"))
+
+    try:
+        await (await bus.channel.get_queue(topology.ORDER_COMMANDS.name, ensure=False)).purge()
+        async with service.running():
+            reply = asyncio.create_task(bus.request(GetOrder(order_id=uuid.uuid4())))
+            async with asyncio.timeout(15):
+                await first_read.wait()
+            await other.execute(f"INSERT INTO {table} VALUES (1)")  # committed at once
+            committed.set()
+            assert (await reply).ok
+        assert counts == [0, 0]
+        assert await other.fetchval(f"SELECT count(*) FROM {table}") == 1
+    finally:
+        await other.execute(f"DROP TABLE {table}")
+        await other.close()
