@@ -164,9 +164,11 @@ class Funding:
 
 def fund(intents: Sequence[Intent], cash: Mapping[str, Decimal], prices: Mapping[str, Decimal] | None = None,
          positions: Mapping[tuple[str, str], Decimal] | None = None) -> Funding:
-    """Sells are funded in full; share sells up to the shares held (``positions``, by account
-    and security: sells in intent order share what is held; no limit when unknown), a sell
-    left with nothing is dropped with ``NOT_HELD``. An account's buys are funded by its cash
+    """Share sells are funded up to the shares held (``positions``, by account and security:
+    sells in intent order share what is held; no limit when unknown), dollar sells up to what
+    the shares the share sells leave are worth at the lowest price the venue may fill at
+    (``dollar_sells_proceeds``; in intent order), so that the venue never sells more shares
+    than the account holds; a sell left with nothing is dropped with ``NOT_HELD``. An account's buys are funded by its cash
     plus the proceeds of its sells in the window (share sells at ``share_sell_proceeds``,
     dollar sells at ``dollar_sells_proceeds``),
     tier by tier in ``PRIORITY`` order: a tier the money covers is funded in full; the first
@@ -187,14 +189,13 @@ def fund(intents: Sequence[Intent], cash: Mapping[str, Decimal], prices: Mapping
     for account, group in by_account.items():
         available = cash.get(account, ZERO)
         share_sells: dict[str, list[Intent]] = defaultdict(list)
-        dollar_sells: dict[str, list[Decimal]] = defaultdict(list)
+        dollar_sells: dict[str, list[Intent]] = defaultdict(list)
         tiers: dict[int, list[Intent]] = defaultdict(list)
         for intent in group:
             if intent.side is Side.BUY:
                 tiers[PRIORITY[intent.source]].append(intent)
             elif intent.amount is not None:
-                funded[intent.intent_id] = intent.amount
-                dollar_sells[intent.symbol].append(intent.amount)
+                dollar_sells[intent.symbol].append(intent)
             else:
                 share_sells[intent.symbol].append(intent)
         sold_by_quantity: dict[str, Decimal] = defaultdict(Decimal)
@@ -206,9 +207,16 @@ def fund(intents: Sequence[Intent], cash: Mapping[str, Decimal], prices: Mapping
                     available += share_sell_proceeds(q, prices.get(symbol))
                 else:
                     rejected[intent.intent_id] = NOT_HELD
-        for symbol, amounts in dollar_sells.items():
-            available += dollar_sells_proceeds(sum(amounts, ZERO), positions.get((account, symbol)),
-                                               sold_by_quantity[symbol], prices.get(symbol), len(amounts))
+        for symbol, sells in dollar_sells.items():
+            amounts = [i.amount for i in sells]
+            worth = dollar_sells_proceeds(sum(amounts, ZERO), positions.get((account, symbol)),
+                                          sold_by_quantity[symbol], prices.get(symbol), len(amounts))
+            for intent, amount in zip(sells, clamp(amounts, worth)):
+                if amount > 0:
+                    funded[intent.intent_id] = amount
+                else:
+                    rejected[intent.intent_id] = NOT_HELD
+            available += worth
         proceeds = available - cash.get(account, ZERO)
         spent = ZERO
         before = ZERO
@@ -433,14 +441,20 @@ def slots_on(day: date) -> list[Slot]:
     return [Slot(morning.astimezone(UTC), MORNING), Slot(afternoon.astimezone(UTC), AFTERNOON)]
 
 
-def latest_slot(now: datetime) -> Slot | None:
-    """The most recent window that should have started at ``now`` (within the last 10 days)."""
+def owed_slots(now: datetime, started: datetime, last_ran: datetime | None) -> list[Slot]:
+    """The windows the schedule owes at ``now``, in order: every one that has started since
+    the schedule did (``started``) and after the last one that ran (within the last 10 days).
+    One run takes them all: each account's intents pending when its latest owed window
+    started (``cutoffs``)."""
     today = now.astimezone(NEW_YORK).date()
-    for back in range(11):
-        due = [s for s in slots_on(today - timedelta(days=back)) if s.starts_at <= now]
-        if due:
-            return due[-1]
-    return None
+    return [s for back in range(10, -1, -1) for s in slots_on(today - timedelta(days=back))
+            if started <= s.starts_at <= now and (last_ran is None or s.starts_at > last_ran)]
+
+
+def cutoffs(owed: Sequence[Slot]) -> dict[str, datetime]:
+    """Per session, when its latest owed window started: an account that trades in one
+    window takes what it had pending then; one that trades in both, the latest of them."""
+    return {s.session: s.starts_at for s in owed}
 
 
 def next_slot(now: datetime) -> Slot:

@@ -77,15 +77,17 @@ _WINDOW_NAMESPACE = uuid.UUID("3b0f4f0e-6f43-4c55-9d0e-5f2d7c1a8e21")
 
 
 async def close(tx: Tx, window_id: uuid.UUID, started_at: datetime | None = None,
-                session: str | None = None) -> WindowClosing:
+                session: str | None = None, other_started_at: datetime | None = None) -> WindowClosing:
     """Close a window as one run: freeze what was pending when it started (of the accounts
-    trading in ``session``; all when None), fund, net, and ask the ledger to hold the cash
-    the buys take (the orders go to the venue on its answer: ``cash_held``), or finish at
-    once when nothing is left to trade."""
+    trading in ``session``, and when a missed window of the other session is taken too, what
+    those trading only in that one had pending when it started; all when None), fund, net,
+    and ask the ledger to hold the cash the buys take (the orders go to the venue on its
+    answer: ``cash_held``), or finish at once when nothing is left to trade."""
     await store.lock_closing(tx.conn)
     await store.bulk_plans(tx.conn)
     intents = await store.freeze_and_fund(tx.conn, window_id, started_at or tx.now, session,
-                                          domain.BOTH_WINDOWS_EQUITY, domain.UNDER_MINIMUM)
+                                          domain.BOTH_WINDOWS_EQUITY, domain.UNDER_MINIMUM,
+                                          other_started_at=other_started_at)
     if not intents:
         return WindowClosing(window_id=None, intents=0, accounts=0, orders=[])
     await store.insert_window(tx.conn, window_id, tx.now, session)
@@ -177,20 +179,25 @@ async def watch_overdue(service: Service) -> list[WindowState]:
 
 
 async def run_schedule(service: Service) -> WindowClosing | None:
-    """Run the latest window the NYSE schedule owes, once: the one due now, or the last one
-    missed while the service was down. Windows due before the schedule first ran are not
+    """Run the windows the NYSE schedule owes, once, as one window: the one due now, or
+    those missed while the service was down (each account takes what it had pending when
+    its latest missed window started). Windows due before the schedule first ran are not
     owed. Returns what it closed (None when nothing was owed)."""
     now = service.clock.now()
-    slot = domain.latest_slot(now)
     async with service.emitting("schedule") as tx:
         await store.lock_closing(tx.conn)
         started = await store.schedule_started(tx.conn, now)
-        if slot is None or slot.starts_at < started or await store.slot_ran(tx.conn, slot.starts_at):
+        owed = domain.owed_slots(now, started, await store.last_slot_ran(tx.conn))
+        if not owed:
             return None
+        slot, cutoffs = owed[-1], domain.cutoffs(owed)
+        other = next((at for session, at in cutoffs.items() if session != slot.session), None)
         window_id = uuid.uuid5(_WINDOW_NAMESPACE, f"slot:{slot.starts_at.isoformat()}")
-        closing = await close(tx, window_id, slot.starts_at, slot.session)
-        await store.record_slot(tx.conn, slot.starts_at, slot.session, closing.window_id, now)
+        closing = await close(tx, window_id, slot.starts_at, slot.session, other)
+        for one in owed:
+            await store.record_slot(tx.conn, one.starts_at, one.session, closing.window_id, now)
     service.log.info("scheduled window ran", extra={"slot": slot.starts_at.isoformat(), "session": slot.session,
+                                                    "missed": [s.starts_at.isoformat() for s in owed[:-1]],
                                                     "window_id": str(closing.window_id), "intents": closing.intents})
     return closing
 

@@ -109,8 +109,9 @@ async def schedule_started(conn: asyncpg.Connection, now: datetime) -> datetime:
     return await conn.fetchval("SELECT started_at FROM schedule WHERE id = 1")
 
 
-async def slot_ran(conn: asyncpg.Connection, starts_at: datetime) -> bool:
-    return bool(await conn.fetchval("SELECT count(*) FROM slots WHERE starts_at = $1", starts_at))
+async def last_slot_ran(conn: asyncpg.Connection) -> datetime | None:
+    """When the latest scheduled window that ran started (None before any)."""
+    return await conn.fetchval("SELECT max(starts_at) FROM slots")
 
 
 async def record_slot(conn: asyncpg.Connection, starts_at: datetime, session: str, window_id: UUID | None,
@@ -156,14 +157,25 @@ _GROUP_PROCEEDS = """
 # intents' columns ride along, so that no join back to them (a million-row sort) is needed.
 # Placeholders name the statement's parameters.
 _FUNDING = """
-    -- share sells of an account and security share what it holds, in order
+    -- the sells of an account and security, in order: share sells share what it holds (q);
+    -- dollar sells (a) what the shares the share sells leave are worth at the lowest price
+    -- the venue may fill at (domain.dollar_sells_proceeds), so the venue never sells more
     ss AS (SELECT intent_id,
-                  CASE WHEN held IS NULL THEN quantity
-                       ELSE least(cum, greatest(held, 0)) - least(cum - quantity, greatest(held, 0)) END AS q
-           FROM (SELECT intent_id, quantity, held,
-                        sum(quantity) OVER (PARTITION BY account_id, symbol ORDER BY created_at, intent_id) AS cum
-                 FROM t WHERE side = 'sell' AND amount IS NULL) x),
-    v AS (SELECT t.*, ss.q AS sell_q,
+                  CASE WHEN amount IS NOT NULL THEN NULL
+                       WHEN held IS NULL THEN quantity
+                       ELSE least(cum_q, greatest(held, 0)) - least(cum_q - quantity, greatest(held, 0)) END AS q,
+                  CASE WHEN amount IS NULL THEN NULL
+                       WHEN held IS NULL OR price IS NULL THEN amount
+                       ELSE least(cum_a, worth) - least(cum_a - amount, worth) END AS a
+           FROM (SELECT *, floor(greatest(held - least(all_q, greatest(held, 0)) - greatest(n - 1, 0) * 0.00001, 0)
+                                 * price * (1 - {margin}::numeric) * 100) / 100 AS worth
+                 FROM (SELECT intent_id, quantity, amount, held, price,
+                              sum(quantity) OVER pair AS cum_q, sum(amount) OVER pair AS cum_a,
+                              coalesce(sum(quantity) OVER whole, 0) AS all_q, count(amount) OVER whole AS n
+                       FROM t WHERE side = 'sell'
+                       WINDOW pair AS (PARTITION BY account_id, symbol ORDER BY created_at, intent_id),
+                              whole AS (pair ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)) y) x),
+    v AS (SELECT t.*, ss.q AS sell_q, ss.a AS sell_a,
                  CASE WHEN t.side = 'buy' AND t.amount IS NULL AND t.price IS NOT NULL
                       THEN ceil(t.quantity * t.price * (1 + {margin}::numeric) * 100) / 100 END AS share_cost
           FROM t LEFT JOIN ss USING (intent_id)),
@@ -183,7 +195,8 @@ _FUNDING = """
           FROM v LEFT JOIN sp USING (account_id)),
     funded AS (SELECT w.*,
                       CASE WHEN amount IS NULL THEN NULL
-                           WHEN side = 'sell' OR available - before >= demand THEN amount
+                           WHEN side = 'sell' THEN sell_a
+                           WHEN available - before >= demand THEN amount
                            WHEN available - before <= 0 THEN 0
                            ELSE div(amount * (available - before) * 100, demand) / 100
                       END AS funded_amount,
@@ -191,7 +204,7 @@ _FUNDING = """
                            WHEN side = 'sell' THEN nullif(sell_q, 0)
                            WHEN share_cost IS NOT NULL AND available - before >= demand THEN quantity
                       END AS funded_quantity,
-                      CASE WHEN amount IS NOT NULL THEN {under_minimum} WHEN side = 'sell' THEN {not_held}
+                      CASE WHEN side = 'sell' THEN {not_held} WHEN amount IS NOT NULL THEN {under_minimum}
                            ELSE {shares_unfunded} END AS why
                FROM w),
     ok AS (SELECT *, (funded_amount >= 1 OR (side = 'sell' AND funded_amount > 0) OR funded_quantity > 0) AS taken
@@ -199,14 +212,16 @@ _FUNDING = """
 
 
 async def freeze_and_fund(conn: asyncpg.Connection, window_id: UUID, started_at: datetime, session: str | None,
-                          both_windows_equity: Decimal, under_minimum: str, *,
+                          both_windows_equity: Decimal, under_minimum: str, *, other_started_at: datetime | None = None,
                           not_held: str = domain.NOT_HELD, shares_unfunded: str = domain.SHARES_UNFUNDED,
                           margin: Decimal = domain.SHARE_PRICE_MARGIN) -> int:
     """Freeze and fund a window in one statement; returns how many intents it took.
 
     Freeze: every intent pending when the window started, of the accounts that trade in
     ``session`` (every account when None: an operator's close); services/window/domain.py
-    ``trades_in`` is the rule. Fund (``domain.fund`` is the reference): dollar sells in full,
+    ``trades_in`` is the rule. A run that also takes a missed window of the other session
+    (``other_started_at``: when it started) takes the intents the accounts trading only in
+    that one had pending then. Fund (``domain.fund`` is the reference): dollar sells in full,
     share sells up to the shares held (in intent order); each account's buys by tier from its
     cash plus its sells' proceeds (share sells at the last price less ``margin``), the first
     tier short of money has its dollar buys scaled pro rata (cents rounded down, exactly,
@@ -216,18 +231,22 @@ async def freeze_and_fund(conn: asyncpg.Connection, window_id: UUID, started_at:
     result = await conn.execute(
         f"""WITH pend AS (SELECT DISTINCT account_id FROM submitted_intents
                            WHERE status = 'pending' AND created_at <= $2),
+                 -- per account, until when it takes what was pending (none: not in this run)
                  eligible AS (
-                     SELECT pend.account_id FROM pend
-                     LEFT JOIN accounts a USING (account_id) LEFT JOIN cash c USING (account_id)
-                     WHERE $3::text IS NULL OR a.plan = 'plus' OR coalesce(a.session, 'morning') = $3
-                        OR coalesce(c.cash, 0) + coalesce((SELECT sum(p.quantity * pr.price) FROM positions p
-                                                           JOIN prices pr USING (symbol)
-                                                           WHERE p.account_id = pend.account_id), 0) >= $4),
+                     SELECT account_id, cutoff FROM (
+                         SELECT pend.account_id,
+                                CASE WHEN $3::text IS NULL OR a.plan = 'plus' OR coalesce(a.session, 'morning') = $3
+                                          OR coalesce(c.cash, 0)
+                                             + coalesce((SELECT sum(p.quantity * pr.price) FROM positions p
+                                                         JOIN prices pr USING (symbol)
+                                                         WHERE p.account_id = pend.account_id), 0) >= $4 THEN $2
+                                     ELSE $9::timestamptz END AS cutoff
+                         FROM pend LEFT JOIN accounts a USING (account_id) LEFT JOIN cash c USING (account_id)) e
+                     WHERE cutoff IS NOT NULL),
                  -- re-checked on rows changed under the statement: an intent cancelled by a
                  -- transaction that committed meanwhile stays cancelled
-                 taken AS (DELETE FROM submitted_intents i
-                           WHERE i.status = 'pending' AND i.created_at <= $2
-                             AND i.account_id IN (SELECT account_id FROM eligible)
+                 taken AS (DELETE FROM submitted_intents i USING eligible e
+                           WHERE i.status = 'pending' AND i.account_id = e.account_id AND i.created_at <= e.cutoff
                            RETURNING i.*),
                  reserved AS (SELECT account_id, sum(amount) AS amount FROM reservations
                               WHERE account_id IN (SELECT account_id FROM eligible) GROUP BY account_id),
@@ -249,7 +268,8 @@ async def freeze_and_fund(conn: asyncpg.Connection, window_id: UUID, started_at:
                    CASE WHEN taken AND side = 'sell' THEN held END
             FROM ok
             ORDER BY intent_id""",
-        window_id, started_at, session, both_windows_equity, under_minimum, not_held, shares_unfunded, margin)
+        window_id, started_at, session, both_windows_equity, under_minimum, not_held, shares_unfunded, margin,
+        other_started_at)
     return int(result.split()[-1])
 
 

@@ -1,6 +1,7 @@
 """The window's NYSE schedule through the real services, on the service clock: a missed
-window runs once when the service comes back; the afternoon window trades only the accounts
-that trade in it."""
+window runs once when the service comes back, and windows missed in both sessions run as one,
+each account taking what it had pending when its own started; the afternoon window trades
+only the accounts that trade in it."""
 
 from __future__ import annotations
 
@@ -20,14 +21,21 @@ pytestmark = pytest.mark.integration
 
 
 def window_at(settings, moment: datetime):
-    service = make_service("window", settings.model_copy(update={"window_schedule": True}))
+    # The schedule runs when the service starts and when a test calls it, never on its own
+    # timer in the middle of a test that moves the clock.
+    service = make_service("window", settings.model_copy(update={"window_schedule": True,
+                                                                 "window_schedule_poll_seconds": 3600}))
     service.clock.set(moment)
     return service
 
 
 @pytest.fixture
-async def others(service_factory, bus):
+async def others(service_factory, bus, settings):
     await (await bus.channel.get_queue(topology.WINDOW_INTENTS.name, ensure=False)).purge()
+    # each test starts the schedule afresh at its own moment
+    await fetch(settings.database_url, """DO $$ BEGIN IF to_regclass('"window".slots') IS NOT NULL THEN
+                                              DELETE FROM "window".slots; DELETE FROM "window".schedule;
+                                          END IF; END $$""")
     async with service_factory("ledger").running(), service_factory("market").running():
         yield
 
@@ -51,6 +59,46 @@ async def test_a_window_missed_while_the_service_was_down_runs_once_when_it_come
     slots = await fetch(settings.database_url, 'SELECT session, window_id FROM "window".slots WHERE starts_at = $1',
                         datetime(2026, 11, 25, 14, 30, tzinfo=UTC))
     assert [(r["session"], r["window_id"]) for r in slots] == [("morning", window_id)]
+    await reconcile(settings, window_id)
+
+
+async def test_windows_missed_in_both_sessions_run_once_each_account_taking_what_was_pending_when_its_own_started(
+        others, bus, settings):
+    symbol = new_symbol()
+    await set_prices(bus, **{symbol: "20.00"})
+    async with window_at(settings, datetime(2026, 12, 3, 13, 0, tzinfo=UTC)).running() as window:  # 08:00 NY
+        morning, afternoon = await open_funded(bus, settings, "100.00"), await open_funded(bus, settings, "100.00")
+        assert (await bus.request(SetTradeWindow(account_id=afternoon, session="afternoon"))).ok
+        await eventually(lambda: fetchval(settings.database_url, 'SELECT session = $2 FROM "window".accounts '
+                                                                 "WHERE account_id = $1", afternoon, "afternoon"))
+        early = {a: intent(a, symbol, Side.BUY, "10.00") for a in (morning, afternoon)}
+        for one in early.values():
+            await submit(bus, settings, one)
+        window.clock.set(datetime(2026, 12, 3, 17, 0, tzinfo=UTC))  # noon: the service is down from here
+        late = {a: intent(a, symbol, Side.BUY, "10.00") for a in (morning, afternoon)}
+        for one in late.values():
+            await submit(bus, settings, one)
+    # Down over 09:30 and 15:00; back at 15:05: one window for both, run once.
+    async with window_at(settings, datetime(2026, 12, 3, 20, 5, tzinfo=UTC)).running() as window:
+        window_id = await eventually(lambda: fetchval(
+            settings.database_url, 'SELECT window_id FROM "window".intents WHERE intent_id = $1',
+            early[morning].intent_id))
+        assert await run_schedule(window) is None
+        rows = await fetch(settings.database_url, 'SELECT intent_id, status, window_id FROM "window".intents '
+                                                  "WHERE intent_id = ANY($1::uuid[])",
+                           [i.intent_id for i in (*early.values(), *late.values())])
+        window_of = {r["intent_id"]: r["window_id"] for r in rows}
+        # the morning account's 09:30 window took what it had at 09:30; what it sent at noon
+        # waits for the next morning; the afternoon account's 15:00 window took both of its own
+        assert window_of[early[morning].intent_id] == window_id
+        assert window_of[late[morning].intent_id] is None
+        assert window_of[early[afternoon].intent_id] == window_of[late[afternoon].intent_id] == window_id
+        await booked(settings, window_id)
+    slots = await fetch(settings.database_url, 'SELECT starts_at, session, window_id FROM "window".slots '
+                                               "ORDER BY starts_at")
+    assert [(r["starts_at"], r["session"], r["window_id"]) for r in slots] == [
+        (datetime(2026, 12, 3, 14, 30, tzinfo=UTC), "morning", window_id),
+        (datetime(2026, 12, 3, 20, 0, tzinfo=UTC), "afternoon", window_id)]
     await reconcile(settings, window_id)
 
 

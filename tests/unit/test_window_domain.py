@@ -348,10 +348,26 @@ def test_on_an_early_close_the_afternoon_window_runs_half_an_hour_before_the_clo
     assert domain.slots_on(date(2026, 11, 27))[1] == domain.Slot(utc(2026, 11, 27, 17, 30), domain.AFTERNOON)
 
 
-def test_the_latest_and_next_slot_skip_the_holiday():
+def test_the_owed_and_next_slot_skip_the_holiday():
     thanksgiving_noon = utc(2026, 11, 26, 17)
-    assert domain.latest_slot(thanksgiving_noon) == domain.Slot(utc(2026, 11, 25, 20), domain.AFTERNOON)
+    wednesday_morning = domain.Slot(utc(2026, 11, 25, 14, 30), domain.MORNING)
+    assert domain.owed_slots(thanksgiving_noon, utc(2026, 11, 1), wednesday_morning.starts_at) == [
+        domain.Slot(utc(2026, 11, 25, 20), domain.AFTERNOON)]
     assert domain.next_slot(thanksgiving_noon) == domain.Slot(utc(2026, 11, 27, 14, 30), domain.MORNING)
+
+
+def test_every_window_missed_since_the_last_run_is_owed_once_and_none_before_the_schedule_started():
+    monday, tuesday = domain.slots_on(date(2026, 11, 23)), domain.slots_on(date(2026, 11, 24))
+    tuesday_noon = utc(2026, 11, 24, 17)
+    # down from Monday 10:00 until Tuesday noon: Monday's afternoon and Tuesday's morning
+    owed = domain.owed_slots(tuesday_noon, utc(2026, 11, 1), monday[0].starts_at)
+    assert owed == [monday[1], tuesday[0]]
+    assert domain.cutoffs(owed) == {domain.AFTERNOON: monday[1].starts_at, domain.MORNING: tuesday[0].starts_at}
+    assert domain.owed_slots(tuesday_noon, utc(2026, 11, 1), tuesday[0].starts_at) == []  # ran: nothing owed
+    # a schedule that first ran on Monday at 16:00 owes Tuesday's morning only
+    assert domain.owed_slots(tuesday_noon, utc(2026, 11, 23, 21), None) == [tuesday[0]]
+    # the window due at this very moment is owed
+    assert domain.owed_slots(tuesday[0].starts_at, utc(2026, 11, 1), monday[1].starts_at) == [tuesday[0]]
 
 
 def test_plus_and_large_accounts_trade_in_both_windows_others_in_their_choice():
@@ -453,12 +469,24 @@ def test_a_window_with_share_intents_balances_and_never_sells_what_is_not_held(i
 # ---------------------------------------------------------------- prices moving until the venue
 
 
-def test_a_dollar_sell_counts_for_no_more_than_the_shares_held_are_worth_less_the_margin():
-    """$100 of VTI sold from 10 shares at $10: the window may get only $95 for them (the
-    venue trades down to the limit), so the buy it pays for is funded with $95."""
+def test_a_dollar_sell_goes_for_no_more_than_the_shares_held_are_worth_less_the_margin():
+    """$100 of VTI sold from 10 shares at $10: the venue may trade down to $9.50, where $100
+    would take 10.52632 shares. The sell goes to the venue for the $95 the 10 shares are
+    worth there, so the venue never sells shares the account does not hold, and the buy it
+    pays for is funded with $95."""
     sell, buy = intent("a", "VTI", SELL, "100.00"), intent("a", "BND", BUY, "100.00")
-    funding = domain.fund([sell, buy], {"a": D("0")}, {"VTI": D("10")}, {("a", "VTI"): D("10")})
-    assert funding.funded == {sell.intent_id: D("100.00"), buy.intent_id: D("95.00")}
+    last, held = {"VTI": D("10"), "BND": D("20")}, {("a", "VTI"): D("10")}
+    funding = domain.fund([sell, buy], {"a": D("0")}, last, held)
+    assert funding.funded == {sell.intent_id: D("95.00"), buy.intent_id: D("95.00")}
+    funded = funding.apply([sell, buy])
+    assert [(o.symbol, o.side, o.notional) for o in domain.net_orders(funded, last)] == [
+        ("BND", BUY, D("95.00")), ("VTI", SELL, D("95.00"))]
+    executions = [venue(o, o.min_price or last[o.symbol]) for o in domain.net_orders(funded, last)]
+    residues = {r.symbol: r for r in domain.allocate(funded, executions, held).residues}
+    assert residues["VTI"].quantity == 0  # the street took the 10 shares the account delivered
+    # a second sell of what is left finds nothing
+    again = intent("a", "VTI", SELL, "10.00")
+    assert domain.fund([sell, again], {"a": D("0")}, last, held).rejected == {again.intent_id: domain.NOT_HELD}
     # a sell well within the holding counts in full
     small = intent("a", "VTI", SELL, "50.00")
     assert domain.fund([small, buy], {"a": D("0")}, {"VTI": D("10")}, {("a", "VTI"): D("10")}).funded[
