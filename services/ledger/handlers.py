@@ -137,7 +137,7 @@ def register(service: Service) -> None:
             return False  # booked before: book_funding answers the duplicate
         # Withdrawals already held come first: only the cash they leave is free for this one,
         # so a later, smaller withdrawal never overtakes a held one and strands it.
-        held = sum((w["amount"] for w in await store.open_withdrawals(tx.conn, event.account_id)), Decimal(0))
+        held = await store.held_withdrawals(tx.conn, event.account_id)
         # Settlement (report_handlers, settlement.py): unsettled sale proceeds and deposits
         # on hold cannot leave yet.
         state = await report_handlers.cash_state(tx.conn, event.account_id, tx.now, service.settings,

@@ -49,29 +49,34 @@ def interest_postings(account_id: str, amount: Decimal) -> list[domain.Posting]:
             domain.Posting(INTEREST_BOOK, domain.USD, amount)]
 
 
-def repayment(amount: Decimal, cash: Decimal, owed: Decimal, up_to: bool) -> Decimal:
-    """What a repayment takes: all of ``amount`` (refused when the cash or the loan is
-    smaller), or with ``up_to`` as much of it as the cash and the loan allow."""
+def repayment(amount: Decimal, cash: Decimal, owed: Decimal, up_to: bool, held: Decimal = ZERO) -> Decimal:
+    """What a repayment takes: all of ``amount`` (refused when the free cash or the loan is
+    smaller), or with ``up_to`` as much of it as the free cash and the loan allow. The free
+    cash is ``cash`` less what is ``held``: withdrawals waiting for it and cash held for
+    trade windows not booked yet, which count as spent already."""
+    free = cash - held
     if up_to:
-        return max(min(amount, cash, owed), ZERO)
+        return max(min(amount, free, owed), ZERO)
     if owed <= 0:
         raise domain.Refusal("the account has no margin loan to repay")
     if amount > owed:
         raise domain.Refusal(f"repayment of {amount} exceeds the loan of {owed}")
-    if amount > cash:
-        raise domain.Refusal(f"insufficient cash to repay: requested {amount}, cash {cash}")
+    if amount > free:
+        raise domain.Refusal(f"insufficient cash to repay: requested {amount}, cash {cash}"
+                             + (f" of which {held} is held for withdrawals and trade windows" if held else ""))
     return amount
 
 
 def withdrawal_refusal(amount: Decimal, cash: Decimal, market_value: Decimal, owed: Decimal,
-                       max_share: Decimal) -> str | None:
+                       max_share: Decimal, held: Decimal = ZERO) -> str | None:
     """A withdrawal must not leave the loan above ``max_share`` of the account's value
-    (market value + cash) after it."""
+    (market value + cash) after it and after the withdrawals already ``held`` (waiting for
+    sells or settlement: they count as gone)."""
     if owed <= 0:
         return None
-    value_after = market_value + cash - amount
+    value_after = market_value + cash - held - amount
     if owed > max_share * value_after:
-        allowed = max(cents_down(market_value + cash - owed / max_share), ZERO)
+        allowed = max(cents_down(market_value + cash - held - owed / max_share), ZERO)
         return (f"it would leave the margin loan of {owed} above {format((max_share * 100).normalize(), 'f')}% "
                 f"of the account's value; at most {allowed} can be withdrawn")
     return None
@@ -101,12 +106,17 @@ async def market_value(conn: asyncpg.Connection, account_id: str) -> Decimal:
 
 async def check_withdrawal(tx: Tx, account_id: str, amount: Decimal, max_share: Decimal) -> None:
     """Refuse (Rejected) a withdrawal that would push the loan above ``max_share`` of the
-    account's value. Called first by the withdrawal handler."""
+    account's value, the withdrawals already held counted as gone. Called first by the
+    withdrawal handler; it locks the account, so the loan, cash and held withdrawals it reads
+    are those the booking (or the hold) then sees."""
+    if await store.get_account(tx.conn, account_id, lock=True) is None:
+        return  # the withdrawal handler refuses an unknown account
     loan = await owed(tx.conn, account_id)
     if loan <= 0:
         return
     cash = await store.cash_of(tx.conn, account_id)
-    if reason := withdrawal_refusal(amount, cash, await market_value(tx.conn, account_id), loan, max_share):
+    held = await store.held_withdrawals(tx.conn, account_id)
+    if reason := withdrawal_refusal(amount, cash, await market_value(tx.conn, account_id), loan, max_share, held):
         raise Rejected(reason)
 
 
@@ -142,9 +152,13 @@ def register(service: Service) -> None:
     async def repay_loan(tx: Tx, cmd: RepayLoan) -> LoanChanged | None:
         if await store.get_account(tx.conn, cmd.account_id, lock=True) is None:
             raise Rejected(f"unknown account {cmd.account_id}")
+        # Cash held for a window's buys or promised to a held withdrawal counts as spent (as
+        # for a withdrawal): a repayment takes only the cash beyond it.
+        held = (await store.held_withdrawals(tx.conn, cmd.account_id)
+                + await store.cash_held_for_windows(tx.conn, cmd.account_id))
         try:
             amount = repayment(cmd.amount, await store.cash_of(tx.conn, cmd.account_id),
-                               await owed(tx.conn, cmd.account_id), cmd.up_to)
+                               await owed(tx.conn, cmd.account_id), cmd.up_to, held)
         except domain.Refusal as exc:
             raise Rejected(str(exc)) from exc
         if amount <= 0:

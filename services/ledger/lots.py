@@ -190,16 +190,23 @@ def finra_taf(quantity: Decimal, rates: RegulatoryRates) -> Decimal:
     return min(cents_up(quantity * rates.taf_per_share), rates.taf_max)
 
 
+def window_of(sale_id: str) -> str:
+    """The window of a sale id ``<window>:<intent>`` (or of a bare window id)."""
+    return sale_id.split(":", 1)[0]
+
+
 def regulatory_fees(sales: Iterable[Sale], rates: RegulatoryRates) -> dict[str, tuple[Decimal, Decimal]]:
-    """Per account, its (SEC fee, FINRA TAF) for a window's sales. A trade is one account's
-    sale of one security in one window (several sell fills of it are one trade)."""
-    trades: dict[tuple[str, str], list[Decimal]] = defaultdict(lambda: [ZERO, ZERO])
+    """Per account, its (SEC fee, FINRA TAF) for a day's sales. A trade is one account's
+    sale of one security in one window (several sell fills of it in that window are one
+    trade; sales of it in two windows are two): each fee is computed and rounded up to the
+    cent per trade, the TAF capped per trade, then summed per account."""
+    trades: dict[tuple[str, str, str], list[Decimal]] = defaultdict(lambda: [ZERO, ZERO])
     for s in sales:
-        trade = trades[(s.account_id, s.symbol)]
+        trade = trades[(s.account_id, s.symbol, window_of(s.sale_id))]
         trade[0] += s.proceeds
         trade[1] += s.quantity
     fees: dict[str, tuple[Decimal, Decimal]] = {}
-    for (account_id, _), (principal, quantity) in sorted(trades.items()):
+    for (account_id, _, _), (principal, quantity) in sorted(trades.items()):
         sec, taf = fees.get(account_id, (ZERO, ZERO))
         fees[account_id] = (sec + sec_fee(principal, rates), taf + finra_taf(quantity, rates))
     return fees

@@ -204,6 +204,11 @@ async def open_withdrawals(conn: asyncpg.Connection, account_id: str, *, lock: b
     )
 
 
+async def held_withdrawals(conn: asyncpg.Connection, account_id: str) -> Decimal:
+    """What the account's pending withdrawals (locked) will take: cash already spoken for."""
+    return sum((w["amount"] for w in await open_withdrawals(conn, account_id)), Decimal("0.00"))
+
+
 async def close_withdrawal(conn: asyncpg.Connection, withdrawal_id, status: str, reason: str | None = None
                            ) -> asyncpg.Record | None:
     """Mark a pending withdrawal paid or rejected; None when it is not pending."""

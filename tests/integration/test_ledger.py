@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import uuid
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
 
-from shared.contracts import Execution, FillsBatch, GetAccount, OpenAccount
-from tests.integration.test_order_margin import publish
+from shared.contracts import (DrawLoan, Execution, Fill, FillsAllocated, FillsBatch, GetAccount, HoldWindowCash,
+                              OpenAccount, PricesChanged, RepayLoan)
+from tests.integration.test_ledger_lots import book_fills, open_funded
+from tests.integration.test_order_margin import handled, new_symbol, publish
 from tests.support import dlq_messages, eventually, fetch, fetchval
 
 pytestmark = pytest.mark.integration
@@ -287,3 +290,73 @@ async def test_a_windows_cash_hold_answers_what_each_account_has_and_is_released
     await eventually(lambda: fetchval(url, "SELECT count(*) FROM ledger.inbox WHERE message_id = $1", release))
     assert await fetchval(url, "SELECT count(*) FROM ledger.window_holds WHERE window_id = $1", earlier) == 0
     assert await fetchval(url, "SELECT count(*) FROM ledger.window_holds WHERE window_id = $1", window) == 2
+
+
+# ---------------------------------------------------------------- margin loans and spoken-for cash
+
+
+async def loan_of(settings, account: str) -> Decimal:
+    return -(await fetchval(settings.database_url, "SELECT amount FROM ledger.balances WHERE book = $1",
+                            f"customer:{account}:loan"))
+
+
+async def invested_with_a_loan(bus, settings, loan: str) -> tuple[str, str]:
+    """An account that bought 10 shares at $100 of a fresh symbol (priced at $100 in the
+    ledger) with a $1,000 deposit, then drew ``loan``: its cash is the loan."""
+    account, symbol = await open_funded(bus, settings, "1000.00"), new_symbol()
+    await book_fills(bus, settings, (account, symbol, "buy", "10", "100"))
+    prices = PricesChanged(prices={symbol: Decimal("100")}, as_of=datetime.now(UTC))
+    await handled(settings, "ledger", await publish(bus, prices))
+    reply = await bus.request(DrawLoan(account_id=account, loan_id=uuid.uuid4(), amount=Decimal(loan)))
+    assert reply.ok, reply
+    assert await cash(bus, account) == Decimal(loan)
+    return account, symbol
+
+
+async def test_a_withdrawal_is_refused_when_with_those_already_held_it_would_push_the_loan_above_forty_percent(
+        ledger, bus, settings):
+    account, symbol = await invested_with_a_loan(bus, settings, "300.00")
+    # value $1,300, loan $300: $500 alone leaves $800 (the loan 37.5% of it): held for sells
+    status = "SELECT status FROM ledger.pending_withdrawals WHERE withdrawal_id = $1"
+    first, second = withdrawal_body(account, "500.00"), withdrawal_body(account, "500.00")
+    await bus.publish_json("funding.withdrawal.requested", first, message_id=first["withdrawal_id"])
+    assert await eventually(lambda: fetchval(settings.database_url, status,
+                                             uuid.UUID(first["withdrawal_id"]))) == "pending"
+    # the second counts the first as gone: it would leave $300 for a $300 loan
+    await bus.publish_json("funding.withdrawal.requested", second, message_id=second["withdrawal_id"])
+    reason = await eventually(lambda: fetchval(settings.database_url,
+                                               "SELECT reason FROM ledger.dead_letters WHERE message_id = $1",
+                                               second["withdrawal_id"]))
+    assert "above 40% of the account's value; at most 50.00 can be withdrawn" in reason
+    assert await fetchval(settings.database_url, status, uuid.UUID(second["withdrawal_id"])) is None
+
+    # the pie sells everything: the first is paid, the loan stays within 40% of what is left
+    await book_fills(bus, settings, (account, symbol, "sell", "10", "100"))
+    assert await eventually(lambda: _paid(settings, first))
+    assert await cash(bus, account) == Decimal("800.00")
+    assert await loan_of(settings, account) == Decimal("300.00")
+
+
+async def test_a_repayment_spends_only_the_cash_not_held_for_a_windows_buys(ledger, bus, settings):
+    account, _ = await invested_with_a_loan(bus, settings, "500.00")
+    window, message_id = uuid.uuid4(), str(uuid.uuid4())
+    await bus.publish_raw(HoldWindowCash.TYPE, HoldWindowCash(window_id=window, holds=[(account, "300.00")])
+                          .model_dump_json().encode(), message_id=message_id, exchange="m1.commands")
+    await handled(settings, "ledger", message_id)
+
+    reply = await bus.request(RepayLoan(account_id=account, repayment_id=uuid.uuid4(), amount=Decimal("500.00")))
+    assert not reply.ok
+    assert "requested 500.00, cash 500.00 of which 300.00 is held for withdrawals and trade windows" in reply.reason
+    reply = await bus.request(RepayLoan(account_id=account, repayment_id=uuid.uuid4(), amount=Decimal("200.00")))
+    assert reply.ok and reply.result["loan"] == "300.00" and reply.result["cash"] == "300.00"
+
+    # the window's buys spend the $300 held for them: the cash never goes below zero
+    other = new_symbol()
+    fill = Fill(intent_id=uuid.uuid4(), account_id=account, symbol=other, side="buy", quantity=Decimal("3"),
+                price=Decimal("100"), amount=Decimal("300.00"))
+    execution = Execution(symbol=other, side="buy", quantity=Decimal("3"), price=Decimal("100"),
+                          amount=Decimal("300.00"))
+    fills = FillsAllocated(window_id=window, executions=[execution], fills=[fill], residues=[])
+    await handled(settings, "ledger", await publish(bus, fills))
+    assert await cash(bus, account) == Decimal("0.00")
+    assert await loan_of(settings, account) == Decimal("300.00")

@@ -170,6 +170,27 @@ async def test_two_sells_of_one_security_in_one_window_close_lots_in_turn(ledger
     assert await books_balance(settings)
 
 
+async def test_regulatory_fees_are_charged_per_trade_in_each_window_of_a_day(ledger, bus, settings):
+    account = await open_funded(bus, settings, "60000.00")
+    sym = new_symbol()
+    await trade(bus, settings, ledger, at("2031-03-10"), (account, sym, "buy", "60000", "1"))
+    # Two windows of one day each sell 30,000 shares for $30,000: two trades, each charged
+    # SEC $0.84 (30,000 x 27.80 / 1M = 0.834, up) and TAF $4.98 (30,000 x 0.000166, under
+    # the $8.30 cap); as one trade they would pay $1.67 + $8.30.
+    await trade(bus, settings, ledger, at("2031-03-12", 14), (account, sym, "sell", "30000", "1"))
+    await trade(bus, settings, ledger, at("2031-03-12", 19), (account, sym, "sell", "30000", "1"))
+    assert await cash(bus, account) == D("60000.00")
+    await run_day(bus, ledger, "2031-03-12")
+    fees = await fetch(settings.database_url,
+                       """SELECT p.book, p.amount FROM ledger.postings p JOIN ledger.entries e USING (entry_id)
+                          WHERE e.kind = 'fee' AND e.reference = 'regulatory:2031-03-12' ORDER BY p.book""")
+    assert [(r["book"], r["amount"]) for r in fees] == [
+        (f"customer:{account}:cash", D("-11.64000")), ("firm:fees:sec", D("1.68000")),
+        ("firm:fees:taf", D("9.96000"))]
+    assert await cash(bus, account) == D("60000.00") - D("11.64")
+    assert await books_balance(settings)
+
+
 async def test_a_dividend_is_paid_on_the_pay_date_to_holders_at_the_ex_date(ledger, bus, settings):
     sym = new_symbol()
     h1, h2, late = [await open_funded(bus, settings, "100.00") for _ in range(3)]

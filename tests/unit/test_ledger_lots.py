@@ -153,6 +153,14 @@ def test_a_trade_is_one_accounts_sales_of_one_security_in_a_window():
     assert fees == {"a": (D("28.00"), D("8.32")), "b": (D("0.01"), D("0.01"))}
 
 
+def test_sales_of_one_security_in_two_windows_of_a_day_are_two_trades():
+    # 30,000 shares at $1 in each window: per trade SEC $0.84 (0.834 up) and TAF $4.98, each
+    # rounded and capped on its own; merged they would be $1.67 (1.668 up) and a capped $8.30.
+    sales = [Sale("w1", "a", "X", D("30000"), D("30000.00"), D("1")),
+             Sale("w2:i", "a", "X", D("30000"), D("30000.00"), D("1"))]
+    assert lots.regulatory_fees(sales, RATES) == {"a": (D("1.68"), D("9.96"))}
+
+
 # ---------------------------------------------------------------- platform fee, interest, dividends
 
 
