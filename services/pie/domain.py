@@ -1,4 +1,6 @@
-"""Pie rules: validating a pie tree, when auto-invest fires, valuing the tree. Pure; no I/O.
+"""Pie rules: validating a pie tree, what a pie change does to held slices, which slices
+trades made outside this service's plans belong to, when auto-invest fires, valuing the
+tree. Pure; no I/O.
 
 What to buy and sell is decided in services/pie/rebalance.py.
 
@@ -14,11 +16,12 @@ Vocabulary:
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+import uuid
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal, localcontext
 
-from shared.contracts import PieSpec, SliceSpec, SliceView
+from shared.contracts import Fill, PieSpec, Side, SliceSpec, SliceView
 from shared.money import SHARE_STEP, ZERO, cents, cents_down
 
 MAX_SLICES = 100
@@ -113,18 +116,23 @@ def leaves(pie: PieSpec) -> list[Leaf]:
     return out
 
 
-def slice_for(pie: PieSpec | None, symbol: str, side: str, held: Mapping[str, Decimal]) -> str:
-    """The slice a trade made outside this service (a customer's order) belongs to: the
-    security's slice in the tree, and of several (the same security in two sub-pies) the
-    first for a buy, the one holding most for a sell. A security not in the tree gets a
-    top-level path of its own (so a later pie change treats it as a removed slice)."""
-    paths = [leaf.path for leaf in leaves(pie)] if pie is not None else []
-    candidates = [p for p in paths if p.rsplit("/", 1)[-1] == symbol]
-    if not candidates:
-        return symbol
-    if side == "sell":
-        return max(candidates, key=lambda p: (held.get(p, ZERO), -candidates.index(p)))
-    return candidates[0]
+def slice_for(pie: PieSpec | None, symbol: str) -> str:
+    """The slice a buy made outside this service's plans (a customer's order, a reinvested
+    dividend) belongs to: the security's slice in the tree, the first in tree order when it
+    sits in several sub-pies. A security not in the tree gets a top-level path of its own (so a
+    later pie change treats it as a removed slice)."""
+    paths = symbol_paths(pie, symbol) if pie is not None else []
+    return paths[0] if paths else symbol
+
+
+def symbol_paths(pie: PieSpec, symbol: str) -> list[str]:
+    """The paths of ``symbol``'s slices in the tree, in tree order."""
+    return [leaf.path for leaf in leaves(pie) if leaf.symbol == symbol]
+
+
+def symbol_of(path: str) -> str:
+    """The security of a security slice's path (its last name)."""
+    return path.rsplit("/", 1)[-1]
 
 
 def dividend_symbol(cause_id: str) -> str | None:
@@ -142,20 +150,172 @@ def pie_paths(pie: PieSpec, path: str = "") -> set[str]:
     return out
 
 
-def removed_slices(pie: PieSpec, held: Collection[str]) -> dict[str, str]:
-    """Held security paths that are no longer slices of ``pie``, each with the pie that
-    receives its proceeds: its nearest ancestor still in the tree (the root at worst)."""
-    kept = {leaf.path for leaf in leaves(pie)}
+# ---------------------------------------------------------------- pie changes
+
+
+@dataclass(frozen=True)
+class Removed:
+    """What a pie change does to the held slices it no longer has."""
+
+    moved: dict[str, str]  # old path -> the new tree's slice of the same security: nothing trades
+    sold: dict[str, str]  # old path -> the pie that receives its proceeds: the security left the tree
+
+
+def removed_slices(pie: PieSpec, held: Collection[str], *, pending: Collection[str] = (),
+                   selling: Collection[str] = ()) -> Removed:
+    """Security paths in this service's books (``held``: holding shares; ``pending``: with
+    pending intents only) that are no longer slices of ``pie``, in path order:
+
+    - a security still in the tree moves (shares, cost and pending intents) to its slice: the
+      first of its slices in tree order that holds nothing yet (no shares, no pending intent,
+      no earlier move), else the first of its slices in tree order. So a moved slice or a
+      renamed sub-pie keeps its holdings, and two slices merged into one add up;
+    - a security gone from the tree is sold, its proceeds for its nearest ancestor pie still in
+      the tree (the root at worst); not a path with nothing held, nor one already being sold
+      (``selling``: its pending sell ends it, and it is looked at again once that fills)."""
+    kept = {leaf.path: leaf.symbol for leaf in leaves(pie)}
+    by_symbol: dict[str, list[str]] = {}
+    for path, symbol in kept.items():
+        by_symbol.setdefault(symbol, []).append(path)
+    used = {*held, *pending}
     pies = pie_paths(pie)
-    out = {}
-    for path in sorted(held):
+    out = Removed({}, {})
+    for path in sorted(used):
         if path in kept:
+            continue
+        if slices := by_symbol.get(symbol_of(path)):
+            into = next((p for p in slices if p not in used), slices[0])
+            out.moved[path] = into
+            used.add(into)
+            continue
+        if path not in held or path in selling:
             continue
         parts = path.split("/")[:-1]
         while parts and "/".join(parts) not in pies:
             parts.pop()
-        out[path] = "/".join(parts)
+        out.sold[path] = "/".join(parts)
     return out
+
+
+# ---------------------------------------------------------------- shares sold outside a plan
+
+
+def largest_remainder(amount: int, n: int, numerators: Mapping[int, int], denominator: int) -> list[int]:
+    """Exact amounts ``numerators[j] / denominator`` units (cents, or 1/100,000 shares),
+    floored, then the missing units one by one to the largest remainders (ties to the lower
+    index). The result sums to ``amount`` when the exact amounts do."""
+    out = [0] * n
+    remainders = []
+    for j, num in numerators.items():
+        q, r = divmod(num, denominator)
+        out[j] = q
+        remainders.append((-r, j))
+    missing = amount - sum(out)
+    remainders.sort()
+    for _, j in remainders[:missing]:
+        out[j] += 1
+    return out
+
+
+def _units(shares: Decimal) -> int:
+    return int(shares.scaleb(5))  # 1/100,000 of a share
+
+
+def _shares(units: int) -> Decimal:
+    return Decimal(units).scaleb(-5)
+
+
+def _take(quantity: Decimal, holdings: Sequence[tuple[str, Decimal]]) -> tuple[dict[str, Decimal], Decimal]:
+    """Take ``quantity`` shares from ``holdings`` (path, shares) in proportion to their shares
+    (largest remainder to 1/100,000 of a share, ties to the earlier), never more than one
+    holds; all of them when they hold less. What each gives, and what they could not cover."""
+    holdings = [(p, q) for p, q in holdings if q > 0]
+    total = sum((q for _, q in holdings), ZERO)
+    if quantity >= total:
+        return dict(holdings), quantity - total
+    units = [_units(q) for _, q in holdings]
+    want = _units(quantity)
+    given = largest_remainder(want, len(units), {j: want * u for j, u in enumerate(units)}, sum(units))
+    return {p: _shares(g) for (p, _), g in zip(holdings, given) if g > 0}, ZERO
+
+
+def sell_slices(pie: PieSpec | None, symbol: str, quantity: Decimal,
+                held: Mapping[str, Decimal]) -> tuple[dict[str, Decimal], Decimal]:
+    """The slices ``quantity`` shares of ``symbol`` sold outside this service's plans come
+    from (a customer's order names only the security): the tree's slices of the security, in
+    proportion to the shares each holds (``held``, by path); beyond what they hold, the
+    account's other holdings of it (a removed slice not sold yet), the same way. No slice gives
+    more than it holds. Returns the shares per path and what none of them holds."""
+    in_tree = symbol_paths(pie, symbol) if pie is not None else []
+    others = sorted(p for p in held if symbol_of(p) == symbol and p not in in_tree)
+    taken, rest = _take(quantity, [(p, held.get(p, ZERO)) for p in in_tree])
+    more, rest = _take(rest, [(p, held[p]) for p in others])
+    return {**taken, **more}, rest
+
+
+_PART_NAMESPACE = uuid.UUID("6b1f0e3a-2c4d-4e8f-9a7b-1d3c5e7f9a20")
+
+
+@dataclass(frozen=True)
+class FillPart:
+    """A fill made outside this service (a customer's order), or one slice's part of it."""
+
+    intent_id: uuid.UUID  # the fill's for its first part, then derived from it and the path
+    path: str
+    symbol: str
+    side: Side
+    quantity: Decimal
+    amount: Decimal
+
+
+def order_fill_parts(pie: PieSpec | None, fills: Sequence[Fill], held: Mapping[str, Decimal]) -> list[FillPart]:
+    """Where fills of intents this service did not submit go in its books, in order: a buy
+    into the security's slice (``slice_for``); a sell split over the slices holding the
+    security (``sell_slices``, with ``held`` less what earlier fills took). A sell larger than
+    they hold puts the rest on the security's first slice, where booking stops at zero and
+    reports it. The parts of a fill sum to its quantity and (to the cent, the rest on the
+    first part) its amount."""
+    held = dict(held)
+    out = []
+    for f in fills:
+        if f.quantity <= 0:
+            continue
+        if f.side is Side.BUY:
+            out.append(FillPart(f.intent_id, slice_for(pie, f.symbol), f.symbol, f.side, f.quantity, f.amount))
+            continue
+        taken, rest = sell_slices(pie, f.symbol, f.quantity, held)
+        if rest > 0:
+            first = next(iter(taken), slice_for(pie, f.symbol))
+            taken[first] = taken.get(first, ZERO) + rest
+        amounts = {p: cents_down(f.amount * q / f.quantity) for p, q in taken.items()}
+        first = next(iter(taken))
+        amounts[first] += f.amount - sum(amounts.values())
+        for n, (path, q) in enumerate(taken.items()):
+            held[path] = held.get(path, ZERO) - q
+            part_id = f.intent_id if n == 0 else uuid.uuid5(_PART_NAMESPACE, f"{f.intent_id}:{path}")
+            out.append(FillPart(part_id, path, f.symbol, f.side, q, amounts[path]))
+    return out
+
+
+def take_oversold(pie: PieSpec | None, oversold: Mapping[str, Decimal],
+                  held: Mapping[str, Decimal]) -> tuple[dict[str, Decimal], dict[str, Decimal]]:
+    """Sells that delivered more shares than their slice held (``oversold``: the shares
+    beyond, by path; booking stopped the slice at zero): the window sold the rest from the
+    account's other holdings of the security, so they give it by ``sell_slices``. Returns the
+    shares each path gives, and per security what no slice holds (the pie's books short of the
+    ledger's)."""
+    held = dict(held)
+    taken: dict[str, Decimal] = {}
+    missing: dict[str, Decimal] = {}
+    for path, shares in sorted(oversold.items()):
+        symbol = symbol_of(path)
+        parts, rest = sell_slices(pie, symbol, shares, {p: q for p, q in held.items() if p != path})
+        for p, q in parts.items():
+            taken[p] = taken.get(p, ZERO) + q
+            held[p] -= q
+        if rest > 0:
+            missing[symbol] = missing.get(symbol, ZERO) + rest
+    return taken, missing
 
 
 # ---------------------------------------------------------------- auto-invest
@@ -199,7 +359,7 @@ def slice_values(holdings: Mapping[str, Decimal], prices: Mapping[str, Decimal],
     symbol's last price, rounded down to the cent (so a dollar sell of a slice's whole value
     never needs more shares than it holds), plus the slice's pending buys minus its pending
     sells (money already on its way), never below zero."""
-    symbols = {path: path.rsplit("/", 1)[-1] for path in (*holdings, *pending)}
+    symbols = {path: symbol_of(path) for path in (*holdings, *pending)}
     out = {}
     for path, symbol in symbols.items():
         value = cents_down(holdings.get(path, ZERO) * prices.get(symbol, ZERO)) + pending.get(path, ZERO)
@@ -219,8 +379,8 @@ def view_slices(pie: PieSpec, holdings: Mapping[str, Decimal], prices: Mapping[s
     """Every slice of the tree in tree order (a sub-pie before its slices).
 
     A security's value is its slice's quantity times the symbol's price, rounded to the cent
-    (half to even, as market values are shown); a sub-pie's value is the sum of its slices. ``actual_pct`` is the slice's value as
-    a percent of its parent pie's value.
+    (half to even, as market values are shown); a sub-pie's value is the sum of its slices.
+    ``actual_pct`` is the slice's value as a percent of its parent pie's value.
     """
 
     def walk(p: PieSpec, path: str, depth: int) -> tuple[Decimal, list[tuple[SliceSpec, str, Decimal, list]]]:

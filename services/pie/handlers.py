@@ -3,6 +3,7 @@ and requests into trade intents (services/pie/rebalance.py decides which), answe
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Mapping, Sequence
 from decimal import Decimal
@@ -17,6 +18,7 @@ from shared.contracts import (
     CancelRebalance,
     CashChanged,
     CashRaising,
+    Fill,
     FillsBooked,
     GetPortfolio,
     Intent,
@@ -49,6 +51,7 @@ from shared.service import Service
 # handler submits the same ids and the window can dedupe them (one message, a booked fills
 # batch, can submit intents for many accounts).
 _INTENT_NAMESPACE = uuid.UUID("3f9c1a52-7d0e-4b8e-8a7c-5e2b9d4f6a10")
+log = logging.getLogger("m1.pie")
 
 
 def _id(tx: Tx, account_id: str, suffix: str) -> uuid.UUID:
@@ -136,7 +139,7 @@ async def reinvest_dividend(tx: Tx, event: CashChanged) -> None:
     pie = await _pie_of(tx, event.account_id)
     if account["dividends"] != "reinvest" or symbol is None or pie is None or event.delta < rebalance.MIN_BUY:
         return
-    path = domain.slice_for(pie, symbol, Side.BUY.value, {})
+    path = domain.slice_for(pie, symbol)
     if path not in {leaf.path for leaf in domain.leaves(pie)}:
         return
     await _submit(tx, event.account_id, "dividend", IntentSource.AUTO_INVEST, [
@@ -160,20 +163,49 @@ async def reinvest(tx: Tx, account_id: str, proceeds: dict[str, Decimal]) -> Non
                           _intents(tx, account_id, tag, plan, IntentSource.REBALANCE))
 
 
-async def liquidate_removed(tx: Tx, account_id: str, pie: PieSpec) -> None:
-    """Sell every holding whose slice the new pie no longer has, by share quantity (all of
-    its shares, at whatever price the window gets); its proceeds are earmarked for the
+async def settle_removed(tx: Tx, account_id: str, pie: PieSpec) -> None:
+    """The slices in this service's books that the pie no longer has (``domain.removed_slices``):
+    one whose security is still in the tree moves to its slice there, with its pending intents
+    (bookkeeping: nothing trades); one whose security left the tree is sold, by share quantity
+    (all of its shares, at whatever price the window gets), its proceeds earmarked for the
     nearest pie still in the tree."""
     held = {h["path"]: h for h in await store.holdings(tx.conn, account_id)}
-    selling = await store.pending_sell_paths(tx.conn, account_id)
-    removed = domain.removed_slices(pie, [p for p in held if p not in selling])
+    removed = domain.removed_slices(pie, held, pending=(await store.pending_by_path(tx.conn, account_id)).keys(),
+                                    selling=await store.pending_sell_paths(tx.conn, account_id))
+    await store.move_slices(tx.conn, account_id, removed.moved)
     new = []
-    for i, (path, into) in enumerate(removed.items()):
+    for i, (path, into) in enumerate(removed.sold.items()):
         h = held[path]
         new.append(store.NewIntent(_id(tx, account_id, f"removed:{i}"), path, h["symbol"], Side.SELL.value, None,
                                    IntentSource.REBALANCE.value, reinvest_in=into, quantity=h["quantity"]))
     if new:
         await _submit(tx, account_id, "removed", IntentSource.REBALANCE, new)
+
+
+async def book(tx: Tx, part: AccountFills) -> store.Booked:
+    """Book the account's fills into its slices. Fills of intents this service did not submit
+    (a customer's orders) are first recorded as intents of their slices: a buy in its
+    security's slice, a sell split over the slices holding the security
+    (``domain.order_fill_parts``). What a sell delivered beyond its slice's shares is taken
+    from the account's other slices of the security (``domain.take_oversold``); what none
+    holds is logged, never booked as negative shares."""
+    fills: list[Fill | domain.FillPart] = list(part.fills)
+    if foreign := await store.foreign_fills(tx.conn, part.account_id, part.fills):
+        ids = {f.intent_id for f in foreign}
+        parts = domain.order_fill_parts(await _pie_of(tx, part.account_id), foreign,
+                                        await _held(tx, part.account_id))
+        await store.adopt_fills(tx.conn, part.account_id, parts, tx.now)
+        fills = [*(f for f in part.fills if f.intent_id not in ids), *parts]
+    booked = await store.book_fills(tx.conn, part.account_id, part.window_id, fills, tx.now)
+    if booked.oversold:
+        taken, missing = domain.take_oversold(await _pie_of(tx, part.account_id), booked.oversold,
+                                              await _held(tx, part.account_id))
+        await store.take_shares(tx.conn, part.account_id, taken)
+        for symbol, shares in missing.items():
+            log.warning("sold more shares than the pie's slices hold: its books stop at zero",
+                        extra={"account_id": part.account_id, "symbol": symbol, "shares": str(shares),
+                               "window_id": str(part.window_id), "message_id": tx.message_id})
+    return booked
 
 
 async def _sell(tx: Tx, account_id: str, tag: str, amount: Decimal, source: IntentSource
@@ -274,16 +306,10 @@ def register(service: Service) -> None:
         await store.lock_account(tx.conn, part.account_id)
         cash_moved = await store.apply_cash(tx.conn, part.account_id, part.cash, part.version)
         await apply_position_list(tx.conn, part.account_id, part.positions, part.version)
-        if foreign := await store.foreign_fills(tx.conn, part.account_id, part.fills):
-            # A customer's order: its shares belong to the security's slice as well.
-            pie = await _pie_of(tx, part.account_id)
-            held = await _held(tx, part.account_id)
-            await store.adopt_fills(tx.conn, part.account_id, [
-                (f, domain.slice_for(pie, f.symbol, f.side.value, held)) for f in foreign], tx.now)
-        booked = await store.book_fills(tx.conn, part.account_id, part.window_id, part.fills, tx.now)
+        booked = await book(tx, part)
         await reinvest(tx, part.account_id, booked.reinvest)
         if booked.filled and (pie := await _pie_of(tx, part.account_id)) is not None:
-            await liquidate_removed(tx, part.account_id, pie)  # a buy that filled into a removed slice
+            await settle_removed(tx, part.account_id, pie)  # a buy that filled into a removed slice
         if booked.liquidated:
             # A liquidation's proceeds are for what it was asked to pay (a margin loan, a
             # negative balance): nothing is invested until the next cash change after it.
@@ -345,8 +371,8 @@ def register(service: Service) -> None:
     # ---------------------------------------------------------------- pies and settings
 
     async def set_tree(tx: Tx, account_id: str, pie: PieSpec) -> PieSet:
-        """Validate and store the account's pie; liquidate the holdings of removed slices.
-        New targets alone trade nothing."""
+        """Validate and store the account's pie; move the holdings of slices moved within it and
+        liquidate those of securities it no longer has. New targets alone trade nothing."""
         errors = []
         if await store.get_account(tx.conn, account_id) is None:
             errors.append(f"unknown account {account_id}")
@@ -356,7 +382,7 @@ def register(service: Service) -> None:
             raise Rejected("pie refused: " + "; ".join(errors), errors=errors)
         await store.lock_account(tx.conn, account_id)
         version = await store.set_pie(tx.conn, account_id, pie.name, pie.model_dump_json(), tx.now)
-        await liquidate_removed(tx, account_id, pie)
+        await settle_removed(tx, account_id, pie)
         event = PieSet(account_id=account_id, pie=pie, version=version)
         tx.emit(event)
         return event

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from math import lcm
 
-from services.pie.domain import MIN_BUY, investable, join, slice_name, should_auto_invest
+from services.pie.domain import MIN_BUY, investable, join, largest_remainder, slice_name, should_auto_invest
 from shared.contracts import PieSpec, Side
 from shared.money import CENT, cents
 
@@ -66,7 +66,7 @@ def fill(amount: int, values: list[int], targets: list[int]) -> list[int]:
     level = amount + cum_v  # L = level / cum_t cents per percent
     chosen = sorted(order[: k + 1])
     numerators = {j: targets[j] * level - values[j] * cum_t for j in chosen}
-    return _round(amount, n, numerators, cum_t)
+    return largest_remainder(amount, n, numerators, cum_t)
 
 
 def drain(amount: int, values: list[int], targets: list[int]) -> list[int]:
@@ -92,29 +92,13 @@ def drain(amount: int, values: list[int], targets: list[int]) -> list[int]:
     level = cum_v - amount
     chosen = sorted(order[: k + 1])
     numerators = {j: values[j] * cum_t - targets[j] * level for j in chosen}
-    return _round(amount, n, numerators, cum_t)
+    return largest_remainder(amount, n, numerators, cum_t)
 
 
 def split(amount: int, targets: list[int]) -> list[int]:
     """``amount`` cents by target, largest remainder: what every slice holds after a full
     rebalance of a pie worth ``amount``."""
     return fill(amount, [0] * len(targets), targets)
-
-
-def _round(amount: int, n: int, numerators: dict[int, int], denominator: int) -> list[int]:
-    """Exact amounts ``numerators[j] / denominator`` cents, floored, then the missing cents to
-    the largest remainders (ties to the lower index). The result sums to ``amount``."""
-    out = [0] * n
-    remainders = []
-    for j, num in numerators.items():
-        q, r = divmod(num, denominator)
-        out[j] = q
-        remainders.append((-r, j))
-    missing = amount - sum(out)
-    remainders.sort()
-    for _, j in remainders[:missing]:
-        out[j] += 1
-    return out
 
 
 def _dollars(c: int) -> str:

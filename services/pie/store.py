@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from uuid import UUID
 
 import asyncpg
 
+from services.pie.domain import FillPart
 from shared.contracts import Fill
 
 
@@ -193,15 +194,18 @@ class Booked:
     filled: int  # intents of ours marked filled
     reinvest: dict[str, Decimal]  # proceeds of filled sells earmarked for a pie, by pie path
     liquidated: bool = False  # among them, sells raising cash on request (a margin liquidation)
+    oversold: dict[str, Decimal] = field(default_factory=dict)  # shares sold beyond a slice's, by path
 
 
-async def book_fills(conn: asyncpg.Connection, account_id: str, window_id: UUID, fills: Sequence[Fill],
-                     filled_at: datetime) -> Booked:
+async def book_fills(conn: asyncpg.Connection, account_id: str, window_id: UUID,
+                     fills: Sequence[Fill | FillPart], filled_at: datetime) -> Booked:
     """Mark this service's pending intents among ``fills`` filled and move what they bought
     (or sold) into their slices' holdings. A buy adds its quantity and amount paid to the
     slice's cost; a sell removes its quantity and the sold fraction of the cost (average
-    cost, to the cent). Intents already filled, or not ours, are skipped, so a replay changes
-    nothing."""
+    cost, to the cent). A slice never goes below zero shares: what a sell delivered beyond
+    the slice's shares is returned as ``oversold`` (the window took it from the account's other
+    holdings of the security). Intents already filled, or not ours, are skipped, so a replay
+    changes nothing."""
     rows = await conn.fetch(
         """WITH f AS (
                SELECT * FROM unnest($2::uuid[], $3::text[], $4::numeric[], $5::numeric[])
@@ -216,11 +220,14 @@ async def book_fills(conn: asyncpg.Connection, account_id: str, window_id: UUID,
                       sum(CASE WHEN f.side = 'buy' THEN f.amount ELSE 0 END) AS paid,
                       sum(CASE WHEN f.side = 'sell' THEN f.quantity ELSE 0 END) AS sold
                FROM done d JOIN f USING (intent_id) GROUP BY d.path, d.symbol
+           ), oversold AS (  -- read before the insert below: every part of one statement sees the same rows
+               SELECT m.path, m.sold - m.bought - coalesce(h.quantity, 0) AS shares
+               FROM moved m LEFT JOIN slice_holdings h ON h.account_id = $1 AND h.path = m.path
            ), held AS (
                INSERT INTO slice_holdings AS h (account_id, path, symbol, quantity, cost)
-               SELECT $1, path, symbol, bought - sold, paid FROM moved ORDER BY path
+               SELECT $1, path, symbol, greatest(bought - sold, 0), paid FROM moved ORDER BY path
                ON CONFLICT (account_id, path) DO UPDATE
-                   SET quantity = h.quantity + EXCLUDED.quantity,
+                   SET quantity = greatest(h.quantity + (SELECT bought - sold FROM moved m WHERE m.path = h.path), 0),
                        cost = CASE WHEN h.quantity > 0
                                    THEN round(h.cost * greatest(h.quantity - (SELECT sold FROM moved m
                                                                                WHERE m.path = h.path), 0)
@@ -229,7 +236,8 @@ async def book_fills(conn: asyncpg.Connection, account_id: str, window_id: UUID,
                               + (SELECT paid FROM moved m WHERE m.path = h.path)
                RETURNING path
            )
-           SELECT d.reinvest_in, d.source, f.side, f.amount FROM done d JOIN f USING (intent_id)""",
+           SELECT d.reinvest_in, d.source, d.path, f.side, f.amount, o.shares AS oversold
+           FROM done d JOIN f USING (intent_id) JOIN oversold o USING (path)""",
         account_id, [f.intent_id for f in fills], [f.side.value for f in fills], [f.quantity for f in fills],
         [f.amount for f in fills], filled_at, window_id,
     )
@@ -237,7 +245,8 @@ async def book_fills(conn: asyncpg.Connection, account_id: str, window_id: UUID,
     for r in rows:
         if r["reinvest_in"] is not None and r["side"] == "sell":
             reinvest[r["reinvest_in"]] = reinvest.get(r["reinvest_in"], Decimal("0.00")) + r["amount"]
-    return Booked(len(rows), reinvest, any(r["source"] == "liquidation" and r["side"] == "sell" for r in rows))
+    return Booked(len(rows), reinvest, any(r["source"] == "liquidation" and r["side"] == "sell" for r in rows),
+                  {r["path"]: r["oversold"] for r in rows if r["oversold"] > 0})
 
 
 @dataclass(frozen=True)
@@ -362,16 +371,56 @@ async def foreign_fills(conn: asyncpg.Connection, account_id: str, fills: Sequen
     return [f for f in fills if f.intent_id not in ours]
 
 
-async def adopt_fills(conn: asyncpg.Connection, account_id: str, adopted: Sequence[tuple[Fill, str]],
+async def adopt_fills(conn: asyncpg.Connection, account_id: str, parts: Sequence[FillPart],
                       created_at: datetime) -> None:
-    """Record trades made outside this service (``(fill, slice path)``) as pending intents of
-    source ``order``, so that booking the fills moves them into their slices like ours."""
-    rows = [(f, path) for f, path in adopted if f.quantity > 0]
+    """Record trades made outside this service (a customer's orders, split by slice:
+    ``domain.order_fill_parts``) as pending intents of source ``order``, so that booking them
+    moves them into their slices like ours."""
     await conn.execute(
         """INSERT INTO intents (intent_id, batch_id, account_id, path, symbol, side, quantity, source, created_at)
            SELECT i, i, $1, p, s, d, q, 'order', $6
            FROM unnest($2::uuid[], $3::text[], $4::text[], $5::text[], $7::numeric[]) AS t(i, p, s, d, q)
            ON CONFLICT (intent_id) DO NOTHING""",
-        account_id, [f.intent_id for f, _ in rows], [p for _, p in rows], [f.symbol for f, _ in rows],
-        [f.side.value for f, _ in rows], created_at, [f.quantity for f, _ in rows],
+        account_id, [f.intent_id for f in parts], [f.path for f in parts], [f.symbol for f in parts],
+        [f.side.value for f in parts], created_at, [f.quantity for f in parts],
+    )
+
+
+async def take_shares(conn: asyncpg.Connection, account_id: str, taken: Mapping[str, Decimal]) -> None:
+    """Remove shares from slices (``taken``, by path) with their fraction of the cost (average
+    cost, to the cent), never below zero: the shares a sell delivered beyond its own slice."""
+    paths = sorted(taken)
+    await conn.execute(
+        """UPDATE slice_holdings h
+           SET quantity = greatest(h.quantity - t.q, 0),
+               cost = CASE WHEN h.quantity > 0 THEN round(h.cost * greatest(h.quantity - t.q, 0) / h.quantity, 2)
+                           ELSE 0 END
+           FROM unnest($2::text[], $3::numeric[]) AS t(p, q) WHERE h.account_id = $1 AND h.path = t.p""",
+        account_id, paths, [taken[p] for p in paths],
+    )
+
+
+async def move_slices(conn: asyncpg.Connection, account_id: str, moves: Mapping[str, str]) -> None:
+    """Move slices to new paths (``moves``: old path -> new path) in this service's books: the
+    holdings (quantity and cost, added to what the new path holds) and the pending intents,
+    whose fills then book into the new path. Nothing trades."""
+    if not moves:
+        return
+    old = sorted(moves)
+    await conn.execute(
+        """UPDATE intents i SET path = m.new FROM unnest($2::text[], $3::text[]) AS m(old, new)
+           WHERE i.account_id = $1 AND i.status = 'pending' AND i.path = m.old""",
+        account_id, old, [moves[p] for p in old],
+    )
+    await conn.execute(
+        """WITH m AS (SELECT * FROM unnest($2::text[], $3::text[]) AS t(old, new)
+           ), gone AS (
+               DELETE FROM slice_holdings h USING m WHERE h.account_id = $1 AND h.path = m.old
+               RETURNING m.new, h.symbol, h.quantity, h.cost
+           )
+           INSERT INTO slice_holdings AS h (account_id, path, symbol, quantity, cost)
+           SELECT $1, new, min(symbol), sum(quantity), sum(cost) FROM gone GROUP BY new ORDER BY new
+           ON CONFLICT (account_id, path) DO UPDATE
+               SET quantity = h.quantity + EXCLUDED.quantity, cost = h.cost + EXCLUDED.cost""",
+        account_id, old, [moves[p] for p in old],
     )

@@ -379,6 +379,49 @@ async def test_removing_a_slice_liquidates_it_and_reinvests_in_the_same_pie_even
     assert path == "Core/VTI"
 
 
+async def slice_holdings(settings, account: str) -> list[tuple[str, Decimal, Decimal]]:
+    """The account's slice holdings in the pie's books: (path, quantity, cost), by path."""
+    return [tuple(r) for r in await fetch(settings.database_url, "SELECT path, quantity, cost FROM pie.slice_holdings "
+                                                                 "WHERE account_id = $1 ORDER BY path", account)]
+
+
+async def test_moving_a_slice_into_a_sub_pie_trades_nothing_and_its_shares_move_with_it(
+        pie, bus, settings, intents_queue):
+    account = await invested_account(bus, settings, intents_queue, SIXTY_FORTY)  # VTI $60, BND $40
+    moved = PieSpec.model_validate({"name": "Balanced", "slices": [
+        {"symbol": "VTI", "target": 60},
+        {"target": 40, "pie": {"name": "Bonds", "slices": [{"symbol": "BND", "target": 100}]}}]})
+    assert (await bus.request(SetPie(account_id=account, pie=moved))).ok
+    assert await fetchval(settings.database_url, "SELECT count(*) FROM pie.intents "
+                                                 "WHERE account_id = $1 AND status = 'pending'", account) == 0
+    assert await slice_holdings(settings, account) == [("Bonds/BND", D("0.55172"), D("40.00")),
+                                                       ("VTI", D("0.24000"), D("60.00"))]
+    view = (await bus.request(GetPortfolio(account_id=account))).result
+    assert [(s["path"], s["value"]) for s in view["slices"]] == [("VTI", "60.00"), ("Bonds", "40.00"),
+                                                                 ("Bonds/BND", "40.00")]
+    assert await submitted(intents_queue, account) == []
+
+
+async def test_renaming_a_sub_pie_moves_its_holdings_and_pending_buys_to_the_new_name_and_trades_nothing(
+        pie, bus, settings, intents_queue):
+    account = await invested_account(bus, settings, intents_queue, TWO_CORES)
+    await publish(bus, cash_changed(account, "50.00", "50.00", version=3))
+    (buys,) = await eventually(lambda: submitted(intents_queue, account))
+    # Growth renamed Satellite: its VTI goes to Satellite/VTI, not to Core/VTI (the first VTI slice)
+    renamed = PieSpec.model_validate({"name": "Two cores", "slices": [
+        TWO_CORES.slices[0].model_dump(),
+        {"target": 40, "pie": {"name": "Satellite", "slices": [{"symbol": "VTI", "target": 100}]}}]})
+    assert (await bus.request(SetPie(account_id=account, pie=renamed))).ok
+    pending = await fetch(settings.database_url, "SELECT path, side FROM pie.intents "
+                                                 "WHERE account_id = $1 AND status = 'pending' ORDER BY path", account)
+    assert [tuple(r) for r in pending] == [("Core/VTI", "buy"), ("Core/VXUS", "buy"), ("Satellite/VTI", "buy")]
+    await fill_batch(bus, settings, account, buys, PRICES, cash="0.00", version=4)
+    assert await slice_holdings(settings, account) == [("Core/VTI", D("0.18000"), D("45.00")),
+                                                       ("Core/VXUS", D("0.75000"), D("45.00")),
+                                                       ("Satellite/VTI", D("0.24000"), D("60.00"))]
+    assert await submitted(intents_queue, account) == []
+
+
 async def test_editing_targets_trades_nothing(pie, bus, settings, intents_queue):
     account = await invested_account(bus, settings, intents_queue, SIXTY_FORTY)
     edited = PieSpec.model_validate({"name": "Balanced", "slices": [{"symbol": "VTI", "target": 30},
@@ -583,6 +626,53 @@ async def test_shares_a_customers_order_bought_join_their_slice(pie, bus, settin
                                                                  "WHERE account_id = $1 AND path = 'VTI' "
                                                                  "AND quantity = 0.34", account))
     assert [tuple(r) for r in rows] == [("VTI", D("0.34000"), D("85.00"))]
+
+
+async def test_a_customers_sell_comes_from_the_slices_holding_the_security_and_none_goes_below_zero(
+        pie, bus, settings, intents_queue):
+    account = await invested_account(bus, settings, intents_queue, TWO_CORES)  # Core/VTI 0.12, Growth/VTI 0.16
+    # An order sells 0.2 VTI ($50): more than Growth/VTI holds, less than the account's 0.28.
+    sell = Fill(intent_id=uuid.uuid4(), account_id=account, symbol="VTI", side=Side.SELL,
+                quantity=D("0.20000"), amount=D("50.00"), price=D("250.00"))
+    booked = fills_batch(AccountFills(account_id=account, window_id=uuid.uuid4(), fills=[sell], cash=D("50.00"),
+                                      positions={"VTI": D("0.08000"), "VXUS": D("0.50000")}, version=3,
+                                      booked_at=NOW))
+    first = await publish(bus, booked)
+    await eventually(lambda: handled(settings, first))
+    again = await publish(bus, booked)  # the same fills under another id change nothing
+    await eventually(lambda: handled(settings, again))
+    # In proportion to their shares, 12:16; the slices add up to the ledger's 0.08 VTI.
+    assert await slice_holdings(settings, account) == [("Core/VTI", D("0.03429"), D("8.57")),
+                                                       ("Core/VXUS", D("0.50000"), D("30.00")),
+                                                       ("Growth/VTI", D("0.04571"), D("11.43"))]
+    parts = await fetch(settings.database_url, "SELECT path, quantity, status FROM pie.intents "
+                                               "WHERE account_id = $1 AND source = 'order' ORDER BY path", account)
+    assert [tuple(r) for r in parts] == [("Core/VTI", D("0.08571"), "filled"), ("Growth/VTI", D("0.11429"), "filled")]
+
+
+async def test_a_sell_that_delivered_more_shares_than_its_slice_held_takes_the_rest_from_the_securitys_other_slice(
+        pie, bus, settings, intents_queue):
+    account = await invested_account(bus, settings, intents_queue, TWO_CORES)  # Core/VTI 0.12, Growth/VTI 0.16
+    await move_prices(bus, settings, {"VTI": D("500.00")})  # Core $90 of 60%, Growth $80 of 40%: Growth overweight
+    reply = await bus.request(RaiseCash(account_id=account, request_id=uuid.uuid4(), amount=D("20.00"),
+                                        reason="margin call"))
+    assert reply.ok
+    (sale,) = await eventually(lambda: submitted(intents_queue, account))
+    assert trades(sale) == {"VTI": ("sell", D("20.00"))}
+    assert await fetchval(settings.database_url, "SELECT path FROM pie.intents WHERE intent_id = $1",
+                          sale.intents[0].intent_id) == "Growth/VTI"
+    # The price fell to $100 by the window: $20.00 took 0.2 shares, 0.04 more than Growth/VTI held.
+    fill = Fill(intent_id=sale.intents[0].intent_id, account_id=account, symbol="VTI", side=Side.SELL,
+                quantity=D("0.20000"), amount=D("20.00"), price=D("100.00"))
+    mid = await publish(bus, fills_batch(AccountFills(account_id=account, window_id=uuid.uuid4(), fills=[fill],
+                                                      cash=D("20.00"), positions={"VTI": D("0.08000"),
+                                                                                  "VXUS": D("0.50000")},
+                                                      version=3, booked_at=NOW)))
+    await eventually(lambda: handled(settings, mid))
+    assert await slice_holdings(settings, account) == [("Core/VTI", D("0.08000"), D("20.00")),
+                                                       ("Core/VXUS", D("0.50000"), D("30.00")),
+                                                       ("Growth/VTI", D("0.00000"), D("0.00"))]
+    await move_prices(bus, settings, PRICES)
 
 
 async def test_a_dividend_with_reinvest_on_buys_more_of_the_paying_security(pie, bus, settings, intents_queue):

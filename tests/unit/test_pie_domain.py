@@ -3,13 +3,14 @@
 
 from __future__ import annotations
 
+import uuid
 from decimal import Decimal
 
 from hypothesis import given
 from hypothesis import strategies as st
 
 from services.pie import domain, rebalance
-from shared.contracts import PieSpec
+from shared.contracts import Fill, PieSpec, Side
 
 D = Decimal
 KNOWN = {"VTI", "VXUS", "BND", "BNDX", "VNQ", "AAPL", "MSFT"}
@@ -273,7 +274,57 @@ def test_a_slice_is_worth_its_holding_rounded_down_plus_its_pending_intents():
 
 def test_a_removed_slices_proceeds_go_to_its_nearest_pie_still_in_the_tree():
     held = ["Stocks/VTI", "Stocks/VXUS", "BND", "Gone/Deeper/X", "Stocks/Old/Y", "OLD"]
-    assert domain.removed_slices(NESTED, held) == {"Gone/Deeper/X": "", "OLD": "", "Stocks/Old/Y": "Stocks"}
+    removed = domain.removed_slices(NESTED, held)
+    assert removed.sold == {"Gone/Deeper/X": "", "OLD": "", "Stocks/Old/Y": "Stocks"} and removed.moved == {}
+
+
+TWO_CORES = pie("Two cores", (60, pie("Core", (50, "VTI"), (50, "VXUS"))), (40, pie("Growth", (100, "VTI"))))
+
+
+def test_moving_a_slice_into_a_sub_pie_moves_its_holding_and_sells_nothing():
+    # 60/40 VTI/BND re-set as VTI 60 plus a sub-pie "Bonds" holding BND 100
+    moved = pie("Balanced", (60, "VTI"), (40, pie("Bonds", (100, "BND"))))
+    assert domain.removed_slices(moved, ["VTI", "BND"]) == domain.Removed(moved={"BND": "Bonds/BND"}, sold={})
+
+
+def test_moving_every_slice_into_a_renamed_sub_pie_moves_each_to_its_new_path():
+    before_held = ["VTI", "Bonds/BND"]
+    after = pie("P", (100, pie("Core", (60, "VTI"), (40, "BND"))))
+    assert domain.removed_slices(after, before_held) == domain.Removed(
+        moved={"Bonds/BND": "Core/BND", "VTI": "Core/VTI"}, sold={})
+
+
+def test_a_renamed_sub_pie_keeps_its_holding_rather_than_joining_another_slice_of_the_security():
+    # Growth renamed Satellite: Growth/VTI goes to the empty Satellite/VTI, not to Core/VTI (first in tree order)
+    renamed = pie("Two cores", (60, pie("Core", (50, "VTI"), (50, "VXUS"))), (40, pie("Satellite", (100, "VTI"))))
+    removed = domain.removed_slices(renamed, ["Core/VTI", "Core/VXUS", "Growth/VTI"])
+    assert removed == domain.Removed(moved={"Growth/VTI": "Satellite/VTI"}, sold={})
+
+
+def test_two_sub_pies_renamed_pair_their_slices_in_path_order_with_the_new_slices_in_tree_order():
+    renamed = pie("Two cores", (60, pie("A", (50, "VTI"), (50, "VXUS"))), (40, pie("B", (100, "VTI"))))
+    removed = domain.removed_slices(renamed, ["Core/VTI", "Core/VXUS", "Growth/VTI"])
+    assert removed.moved == {"Core/VTI": "A/VTI", "Core/VXUS": "A/VXUS", "Growth/VTI": "B/VTI"}
+
+
+def test_a_slice_moved_where_every_slice_of_its_security_holds_shares_joins_the_first_in_tree_order():
+    merged = pie("Two cores", (60, pie("Core", (50, "VTI"), (50, "VXUS"))), (40, pie("Satellite", (100, "VTI"))))
+    removed = domain.removed_slices(merged, ["Core/VTI", "Satellite/VTI", "Growth/VTI"], pending=["Core/VXUS"])
+    assert removed.moved == {"Growth/VTI": "Core/VTI"}
+
+
+def test_only_a_security_gone_from_the_tree_is_sold():
+    held = ["Core/VTI", "Core/VXUS", "Growth/VTI"]
+    without_vxus = pie("One core", (100, pie("Core", (100, "VTI"))))
+    removed = domain.removed_slices(without_vxus, held)
+    # Growth is gone but VTI is not: its shares join Core/VTI; VXUS left the tree: sold, for Core
+    assert removed == domain.Removed(moved={"Growth/VTI": "Core/VTI"}, sold={"Core/VXUS": "Core"})
+
+
+def test_a_slice_with_only_pending_intents_moves_and_one_already_being_sold_is_not_sold_twice():
+    moved = pie("Balanced", (60, "VTI"), (40, pie("Bonds", (100, "BND"))))
+    removed = domain.removed_slices(moved, ["VTI", "VXUS"], pending=["BND", "VXUS"], selling=["VXUS"])
+    assert removed == domain.Removed(moved={"BND": "Bonds/BND"}, sold={})
 
 
 def test_a_tree_names_every_pie_by_its_path():
@@ -336,15 +387,80 @@ def test_a_withdrawal_above_cash_plus_holdings_is_refused_with_the_figures():
                             "(cash $30.00 + investments $69.99)")
 
 
-def test_a_trade_made_by_order_belongs_to_its_securitys_slice():
-    tree = PieSpec.model_validate({"name": "Two cores", "slices": [
-        {"target": 60, "pie": {"name": "Core", "slices": [{"symbol": "VTI", "target": 50},
-                                                          {"symbol": "VXUS", "target": 50}]}},
-        {"target": 40, "pie": {"name": "Growth", "slices": [{"symbol": "VTI", "target": 100}]}}]})
-    assert domain.slice_for(tree, "VXUS", "buy", {}) == "Core/VXUS"
-    assert domain.slice_for(tree, "VTI", "buy", {}) == "Core/VTI"  # the first of two
-    assert domain.slice_for(tree, "VTI", "sell", {"Core/VTI": D("1"), "Growth/VTI": D("3")}) == "Growth/VTI"
-    assert domain.slice_for(tree, "QQQ", "buy", {}) == "QQQ"  # not a slice: a top-level path of its own
+def test_a_buy_made_by_order_belongs_to_its_securitys_slice():
+    assert domain.slice_for(TWO_CORES, "VXUS") == "Core/VXUS"
+    assert domain.slice_for(TWO_CORES, "VTI") == "Core/VTI"  # the first of two
+    assert domain.slice_for(TWO_CORES, "QQQ") == "QQQ"  # not a slice: a top-level path of its own
+    assert domain.slice_for(None, "VTI") == "VTI"
+
+
+def order_fill(symbol: str, side: str, quantity: str, amount: str, intent_id: uuid.UUID | None = None) -> Fill:
+    return Fill(intent_id=intent_id or uuid.uuid4(), account_id="acct", symbol=symbol, side=Side(side),
+                quantity=D(quantity), amount=D(amount), price=D("250.00"))
+
+
+# Core/VTI 0.12 and Growth/VTI 0.16 shares after a $100 deposit (PRODUCT: a sell is at most the slice's value)
+TWO_CORES_HELD = {"Core/VTI": D("0.12000"), "Core/VXUS": D("0.50000"), "Growth/VTI": D("0.16000")}
+
+
+def test_a_sell_made_by_order_comes_from_the_slices_holding_the_security_in_proportion_to_their_shares():
+    taken, rest = domain.sell_slices(TWO_CORES, "VTI", D("0.20000"), TWO_CORES_HELD)
+    # 0.2 x 12/28 = 0.085714..., 0.2 x 16/28 = 0.114285...: largest remainder to 1/100,000
+    assert taken == {"Core/VTI": D("0.08571"), "Growth/VTI": D("0.11429")} and rest == 0
+
+
+def test_a_sell_never_takes_more_than_a_slice_holds_and_reports_what_none_holds():
+    held = {**TWO_CORES_HELD, "VTI": D("0.01000")}  # a removed top-level VTI slice, not sold yet
+    taken, rest = domain.sell_slices(TWO_CORES, "VTI", D("0.30000"), held)
+    assert taken == {"Core/VTI": D("0.12000"), "Growth/VTI": D("0.16000"), "VTI": D("0.01000")}
+    assert rest == D("0.01000")
+
+
+def test_an_orders_sell_is_split_into_parts_the_first_keeping_the_fills_intent_id():
+    fill = order_fill("VTI", "sell", "0.20000", "50.00")
+    parts = domain.order_fill_parts(TWO_CORES, [fill], TWO_CORES_HELD)
+    assert [(p.path, p.quantity, p.amount) for p in parts] == [("Core/VTI", D("0.08571"), D("21.43")),
+                                                              ("Growth/VTI", D("0.11429"), D("28.57"))]
+    assert parts[0].intent_id == fill.intent_id and parts[1].intent_id not in (fill.intent_id, None)
+    assert domain.order_fill_parts(TWO_CORES, [fill], TWO_CORES_HELD) == parts  # the same ids every time
+
+
+def test_an_orders_buy_is_one_part_in_its_securitys_first_slice():
+    fill = order_fill("VTI", "buy", "0.10000", "25.00")
+    assert domain.order_fill_parts(TWO_CORES, [fill], TWO_CORES_HELD) == [
+        domain.FillPart(fill.intent_id, "Core/VTI", "VTI", Side.BUY, D("0.10000"), D("25.00"))]
+
+
+def test_two_sells_of_one_security_in_a_window_share_the_holdings_and_the_rest_lands_on_the_first_slice():
+    first, second = order_fill("VTI", "sell", "0.20000", "50.00"), order_fill("VTI", "sell", "0.10000", "25.00")
+    parts = domain.order_fill_parts(TWO_CORES, [first, second], TWO_CORES_HELD)
+    assert [(p.path, p.quantity) for p in parts] == [
+        ("Core/VTI", D("0.08571")), ("Growth/VTI", D("0.11429")),
+        # what is left: 0.03429 and 0.04571, all of it; the 0.02 none holds goes on the first slice
+        ("Core/VTI", D("0.05429")), ("Growth/VTI", D("0.04571"))]
+
+
+def test_shares_a_sell_delivered_beyond_its_slice_come_from_the_other_slices_of_the_security():
+    held = {"Core/VTI": D("0.12000"), "Core/VXUS": D("0.50000")}  # Growth/VTI booked down to zero
+    taken, missing = domain.take_oversold(TWO_CORES, {"Growth/VTI": D("0.04000")}, held)
+    assert taken == {"Core/VTI": D("0.04000")} and missing == {}
+    taken, missing = domain.take_oversold(TWO_CORES, {"Growth/VTI": D("0.15000")}, held)
+    assert taken == {"Core/VTI": D("0.12000")} and missing == {"VTI": D("0.03000")}
+
+
+shares = st.integers(min_value=0, max_value=10**7).map(lambda u: D(u).scaleb(-5))
+
+
+@given(held=st.lists(shares, min_size=1, max_size=6), fraction=st.fractions(min_value=0, max_value=2))
+def test_a_sell_is_spread_exactly_never_below_zero(held, fraction):
+    tree = pie("P", *[(1 if i else 101 - len(held), pie(f"S{i}", (100, "VTI"))) for i in range(len(held))])
+    holdings = {f"S{i}/VTI": q for i, q in enumerate(held)}
+    total = sum(held, D(0))
+    quantity = (total * fraction.numerator / fraction.denominator).quantize(D("0.00001"))
+    taken, rest = domain.sell_slices(tree, "VTI", quantity, holdings)
+    assert sum(taken.values(), D(0)) + rest == quantity
+    assert all(D(0) < q <= holdings[p] for p, q in taken.items())
+    assert rest == max(quantity - total, D(0))
 
 
 def test_the_paying_security_is_read_from_the_dividends_cause():
