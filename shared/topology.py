@@ -106,9 +106,12 @@ WINDOW_LEDGER = _events(
 WINDOW_MARKET = _events("window.market", "market.prices.changed")
 # ---- margin
 MARGIN_LEDGER = _events("margin.ledger", "ledger.account.opened", "ledger.cash.changed", "ledger.position.changed",
-                       # loans booked; fills after a liquidation repay the loan
+                       # loans booked; a liquidation's own fills repay the loan
                        "ledger.loan.changed", "ledger.fills.booked")
 MARGIN_MARKET = _events("margin.market", "market.prices.changed")
+# The pie's answer to a liquidation (its batch) and the batch's sells: a liquidation is closed
+# and repays the loan by its own sells' fills, not by whatever the account sells meanwhile.
+MARGIN_PIE = _events("margin.pie", "pie.cash.raising", "pie.intents.submitted")
 MARGIN_COMMANDS = _commands("margin")
 # ---- notification
 NOTIFICATION_EVENTS = _events(

@@ -11,6 +11,8 @@
 - Liquidation sells ``shortfall / rate`` (the rate being the account's effective maintenance
   rate, requirement / market value) plus a buffer: selling S and repaying the loan with it
   keeps equity and lowers the requirement by S x rate.
+- A liquidation is closed, and repays the loan, by its own sells alone: the fills of the
+  intents of the batch the pie answered its ``pie.cash.raise`` with (``settle_liquidations``).
 
 The set-based equity watch (store.evaluate) applies the same formulas in SQL; the tests hold
 both to these functions.
@@ -24,6 +26,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
+from uuid import UUID
 
 from shared.calendar import NEW_YORK, nyse
 from shared.money import ZERO, cents_down, cents_up
@@ -139,6 +142,106 @@ def liquidation_amount(f: Figures, rules: Rules) -> Decimal:
     rate = f.requirement / f.market_value
     wanted = cents_up(shortfall / rate * (1 + rules.liquidation_buffer))
     return max(min(wanted, cents_down(f.market_value)), Decimal("0.01"))
+
+
+# ---------------------------------------------------------------- a liquidation's own sells
+
+
+@dataclass(frozen=True)
+class Liquidation:
+    """A call being liquidated (``liquidating``) or liquidated, as far as its sells go:
+    ``amount`` asked of the pie, ``raised`` by its sells counted so far; the pie's answer,
+    ``planned`` dollars and the ``batch_id`` of its sells (None until it arrives), ``known``
+    once the batch's intents have arrived too. ``legacy``: liquidating since before the pie's
+    answer was kept; the account's next sells are its own."""
+
+    call_id: UUID
+    liquidating: bool
+    amount: Decimal
+    raised: Decimal = Decimal("0.00")
+    planned: Decimal | None = None
+    batch_id: UUID | None = None
+    known: bool = False
+    legacy: bool = False
+
+    @property
+    def waiting(self) -> bool:
+        """Liquidating without knowing yet which sells are its own: the account's sells are
+        kept until it does (the pie's answer may arrive after the fills)."""
+        return self.liquidating and not self.legacy and self.planned != 0 and not self.known
+
+
+@dataclass(frozen=True)
+class SellBooked:
+    """A booked sell that may be a liquidation's: its intent's liquidation batch, if the pie
+    submitted it in one (None: not a liquidation's, or not known yet)."""
+
+    window_id: UUID
+    intent_id: UUID
+    amount: Decimal
+    batch_id: UUID | None = None
+
+
+@dataclass(frozen=True)
+class Settlement:
+    """What a liquidation's sells booked now do: ``proceeds`` are counted (after
+    ``raised_before``), ``repay`` goes to the loan, and the call ``closes`` as liquidated."""
+
+    call_id: UUID
+    sells: tuple[SellBooked, ...]
+    proceeds: Decimal
+    raised_before: Decimal
+    repay: Decimal
+    closes: bool
+
+
+def liquidation_intents(intents: Iterable[Any]) -> list[UUID]:
+    """The ids of the sells among ``intents`` (contract ``Intent``s) submitted at the
+    liquidation priority: the candidates for a liquidation's own sells."""
+    return [i.intent_id for i in intents if i.source == "liquidation" and i.side == "sell"]
+
+
+def liquidation_repayment(amount: Decimal, raised: Decimal, proceeds: Decimal, loan: Decimal) -> Decimal:
+    """What a liquidation's proceeds booked now repay: all of them, up to what is left of the
+    liquidation amount (``raised`` counted before) and up to the loan."""
+    return max(min(proceeds, amount - raised, loan), Decimal("0.00"))
+
+
+def settle_liquidations(liquidations: Sequence[Liquidation], sells: Iterable[SellBooked], loan: Decimal
+                        ) -> tuple[list[Settlement], bool]:
+    """Match booked sells to the liquidations they belong to and say what each does; second,
+    whether the sells that matched none must be kept (a liquidation still waits to know its
+    own) or may be forgotten.
+
+    - A sell is a liquidation's when its intent is in the liquidation's batch (for a legacy
+      liquidation: any sell of the account). Any other sell (a customer's order, a
+      rebalance, a cover of a negative balance) is not: it neither closes the call nor
+      repays the loan.
+    - A liquidating call closes as liquidated when its own first sells are booked (its
+      window), or at once when the pie had nothing to sell (planned 0). Its sells that
+      carried over (a halted security) are counted when they fill later.
+    - The proceeds repay the loan up to the liquidation amount (what its sells raised before
+      counted) and the loan; liquidations in call order share the loan."""
+    by_batch = {q.batch_id: q for q in liquidations if q.batch_id is not None}
+    legacy = next((q for q in liquidations if q.liquidating and q.legacy), None)
+    own: dict[UUID, list[SellBooked]] = {}
+    for sell in sells:
+        owner = by_batch.get(sell.batch_id) if sell.batch_id is not None else None
+        if owner is None:
+            owner = legacy
+        if owner is not None:
+            own.setdefault(owner.call_id, []).append(sell)
+    out, left = [], loan
+    for q in liquidations:
+        mine = tuple(own.get(q.call_id, ()))
+        closes = q.liquidating and (bool(mine) or q.planned == 0)
+        if not mine and not closes:
+            continue
+        proceeds = sum((s.amount for s in mine), Decimal("0.00"))
+        repay = liquidation_repayment(q.amount, q.raised, proceeds, left)
+        left -= repay
+        out.append(Settlement(q.call_id, mine, proceeds, q.raised, repay, closes))
+    return out, any(q.waiting for q in liquidations)
 
 
 def eligibility_refusal(kind: str | None, f: Figures, rules: Rules) -> str | None:

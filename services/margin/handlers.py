@@ -1,6 +1,7 @@
 """Margin subscribers: projections of accounts, cash, loans, positions and prices; borrows;
 the set-based equity watch that issues, meets and liquidates calls; repayment of the loan
-from a liquidation's proceeds; interest accrual and the monthly charge."""
+from a liquidation's own proceeds (its sells, as the pie named them); interest accrual and
+the monthly charge."""
 
 from __future__ import annotations
 
@@ -17,12 +18,14 @@ from shared.contracts import (
     BorrowMargin,
     CallsChecked,
     CashChanged,
+    CashRaising,
     ChargeLoanInterest,
     CheckCalls,
     DrawLoan,
     FillsBooked,
     GetMarginStatus,
     InterestAccrued,
+    IntentsSubmitted,
     IntentSource,
     LoanChanged,
     LoanRequested,
@@ -93,7 +96,8 @@ def register(service: Service) -> None:
 
     async def liquidate(tx: Tx, account_id: str, reason: str) -> None:
         """Sell enough (overweight slices first, planned by the pie) at the top priority in
-        the next window; the proceeds repay the loan once the fills are booked."""
+        the next window; the proceeds repay the loan once its own sells are booked
+        (``settle_liquidations``)."""
         found = await account_figures(tx.conn, account_id)
         if found is None:
             return
@@ -158,23 +162,63 @@ def register(service: Service) -> None:
             await account_fills_booked(tx, part)
 
     async def account_fills_booked(tx: Tx, part: AccountFills) -> None:
-        """A fill's cash and positions at one version; after a liquidation's sells, repay the
-        loan from the proceeds (up to the liquidation amount) and close the call as liquidated."""
+        """A fill's cash and positions at one version; the sells that may be a liquidation's
+        are kept and matched to it (a liquidation's own sells repay the loan and close its call)."""
         await store.lock_for_account(tx.conn)
         await store.set_cash(tx.conn, part.account_id, part.cash, part.version)
         for symbol in sorted({f.symbol for f in part.fills}):
             await store.set_position(tx.conn, part.account_id, symbol,
                                      part.positions.get(symbol, Decimal("0")), part.version, *rates)
-        sold = sum((f.amount for f in part.fills if f.side == Side.SELL), Decimal("0.00"))
-        call = await store.close_liquidation(tx.conn, part.account_id, tx.now) if sold > 0 else None
-        if call is not None:
-            account = await store.get_account(tx.conn, part.account_id)
-            amount = min(sold, call["liquidation_amount"], account["loan"])
-            if amount > 0:
-                tx.emit(RepayLoan(account_id=part.account_id, amount=amount, up_to=True,
-                                  repayment_id=uuid.uuid5(_IDS, f"liquidation:{call['call_id']}:{part.window_id}")),
-                        command=True)
+        sells = [(f.intent_id, f.amount) for f in part.fills if f.side == Side.SELL]
+        if sells and await store.record_sells(tx.conn, part.account_id, part.window_id, sells):
+            await settle_liquidations(tx, part.account_id, then_evaluate=False)
         await evaluate(tx, accounts=[part.account_id])
+
+    # ---------------------------------------------------------------- a liquidation's own sells
+
+    async def settle_liquidations(tx: Tx, account_id: str, *, then_evaluate: bool = True) -> None:
+        """Match the account's kept sells to its liquidations (domain.settle_liquidations):
+        count their proceeds, repay the loan from them through the ledger (``up_to``), close
+        the calls whose own sells were booked; then evaluate the account (unless the caller
+        does), which issues a new call if it is still short."""
+        account = await store.get_account(tx.conn, account_id)
+        if account is None:
+            return  # never heard of: no call either
+        liquidations = [domain.Liquidation(**r) for r in await store.liquidations(tx.conn, account_id)]
+        sells = [domain.SellBooked(**r) for r in await store.sells_kept(tx.conn, account_id)]
+        settlements, keep = domain.settle_liquidations(liquidations, sells, account["loan"])
+        for s in settlements:
+            await store.count_raised(tx.conn, s.call_id, s.proceeds, s.closes, tx.now)
+            if s.repay > 0:
+                tx.emit(RepayLoan(account_id=account_id, amount=s.repay, up_to=True,
+                                  repayment_id=uuid.uuid5(_IDS, f"liquidation:{s.call_id}:{s.raised_before}")),
+                        command=True)
+        counted = [(x.window_id, x.intent_id) for s in settlements for x in s.sells]
+        await store.forget_sells(tx.conn, account_id, counted, rest=not keep)
+        if settlements and then_evaluate:
+            await evaluate(tx, accounts=[account_id])
+
+    @on(topology.MARGIN_PIE, CashRaising)
+    async def cash_raising(tx: Tx, event: CashRaising) -> None:
+        """The pie's answer to a liquidation's ``pie.cash.raise`` (request id = call id): the
+        batch of its sells, or nothing to sell (the call closes with nothing raised)."""
+        await store.lock_for_account(tx.conn)
+        await store.lock_account(tx.conn, event.account_id)
+        await store.record_liquidation_answer(tx.conn, event.account_id, event.request_id, event.planned,
+                                              event.batch_id)
+        await settle_liquidations(tx, event.account_id)
+
+    @on(topology.MARGIN_PIE, IntentsSubmitted)
+    async def intents_submitted(tx: Tx, event: IntentsSubmitted) -> None:
+        """The sells of a batch at the liquidation priority, kept while the account has a call
+        liquidating: the liquidation's own are those of the batch the pie answered with."""
+        intents = domain.liquidation_intents(event.intents)
+        if not intents:
+            return  # the pie's other intents, the common case: no statement
+        await store.lock_for_account(tx.conn)
+        await store.lock_account(tx.conn, event.account_id)
+        if await store.record_liquidation_intents(tx.conn, event.account_id, event.batch_id, intents):
+            await settle_liquidations(tx, event.account_id)
 
     # ---------------------------------------------------------------- commands
 

@@ -288,12 +288,100 @@ async def due_calls(conn: asyncpg.Connection, at: datetime) -> list[str]:
     return [r["account_id"] for r in rows]
 
 
-async def close_liquidation(conn: asyncpg.Connection, account_id: str, now: datetime) -> asyncpg.Record | None:
-    return await conn.fetchrow(
-        """UPDATE calls SET status = 'liquidated', closed_at = $2
-           WHERE account_id = $1 AND status = 'liquidating' RETURNING call_id, liquidation_amount""",
-        account_id, now,
-    )
+# ---------------------------------------------------------------- a liquidation's own sells
+# (domain.settle_liquidations). The handlers that change them lock the account's row first,
+# so the pie's answer, its intents and the fills of one account are matched one at a time
+# whatever order they arrive in.
+
+
+async def lock_account(conn: asyncpg.Connection, account_id: str) -> None:
+    await conn.execute("SELECT 1 FROM accounts WHERE account_id = $1 FOR UPDATE", account_id)
+
+
+async def record_liquidation_answer(conn: asyncpg.Connection, account_id: str, call_id, planned: Decimal,
+                                    batch_id) -> None:
+    """The pie's answer to a call's liquidation (pie.cash.raising, request id = call id): the
+    dollars planned and the batch of its sells; once. Not a call of this account: nothing."""
+    await conn.execute(
+        "UPDATE calls SET planned = $3, batch_id = $4 WHERE call_id = $1 AND account_id = $2 AND planned IS NULL",
+        call_id, account_id, planned, batch_id)
+
+
+async def record_liquidation_intents(conn: asyncpg.Connection, account_id: str, batch_id, intent_ids: list
+                                     ) -> bool:
+    """Keep a batch's sells at the liquidation priority while the account has a call
+    liquidating (one of them may be its own); True when kept."""
+    status = await conn.execute(
+        """INSERT INTO liquidation_intents (intent_id, batch_id, account_id)
+           SELECT i, $2, $1 FROM unnest($3::uuid[]) AS i
+           WHERE EXISTS (SELECT 1 FROM calls WHERE account_id = $1 AND status = 'liquidating')
+           ON CONFLICT (intent_id) DO NOTHING""",
+        account_id, batch_id, intent_ids)
+    return status != "INSERT 0 0"
+
+
+async def record_sells(conn: asyncpg.Connection, account_id: str, window_id, sells: list[tuple]) -> bool:
+    """Keep the sells of a booked fills batch, (intent id, amount), that may be a
+    liquidation's: all of them while the account has a call liquidating, else those of a
+    liquidation's intents (carried over). True when any was kept (the common case: none, one
+    statement)."""
+    status = await conn.execute(
+        """INSERT INTO liquidation_sells (window_id, intent_id, account_id, amount)
+           SELECT $2, s.intent_id, $1, s.amount FROM unnest($3::uuid[], $4::numeric[]) AS s(intent_id, amount)
+           WHERE EXISTS (SELECT 1 FROM calls WHERE account_id = $1 AND status = 'liquidating')
+              OR EXISTS (SELECT 1 FROM liquidation_intents i WHERE i.intent_id = s.intent_id)
+           ON CONFLICT (window_id, intent_id) DO NOTHING""",
+        account_id, window_id, [i for i, _ in sells], [a for _, a in sells])
+    return status != "INSERT 0 0"
+
+
+async def liquidations(conn: asyncpg.Connection, account_id: str) -> list[asyncpg.Record]:
+    """The account's calls liquidating, and those liquidated whose sells the pie named (their
+    sells carried over may still fill), in call order; as ``domain.Liquidation`` fields."""
+    return await conn.fetch(
+        """SELECT call_id, status = 'liquidating' AS liquidating, liquidation_amount AS amount, raised, planned,
+                  batch_id, EXISTS (SELECT 1 FROM liquidation_intents i WHERE i.batch_id = c.batch_id) AS known, legacy
+           FROM calls c WHERE account_id = $1 AND (status = 'liquidating' OR batch_id IS NOT NULL)
+           ORDER BY issued_at, call_id""",
+        account_id)
+
+
+async def sells_kept(conn: asyncpg.Connection, account_id: str) -> list[asyncpg.Record]:
+    """The account's kept sells with their intent's liquidation batch (NULL: none known); as
+    ``domain.SellBooked`` fields."""
+    return await conn.fetch(
+        """SELECT s.window_id, s.intent_id, s.amount, i.batch_id FROM liquidation_sells s
+           LEFT JOIN liquidation_intents i USING (intent_id)
+           WHERE s.account_id = $1 ORDER BY s.window_id, s.intent_id""",
+        account_id)
+
+
+async def count_raised(conn: asyncpg.Connection, call_id, proceeds: Decimal, closes: bool, now: datetime) -> None:
+    """Add a liquidation's proceeds to what it raised; ``closes``: the call is liquidated now."""
+    await conn.execute(
+        """UPDATE calls SET raised = raised + $2,
+               status = CASE WHEN $3 THEN 'liquidated' ELSE status END,
+               closed_at = CASE WHEN $3 THEN $4 ELSE closed_at END
+           WHERE call_id = $1""",
+        call_id, proceeds, closes, now)
+
+
+async def forget_sells(conn: asyncpg.Connection, account_id: str, counted: list[tuple], *, rest: bool) -> None:
+    """Drop the kept sells ``counted`` (window id, intent id); with ``rest`` (no liquidation
+    of the account waits to know its own sells) every other kept sell of the account too,
+    and the intents at the liquidation priority that are no call's (a cover of a negative
+    balance submitted while a call was liquidating)."""
+    if rest:
+        await conn.execute("DELETE FROM liquidation_sells WHERE account_id = $1", account_id)
+        await conn.execute(
+            """DELETE FROM liquidation_intents i WHERE i.account_id = $1
+               AND NOT EXISTS (SELECT 1 FROM calls c WHERE c.batch_id = i.batch_id)""",
+            account_id)
+    elif counted:
+        await conn.execute(
+            """DELETE FROM liquidation_sells s USING unnest($2::uuid[], $3::uuid[]) AS c(window_id, intent_id)
+               WHERE s.account_id = $1 AND s.window_id = c.window_id AND s.intent_id = c.intent_id""",
+            account_id, [w for w, _ in counted], [i for _, i in counted])
 
 
 async def accrue_day(conn: asyncpg.Connection, day, plus_rate: Decimal, basic_rate: Decimal, now: datetime

@@ -1,7 +1,8 @@
 """Margin through the real services (ledger, margin, notification on RabbitMQ and PostgreSQL):
 borrowing and its refusals, the loan booked balanced, calls issued by a price tick and met
-by a deposit, liquidation at the deadline and under the hard floor with the proceeds
-repaying the loan, repayments, the withdrawal limit, interest, and the set-based watch."""
+by a deposit, liquidation at the deadline and under the hard floor with the liquidation's
+own proceeds repaying the loan (the pie's answer and the window's fills published by the
+test), repayments, the withdrawal limit, interest, and the set-based watch."""
 
 from __future__ import annotations
 
@@ -16,14 +17,22 @@ from services.margin import domain, store
 from shared.contracts import (
     AccrueInterest,
     BorrowMargin,
+    CashRaising,
     CheckCalls,
     DepositReceived,
+    Execution,
+    Fill,
+    FillsAllocated,
     GetFeed,
     GetMarginStatus,
+    Intent,
+    IntentsSubmitted,
+    IntentSource,
     OpenAccount,
     PricesChanged,
     RepayLoan,
     SetSecurityRequirement,
+    Side,
     WithdrawalRequested,
 )
 from tests.integration.test_ledger_lots import book_fills as trade
@@ -134,6 +143,65 @@ async def call_when(settings, account: str, status: str):
         return call if call is not None and call["status"] == status else None
 
     return await eventually(check)
+
+
+async def calls_of(settings, account: str) -> list:
+    return await fetch(settings.database_url, "SELECT * FROM margin.calls WHERE account_id = $1 "
+                       "ORDER BY issued_at, call_id", account)
+
+
+async def call_status_when(settings, call_id, status: str):
+    async def check():
+        rows = await fetch(settings.database_url, "SELECT * FROM margin.calls WHERE call_id = $1", call_id)
+        return rows[0] if rows[0]["status"] == status else None
+
+    return await eventually(check)
+
+
+def pie_answer(call, account: str, *sells: tuple[str, str]) -> tuple[IntentsSubmitted | None, CashRaising]:
+    """What the pie does with a liquidation's ``pie.cash.raise`` (request id = the call's id):
+    sells of (symbol, dollars) at the liquidation priority in one batch (None: nothing to
+    sell), then its answer."""
+    batch_id = uuid.uuid4()
+    intents = [Intent(intent_id=uuid.uuid4(), account_id=account, symbol=symbol, side=Side.SELL, amount=D(amount),
+                      source=IntentSource.LIQUIDATION) for symbol, amount in sells]
+    answer = CashRaising(account_id=account, request_id=call["call_id"], amount=call["liquidation_amount"],
+                         planned=sum((i.amount for i in intents), D("0.00")), batch_id=batch_id if intents else None,
+                         reason="margin call liquidation (deadline)")
+    submitted = IntentsSubmitted(account_id=account, batch_id=batch_id, intents=intents) if intents else None
+    return submitted, answer
+
+
+async def pie_answers(bus, settings, *events) -> None:
+    """Publish the pie's events; waits for the margin service to take them."""
+    await handled(settings, "margin", *[await publish(bus, e) for e in events if e is not None])
+
+
+async def window(bus, settings, *fills: tuple[uuid.UUID, str, str, str, str, str]) -> None:
+    """Book one window's fills of (intent id, account, symbol, side, quantity, price) in the
+    ledger, as ``trade`` does, under the intents' own ids."""
+    allocated = [Fill(intent_id=i, account_id=a, symbol=s, side=side, quantity=D(q), price=D(p),
+                      amount=(D(q) * D(p)).quantize(D("0.01"))) for i, a, s, side, q, p in fills]
+    executions = [Execution(symbol=f.symbol, side=f.side, quantity=f.quantity, price=f.price, amount=f.amount)
+                  for f in allocated]
+    event = FillsAllocated(window_id=uuid.uuid4(), executions=executions, fills=allocated, residues=[])
+    await handled(settings, "ledger", await publish(bus, event))
+
+
+async def liquidating_at_the_deadline(bus, settings) -> tuple[str, list[str], object]:
+    """The call of the example in docs/services/margin.md: loan 1,600; prices halved; a call
+    of 32.00 unmet at its deadline; 112.00 to sell."""
+    account, (a, b) = await portfolio(bus, settings)
+    await borrow(bus, account, "1600.00")
+    await trade(bus, settings, (account, a, "buy", "8", "100"), (account, b, "buy", "16", "50"))
+    await status_when(bus, account, cash="0.00", loan="1600.00")
+    await set_prices(bus, settings, {a: "40", b: "20"})  # mv 2240, equity 640, req 672: a call of 32.00
+    call = await call_when(settings, account, "open")
+    reply = await bus.request(CheckCalls(at=call["deadline"] + timedelta(seconds=1)))
+    assert reply.ok and account in reply.result["liquidated"]
+    call = await call_when(settings, account, "liquidating")
+    assert call["liquidation_amount"] == D("112.00")
+    return account, [a, b], call
 
 
 # ---------------------------------------------------------------- borrowing
@@ -261,13 +329,88 @@ async def test_unmet_call_liquidates_at_the_deadline_and_the_proceeds_repay_the_
     assert call["liquidation_reason"] == "deadline"
     await feed_has(bus, account, "margin_call_liquidated")
 
-    # the window sells (the pie plans it); the ledger books the fills; the loan is repaid
-    await trade(bus, settings, (account, a, "sell", "2.8", "40"))  # 112.00
-    await call_when(settings, account, "liquidated")
+    # the pie plans the sell; the window sells it; the ledger books the fills; the loan is repaid
+    submitted, answer = pie_answer(call, account, (a, "112.00"))
+    await pie_answers(bus, settings, submitted, answer)
+    await window(bus, settings, (submitted.intents[0].intent_id, account, a, "sell", "2.8", "40"))  # 112.00
+    call = await call_when(settings, account, "liquidated")
+    assert call["raised"] == D("112.00")
     await status_when(bus, account, loan="1488.00", cash="0.00")
     assert await ledger_books(settings, account) == {"cash": D("0.00"), "loan": D("-1488.00")}
     await feed_has(bus, account, "margin_loan_repaid")
     assert await books_balance(settings)
+
+
+async def test_an_unrelated_sell_booked_first_neither_closes_the_liquidation_nor_issues_a_new_call(
+        services, bus, settings):
+    account, (a, b), call = await liquidating_at_the_deadline(bus, settings)
+    submitted, answer = pie_answer(call, account, (a, "112.00"))
+    for event in (submitted, answer):  # whenever the margin service takes them
+        await publish(bus, event)
+    # a customer's sell of 2.00 from an earlier window is booked first: still short, still liquidating
+    await trade(bus, settings, (account, b, "sell", "0.1", "20"))
+    await status_when(bus, account, cash="2.00", loan="1600.00")
+    assert [(c["call_id"], c["status"]) for c in await calls_of(settings, account)] == [
+        (call["call_id"], "liquidating")]
+    # then the liquidation's own sell: its 112.00 repay the loan and the call is liquidated
+    await window(bus, settings, (submitted.intents[0].intent_id, account, a, "sell", "2.8", "40"))
+    await status_when(bus, account, loan="1488.00", cash="2.00")
+    (closed,) = await calls_of(settings, account)
+    assert (closed["status"], closed["raised"]) == ("liquidated", D("112.00"))
+    assert await ledger_books(settings, account) == {"cash": D("2.00"), "loan": D("-1488.00")}
+    await feed_has(bus, account, "margin_loan_repaid")
+    assert (await feed_kinds(bus, account)).count("margin_call_issued") == 1
+    assert await books_balance(settings)
+
+
+async def test_the_liquidations_fills_booked_before_the_pies_answer_repay_the_loan_once_it_arrives(
+        services, bus, settings):
+    account, (a, b), call = await liquidating_at_the_deadline(bus, settings)
+    submitted, answer = pie_answer(call, account, (a, "56.00"), (b, "56.00"))
+    ours = [i.intent_id for i in submitted.intents]
+    # the margin service hears of the window's fills (and of an unrelated sell) before the pie's answer
+    await trade(bus, settings, (account, b, "sell", "0.1", "20"))
+    await window(bus, settings, (ours[0], account, a, "sell", "1.4", "40"), (ours[1], account, b, "sell", "2.8", "20"))
+    await status_when(bus, account, cash="114.00", loan="1600.00")
+    await pie_answers(bus, settings, answer)  # the answer, then its intents
+    assert [c["status"] for c in await calls_of(settings, account)] == ["liquidating"]
+    await pie_answers(bus, settings, submitted)
+    await status_when(bus, account, loan="1488.00", cash="2.00")
+    (closed,) = await calls_of(settings, account)
+    assert (closed["status"], closed["raised"]) == ("liquidated", D("112.00"))
+    assert await fetchval(settings.database_url, "SELECT count(*) FROM margin.liquidation_sells "
+                                                 "WHERE account_id = $1", account) == 0
+    assert await books_balance(settings)
+
+
+async def test_a_liquidation_halted_in_part_closes_on_its_first_sells_and_the_carried_over_sell_repays_later(
+        services, bus, settings):
+    account, (a, b), call = await liquidating_at_the_deadline(bus, settings)
+    submitted, answer = pie_answer(call, account, (a, "56.00"), (b, "56.00"))
+    await pie_answers(bus, settings, submitted, answer)
+    first, halted = (i.intent_id for i in submitted.intents)
+    await window(bus, settings, (first, account, a, "sell", "1.4", "40"))  # b halted: its sell carries over
+    await status_when(bus, account, loan="1544.00", cash="0.00")
+    assert (await call_status_when(settings, call["call_id"], "liquidated"))["raised"] == D("56.00")
+    # still short (equity 640.00, requirement 655.20): a new call, with its own deadline
+    again = await call_when(settings, account, "open")
+    assert again["amount_due"] == D("15.20")
+    await window(bus, settings, (halted, account, b, "sell", "2.8", "20"))  # the next window
+    await status_when(bus, account, loan="1488.00", cash="0.00")
+    await call_status_when(settings, again["call_id"], "met")
+    assert (await call_status_when(settings, call["call_id"], "liquidated"))["raised"] == D("112.00")
+    assert await books_balance(settings)
+
+
+async def test_a_liquidation_the_pie_has_nothing_to_sell_for_closes_and_the_account_is_called_again(
+        services, bus, settings):
+    account, _, call = await liquidating_at_the_deadline(bus, settings)
+    _, answer = pie_answer(call, account)
+    await pie_answers(bus, settings, answer)
+    assert (await call_status_when(settings, call["call_id"], "liquidated"))["raised"] == D("0.00")
+    again = await call_when(settings, account, "open")
+    assert (again["amount_due"], again["issued_at"] > call["issued_at"]) == (D("32.00"), True)
+    assert (await status(bus, account))["loan"] == "1600.00"
 
 
 # ---------------------------------------------------------------- repayments, withdrawals, interest

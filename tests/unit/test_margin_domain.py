@@ -213,6 +213,23 @@ def test_withdrawal_may_not_push_the_loan_above_forty_percent_of_the_value():
     assert loans.withdrawal_refusal(D("9000"), D("9000"), D("0"), D("0"), D("0.40")) is None
 
 
+def test_withdrawals_already_held_count_as_gone_for_the_loan_check():
+    # holdings 1000, cash 300, loan 300: alone, 500 leaves a value of 800 (the loan 37.5% of it)
+    assert loans.withdrawal_refusal(D("500"), D("300"), D("1000"), D("300"), D("0.40")) is None
+    # with 500 already held, another 500 would leave 300: the value may fall to 750, so 50 more
+    reason = loans.withdrawal_refusal(D("500"), D("300"), D("1000"), D("300"), D("0.40"), held=D("500"))
+    assert reason is not None and "at most 50.00 can be withdrawn" in reason
+    assert loans.withdrawal_refusal(D("50"), D("300"), D("1000"), D("300"), D("0.40"), held=D("500")) is None
+
+
+def test_a_repayment_spends_only_the_cash_not_held_for_withdrawals_or_windows():
+    with pytest.raises(Exception, match="requested 500, cash 500 of which 300 is held for withdrawals and trade"):
+        loans.repayment(D("500"), cash=D("500"), owed=D("800"), up_to=False, held=D("300"))
+    assert loans.repayment(D("200"), cash=D("500"), owed=D("800"), up_to=False, held=D("300")) == D("200")
+    assert loans.repayment(D("500"), cash=D("500"), owed=D("800"), up_to=True, held=D("300")) == D("200")
+    assert loans.repayment(D("500"), cash=D("500"), owed=D("800"), up_to=True, held=D("600")) == D("0.00")
+
+
 # ---------------------------------------------------------------- what the holder is told
 
 
