@@ -457,6 +457,30 @@ def cutoffs(owed: Sequence[Slot]) -> dict[str, datetime]:
     return {s.session: s.starts_at for s in owed}
 
 
+@dataclass(frozen=True)
+class Run:
+    """One run of the schedule: the latest owed window (``slot``: the run's id and session)
+    and, when a missed window of the other session is owed too, when it started
+    (``other_at``: the accounts trading only in that one take what they had pending then)."""
+
+    slot: Slot
+    other_at: datetime | None
+
+    @property
+    def refusal(self) -> str:
+        """Why a cancel of an intent this run will take is refused."""
+        local = self.slot.starts_at.astimezone(NEW_YORK)
+        return f"its window ({self.slot.session}, {local:%Y-%m-%d %H:%M} New York) has started"
+
+
+def run_of(owed: Sequence[Slot]) -> Run | None:
+    """The run that takes the ``owed`` windows (None when none is owed)."""
+    if not owed:
+        return None
+    slot = owed[-1]
+    return Run(slot, next((at for session, at in cutoffs(owed).items() if session != slot.session), None))
+
+
 def next_slot(now: datetime) -> Slot:
     """The first window starting after ``now``."""
     today = now.astimezone(NEW_YORK).date()

@@ -188,12 +188,12 @@ async def run_schedule(service: Service) -> WindowClosing | None:
         await store.lock_closing(tx.conn)
         started = await store.schedule_started(tx.conn, now)
         owed = domain.owed_slots(now, started, await store.last_slot_ran(tx.conn))
-        if not owed:
+        run = domain.run_of(owed)
+        if run is None:
             return None
-        slot, cutoffs = owed[-1], domain.cutoffs(owed)
-        other = next((at for session, at in cutoffs.items() if session != slot.session), None)
+        slot = run.slot
         window_id = uuid.uuid5(_WINDOW_NAMESPACE, f"slot:{slot.starts_at.isoformat()}")
-        closing = await close(tx, window_id, slot.starts_at, slot.session, other)
+        closing = await close(tx, window_id, slot.starts_at, slot.session, run.other_at)
         for one in owed:
             await store.record_slot(tx.conn, one.starts_at, one.session, closing.window_id, now)
     service.log.info("scheduled window ran", extra={"slot": slot.starts_at.isoformat(), "session": slot.session,
@@ -274,7 +274,10 @@ def register(service: Service) -> None:
     async def cancel_intents(tx: Tx, cmd: CancelIntents) -> IntentsCancelled:
         if not cmd.intent_ids and cmd.batch_id is None:
             raise Rejected("name the intents to cancel: intent_ids, batch_id or both")
-        cancelled, refused = await store.cancel(tx.conn, cmd.intent_ids, cmd.batch_id)
+        started = None  # a scheduled window that has started and that the schedule has not run yet
+        if service.settings.window_schedule and (began := await store.schedule_began(tx.conn)) is not None:
+            started = domain.run_of(domain.owed_slots(tx.now, began, await store.last_slot_ran(tx.conn)))
+        cancelled, refused = await store.cancel(tx.conn, cmd.intent_ids, cmd.batch_id, started=started)
         outcome = IntentsCancelled(cancelled=cancelled, refused=refused)
         tx.emit(outcome)  # also an event: the order service learns the outcome of its cancels
         return outcome
@@ -357,7 +360,8 @@ def register(service: Service) -> None:
         await store.allocate(tx.conn, event.window_id)
         await store.reserve_fills(tx.conn, event.window_id)
         batches = await store.fills_json_by_batch(tx.conn, event.window_id, accounts_per_batch)
-        await store.mark_allocated(tx.conn, event.window_id, event.executed_at, tx.now, len(batches))
+        await store.mark_allocated(tx.conn, event.window_id, event.executed_at, tx.now, len(batches),
+                                   accounts_per_batch)
         if not batches:  # nothing traded: no batch will release the cash the ledger holds
             tx.emit(ReleaseWindowCash(window_id=event.window_id), command=True)
         residues = await store.residues_of(tx.conn, event.window_id)

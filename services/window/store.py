@@ -109,6 +109,11 @@ async def schedule_started(conn: asyncpg.Connection, now: datetime) -> datetime:
     return await conn.fetchval("SELECT started_at FROM schedule WHERE id = 1")
 
 
+async def schedule_began(conn: asyncpg.Connection) -> datetime | None:
+    """When the schedule first ran (None before it has)."""
+    return await conn.fetchval("SELECT started_at FROM schedule WHERE id = 1")
+
+
 async def last_slot_ran(conn: asyncpg.Connection) -> datetime | None:
     """When the latest scheduled window that ran started (None before any)."""
     return await conn.fetchval("SELECT max(starts_at) FROM slots")
@@ -211,6 +216,77 @@ _FUNDING = """
            FROM funded)"""
 
 
+# Per (account, symbol) the shares sold in other windows (ids ``{windows}``: those unfinished
+# when the freeze began) that the positions do not show yet: the frozen sells of a window not
+# allocated yet, as many shares as they may deliver (a dollar sell's amount at the lowest
+# price its window funded it at, no more than the shares held then), and the sell fills of an
+# allocated window whose batch of the account the ledger has not booked (booking a batch
+# updates the positions and records the batch in one transaction). ``{margin}``: the
+# funding's price margin.
+_UNBOOKED_SELLS = """
+    unbooked AS (
+        SELECT account_id, symbol, sum(q) AS q FROM (
+            SELECT i.account_id, i.symbol,
+                   coalesce(i.funded_quantity,
+                            least(coalesce(i.held, 0),
+                                  ceil(i.funded_amount / (coalesce(o.last_price, pr.price) * (1 - {margin}::numeric))
+                                       * 100000) / 100000)) AS q
+            FROM window_intents i JOIN windows w ON w.window_id = i.window_id
+            LEFT JOIN orders o ON o.window_id = i.window_id AND o.symbol = i.symbol
+            LEFT JOIN prices pr ON pr.symbol = i.symbol
+            WHERE i.window_id = ANY({windows}) AND w.status IN ('holding', 'executing')
+              AND i.status = 'frozen' AND i.side = 'sell'
+            UNION ALL
+            SELECT f.account_id, f.symbol, f.quantity
+            FROM (SELECT f.window_id, f.account_id, f.symbol, f.side, f.quantity,
+                         (dense_rank() OVER (PARTITION BY f.window_id ORDER BY f.account_id) - 1)
+                         / w.batch_accounts AS batch
+                  FROM fills f JOIN windows w ON w.window_id = f.window_id
+                  WHERE f.window_id = ANY({windows}) AND w.status = 'allocated'
+                    AND w.batch_accounts IS NOT NULL) f
+            WHERE f.side = 'sell'
+              AND NOT EXISTS (SELECT 1 FROM booked_batches b WHERE b.window_id = f.window_id AND b.batch = f.batch)
+        ) s
+        GROUP BY account_id, symbol)"""
+
+
+async def unfinished_windows(conn: asyncpg.Connection, window_id: UUID) -> list[UUID]:
+    """The windows other than ``window_id`` whose sells the positions may not show yet: not
+    allocated, or allocated with fills batches the ledger has not booked (usually none)."""
+    return await conn.fetchval(
+        """SELECT coalesce(array_agg(w.window_id), '{}') FROM windows w
+           WHERE w.window_id <> $1
+             AND (w.status IN ('holding', 'executing')
+                  OR (w.status = 'allocated' AND w.batch_accounts IS NOT NULL
+                      AND w.batches > (SELECT count(*) FROM booked_batches b WHERE b.window_id = w.window_id)))""",
+        window_id)
+
+
+def _eligible(started: str, session: str, equity: str, other: str, among: str = "") -> str:
+    """The CTEs ``pend`` and ``eligible`` (account_id, cutoff) of a window's run: per account
+    with intents pending when the window started (``started``), until when it takes what was
+    pending: ``started`` if it trades in ``session`` (services/window/domain.py ``trades_in``;
+    every account when ``session`` is NULL: an operator's close), else ``other``, when a missed
+    window of the other session started (NULL: not in this run). ``among``: a further
+    condition on the pending intents looked at."""
+    return f"""pend AS (SELECT DISTINCT account_id FROM submitted_intents
+                           WHERE status = 'pending' AND created_at <= {started}{among}),
+                 -- per account, until when it takes what was pending (none: not in this run)
+                 eligible AS (
+                     SELECT account_id, cutoff FROM (
+                         SELECT pend.account_id,
+                                CASE WHEN {session}::text IS NULL OR a.plan = 'plus'
+                                          OR coalesce(a.session, 'morning') = {session}
+                                          OR coalesce(c.cash, 0)
+                                             + coalesce((SELECT sum(p.quantity * pr.price) FROM positions p
+                                                         JOIN prices pr USING (symbol)
+                                                         WHERE p.account_id = pend.account_id), 0) >= {equity}
+                                     THEN {started}
+                                     ELSE {other}::timestamptz END AS cutoff
+                         FROM pend LEFT JOIN accounts a USING (account_id) LEFT JOIN cash c USING (account_id)) e
+                     WHERE cutoff IS NOT NULL)"""
+
+
 async def freeze_and_fund(conn: asyncpg.Connection, window_id: UUID, started_at: datetime, session: str | None,
                           both_windows_equity: Decimal, under_minimum: str, *, other_started_at: datetime | None = None,
                           not_held: str = domain.NOT_HELD, shares_unfunded: str = domain.SHARES_UNFUNDED,
@@ -222,27 +298,18 @@ async def freeze_and_fund(conn: asyncpg.Connection, window_id: UUID, started_at:
     ``trades_in`` is the rule. A run that also takes a missed window of the other session
     (``other_started_at``: when it started) takes the intents the accounts trading only in
     that one had pending then. Fund (``domain.fund`` is the reference): dollar sells in full,
-    share sells up to the shares held (in intent order); each account's buys by tier from its
+    share sells up to the shares held (in intent order; held: the position less what other
+    windows sold that the ledger has not booked, ``_UNBOOKED_SELLS``); each account's buys by tier from its
     cash plus its sells' proceeds (share sells at the last price less ``margin``), the first
     tier short of money has its dollar buys scaled pro rata (cents rounded down, exactly,
     with ``div``) and its share buys (at the last price plus ``margin``) rejected, later tiers
     nothing; a dollar buy funded under $1 is rejected with ``under_minimum``."""
     funding = _FUNDING.format(margin="$8", under_minimum="$5", not_held="$6", shares_unfunded="$7")
+    eligible = _eligible(started="$2", session="$3", equity="$4", other="$9")
+    unbooked = _UNBOOKED_SELLS.format(windows="$10::uuid[]", margin="$8")
+    others = await unfinished_windows(conn, window_id)
     result = await conn.execute(
-        f"""WITH pend AS (SELECT DISTINCT account_id FROM submitted_intents
-                           WHERE status = 'pending' AND created_at <= $2),
-                 -- per account, until when it takes what was pending (none: not in this run)
-                 eligible AS (
-                     SELECT account_id, cutoff FROM (
-                         SELECT pend.account_id,
-                                CASE WHEN $3::text IS NULL OR a.plan = 'plus' OR coalesce(a.session, 'morning') = $3
-                                          OR coalesce(c.cash, 0)
-                                             + coalesce((SELECT sum(p.quantity * pr.price) FROM positions p
-                                                         JOIN prices pr USING (symbol)
-                                                         WHERE p.account_id = pend.account_id), 0) >= $4 THEN $2
-                                     ELSE $9::timestamptz END AS cutoff
-                         FROM pend LEFT JOIN accounts a USING (account_id) LEFT JOIN cash c USING (account_id)) e
-                     WHERE cutoff IS NOT NULL),
+        f"""WITH {eligible},
                  -- re-checked on rows changed under the statement: an intent cancelled by a
                  -- transaction that committed meanwhile stays cancelled
                  taken AS (DELETE FROM submitted_intents i USING eligible e
@@ -250,13 +317,15 @@ async def freeze_and_fund(conn: asyncpg.Connection, window_id: UUID, started_at:
                            RETURNING i.*),
                  reserved AS (SELECT account_id, sum(amount) AS amount FROM reservations
                               WHERE account_id IN (SELECT account_id FROM eligible) GROUP BY account_id),
+                 {unbooked},
                  t AS (SELECT i.intent_id, i.account_id, i.symbol, i.side, i.amount, i.quantity, i.created_at,
                               {_TIER} AS tier, coalesce(c.cash, 0) - coalesce(r.amount, 0) AS cash, pr.price,
-                              p.quantity AS held, i.batch_id, i.source
+                              p.quantity - coalesce(u.q, 0) AS held, i.batch_id, i.source
                        FROM taken i LEFT JOIN cash c ON c.account_id = i.account_id
                        LEFT JOIN reserved r ON r.account_id = i.account_id
                        LEFT JOIN prices pr ON pr.symbol = i.symbol
-                       LEFT JOIN positions p ON p.account_id = i.account_id AND p.symbol = i.symbol),
+                       LEFT JOIN positions p ON p.account_id = i.account_id AND p.symbol = i.symbol
+                       LEFT JOIN unbooked u ON u.account_id = i.account_id AND u.symbol = i.symbol),
                  {funding}
             -- in key order: the key's index is written page by page, not at random
             INSERT INTO window_intents (intent_id, batch_id, account_id, symbol, side, amount, quantity, source,
@@ -269,7 +338,7 @@ async def freeze_and_fund(conn: asyncpg.Connection, window_id: UUID, started_at:
             FROM ok
             ORDER BY intent_id""",
         window_id, started_at, session, both_windows_equity, under_minimum, not_held, shares_unfunded, margin,
-        other_started_at)
+        other_started_at, others)
     return int(result.split()[-1])
 
 
@@ -654,26 +723,41 @@ async def window_of(conn: asyncpg.Connection, window_id: UUID) -> asyncpg.Record
                                window_id)
 
 
-async def cancel(conn: asyncpg.Connection, intent_ids: Sequence[UUID], batch_id: UUID | None
+async def cancel(conn: asyncpg.Connection, intent_ids: Sequence[UUID], batch_id: UUID | None, *,
+                 started: domain.Run | None = None, both_windows_equity: Decimal = domain.BOTH_WINDOWS_EQUITY,
                  ) -> tuple[list[UUID], dict[str, str]]:
     """Cancel the pending intents among ``intent_ids`` and the batch's; returns the cancelled
-    ids and, for the others, why not (unknown, or no longer pending)."""
+    ids and, for the others, why not (unknown, no longer pending, or its window has started).
+    ``started``: a scheduled window that has started and not run yet (the schedule runs it at
+    its next check): the intents it will take, by ``freeze_and_fund``'s rule, stay."""
+    eligible = _eligible(started="$3", session="$4", equity="$5", other="$6",
+                         among=" AND intent_id IN (SELECT intent_id FROM wanted)")
     rows = await conn.fetch(
-        """WITH wanted AS (SELECT unnest($1::uuid[]) AS intent_id
-                           UNION SELECT intent_id FROM intents WHERE batch_id = $2),
-                done AS (UPDATE submitted_intents SET status = 'cancelled', reason = 'cancelled before its window'
-                         WHERE intent_id IN (SELECT intent_id FROM wanted) AND status = 'pending'
-                         RETURNING intent_id)
-           SELECT w.intent_id, d.intent_id IS NOT NULL AS cancelled, i.status, i.window_id
-           FROM wanted w LEFT JOIN done d USING (intent_id) LEFT JOIN intents i USING (intent_id)
-           ORDER BY w.intent_id""",
-        list(intent_ids), batch_id)
+        f"""WITH wanted AS (SELECT unnest($1::uuid[]) AS intent_id
+                            UNION SELECT intent_id FROM intents WHERE batch_id = $2),
+                 {eligible},
+                 started AS (SELECT i.intent_id FROM submitted_intents i JOIN eligible e USING (account_id)
+                             WHERE i.intent_id IN (SELECT intent_id FROM wanted) AND i.status = 'pending'
+                               AND i.created_at <= e.cutoff),
+                 done AS (UPDATE submitted_intents SET status = 'cancelled', reason = 'cancelled before its window'
+                          WHERE intent_id IN (SELECT intent_id FROM wanted) AND status = 'pending'
+                            AND intent_id NOT IN (SELECT intent_id FROM started)
+                          RETURNING intent_id)
+            SELECT w.intent_id, d.intent_id IS NOT NULL AS cancelled, s.intent_id IS NOT NULL AS started, i.status,
+                   i.window_id
+            FROM wanted w LEFT JOIN done d USING (intent_id) LEFT JOIN started s USING (intent_id)
+                 LEFT JOIN intents i USING (intent_id)
+            ORDER BY w.intent_id""",
+        list(intent_ids), batch_id, started and started.slot.starts_at, started and started.slot.session,
+        both_windows_equity, started and started.other_at)
     cancelled = [r["intent_id"] for r in rows if r["cancelled"]]
     refused = {}
     for r in rows:
         if r["cancelled"]:
             continue
-        if r["status"] is None:
+        if r["started"]:
+            refused[str(r["intent_id"])] = started.refusal
+        elif r["status"] is None:
             refused[str(r["intent_id"])] = "unknown intent"
         elif r["status"] == "cancelled":
             refused[str(r["intent_id"])] = "already cancelled"
@@ -778,15 +862,16 @@ async def record_executions(conn: asyncpg.Connection, window_id: UUID, execution
 
 
 async def mark_allocated(conn: asyncpg.Connection, window_id: UUID, executed_at: datetime | None,
-                         allocated_at: datetime, batches: int) -> dict[str, Any]:
-    """Mark the window allocated, with its summary (returned). Its frozen intents are filled
+                         allocated_at: datetime, batches: int, batch_accounts: int | None = None) -> dict[str, Any]:
+    """Mark the window allocated, with its summary (returned), its number of fills batches
+    and how many accounts each holds (``fills_json_by_batch``). Its frozen intents are filled
     by that (each has its row in ``fills``): rewriting a million intents' status would cost
     more than the allocation itself."""
     summary = await summarise(conn, window_id)
     await conn.execute(
         """UPDATE windows SET status = 'allocated', executed_at = $2, allocated_at = $3, summary = $4::jsonb,
-                              batches = $5
+                              batches = $5, batch_accounts = $6
            WHERE window_id = $1""",
-        window_id, executed_at, allocated_at, json.dumps(summary), batches,
+        window_id, executed_at, allocated_at, json.dumps(summary), batches, batch_accounts,
     )
     return summary

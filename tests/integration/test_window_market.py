@@ -382,6 +382,35 @@ async def test_cash_spent_by_a_window_the_ledger_has_not_booked_yet_is_not_spent
     assert body["reasons"] == {str(third.intent_id): domain.UNDER_MINIMUM}
 
 
+async def test_shares_sold_by_a_window_the_ledger_has_not_booked_yet_are_not_sold_again(services, bus, settings):
+    symbol, account = new_symbol(), new_account()
+    await set_prices(bus, **{symbol: "10.00"})
+    await give_shares(bus, settings, account, symbol, "10")
+
+    async def allocated(intent: Intent) -> tuple:
+        closing = await close_window(bus)
+        await eventually(lambda: fetchval(settings.database_url, 'SELECT status = \'allocated\' FROM "window".windows '
+                                                                 "WHERE window_id = $1", closing.window_id))
+        row = await fetch(settings.database_url, 'SELECT held, funded_quantity FROM "window".intents '
+                                                 "WHERE intent_id = $1", intent.intent_id)
+        return closing.window_id, (row[0]["held"], row[0]["funded_quantity"])
+
+    await submit(bus, settings, account, first := by_shares(account, symbol, SELL, "4"))
+    first_window, _ = await allocated(first)
+    # No ledger runs here: the projection still says 10 shares, of which the first window sold 4.
+    await submit(bus, settings, account, second := by_shares(account, symbol, SELL, "4"))
+    assert (await allocated(second))[1] == (D("6"), D("4"))
+    # The ledger books the first window: 6 shares; the second window's 4 are still not booked.
+    booked = FillsBooked(window_id=first_window, batch=0, booked_at="2026-11-25T15:00:00Z", accounts=[
+        AccountFills(account_id=account, window_id=first_window, fills=[], cash="40.00", positions={symbol: "6"},
+                     version=2, booked_at="2026-11-25T15:00:00Z")])
+    message_id = str(uuid.uuid4())
+    await bus.publish_json(FillsBooked.TYPE, booked.model_dump(mode="json"), message_id=message_id)
+    await handled(settings, message_id)
+    await submit(bus, settings, account, third := by_shares(account, symbol, SELL, "4"))
+    assert (await allocated(third))[1] == (D("2"), D("2"))
+
+
 async def test_booked_fills_set_the_windows_cash_and_positions_newest_version_first(services, bus, settings):
     a, b, account = new_symbol(), new_symbol(), new_account()
     await set_prices(bus, **{a: "10.00", b: "10.00"})

@@ -1,4 +1,5 @@
-"""A cancel that commits while a close is running wins: the intent never trades."""
+"""A cancel that commits while a close is running wins: the intent never trades. Shares a
+window not allocated yet is selling are not sold again by the next window."""
 
 from __future__ import annotations
 
@@ -59,3 +60,42 @@ async def test_a_cancel_committed_during_a_close_is_not_overwritten_by_the_close
     assert await closing == 0
     row = await closer_conn.fetchrow("SELECT status, window_id FROM intents WHERE intent_id = $1", buy.intent_id)
     assert row["status"] == "cancelled" and row["window_id"] is None
+
+
+async def test_shares_a_window_still_trading_sells_are_not_funded_again_by_the_next_window(window_db):
+    conn, _ = window_db
+    now = datetime.now(UTC)
+    await store.set_prices(conn, {"VTI": Decimal("10.00")})
+    await store.set_position(conn, "A", "VTI", Decimal("5"), 1)
+
+    async def window(*intents: Intent) -> uuid.UUID:
+        window_id = uuid.uuid4()
+        await store.insert_intents(conn, uuid.uuid4(), list(intents), now - timedelta(minutes=1))
+        async with conn.transaction():
+            assert await store.freeze_and_fund(conn, window_id, now, None, Decimal("25000"), "under the minimum")
+            await store.insert_window(conn, window_id, now)
+        return window_id
+
+    def sell(**size) -> Intent:
+        return Intent(intent_id=uuid.uuid4(), account_id="A", symbol="VTI", side="sell", source="order", **size)
+
+    async def funded(intent: Intent) -> tuple:
+        row = await conn.fetchrow("SELECT status, held, funded_quantity, funded_amount FROM window_intents "
+                                  "WHERE intent_id = $1", intent.intent_id)
+        return row["status"], row["held"], row["funded_quantity"], row["funded_amount"]
+
+    # The first window sells 4 shares and $5.00, which at the lowest price it may fill at
+    # ($10.00 less 5%) is 0.52632 shares; it is executing, the ledger has booked nothing.
+    first = await window(sell(quantity=Decimal("4")), sell(amount=Decimal("5.00")))
+    second_sell = sell(quantity=Decimal("1"))
+    await window(second_sell)
+    assert await funded(second_sell) == ("frozen", Decimal("0.47368"), Decimal("0.47368"), None)
+    # nothing left of the 5 shares: the third window's sell is refused as not held
+    third_sell = sell(amount=Decimal("1.00"))
+    await window(third_sell)
+    assert (await funded(third_sell))[0] == "rejected"
+    # an operator stops the first window (its intents wait for the next one): its shares are free again
+    await store.set_status(conn, first, "abandoned")
+    fourth_sell = sell(quantity=Decimal("5"))
+    await window(fourth_sell)
+    assert await funded(fourth_sell) == ("frozen", Decimal("4.52632"), Decimal("4.52632"), None)

@@ -1,7 +1,8 @@
 """The window's NYSE schedule through the real services, on the service clock: a missed
 window runs once when the service comes back, and windows missed in both sessions run as one,
 each account taking what it had pending when its own started; the afternoon window trades
-only the accounts that trade in it."""
+only the accounts that trade in it; intents are cancellable until their window starts, not
+until the schedule's next check runs it."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import pytest
 
 from services.window.handlers import run_schedule
 from shared import topology
-from shared.contracts import OpenAccount, Plan, SetTradeWindow, Side
+from shared.contracts import CancelIntents, OpenAccount, Plan, SetTradeWindow, Side
 from tests.conftest import make_service
 from tests.integration.test_window_ledger import booked, intent, open_funded, reconcile, submit
 from tests.integration.test_window_market import new_account, new_symbol, set_prices
@@ -139,3 +140,37 @@ async def test_the_afternoon_window_trades_plus_accounts_and_those_who_chose_it(
                               intents[basic].intent_id) == morning.window_id
         await booked(settings, morning.window_id)
         await reconcile(settings, morning.window_id)
+
+
+async def test_a_cancel_after_the_window_started_is_refused_even_before_the_schedule_runs_it(others, bus, settings):
+    symbol = new_symbol()
+    await set_prices(bus, **{symbol: "20.00"})
+    async with window_at(settings, datetime(2026, 12, 7, 14, 0, tzinfo=UTC)).running() as window:  # 09:00 NY
+        assert await run_schedule(window) is None  # the schedule has begun; nothing owed yet
+        morning, afternoon = await open_funded(bus, settings, "100.00"), await open_funded(bus, settings, "100.00")
+        assert (await bus.request(SetTradeWindow(account_id=afternoon, session="afternoon"))).ok
+        await eventually(lambda: fetchval(settings.database_url, 'SELECT session = $2 FROM "window".accounts '
+                                                                 "WHERE account_id = $1", afternoon, "afternoon"))
+        taken, waits = intent(morning, symbol, Side.BUY, "10.00"), intent(afternoon, symbol, Side.BUY, "10.00")
+        await submit(bus, settings, taken)
+        await submit(bus, settings, waits)
+        # 09:30:05: the morning window has started; the schedule's next check has not run it yet
+        window.clock.set(datetime(2026, 12, 7, 14, 30, 5, tzinfo=UTC))
+        late = intent(morning, symbol, Side.BUY, "10.00")  # sent after the start: the next morning's
+        await submit(bus, settings, late)
+        reply = await bus.request(CancelIntents(intent_ids=[taken.intent_id, waits.intent_id, late.intent_id]))
+        assert reply.ok
+        assert sorted(reply.result["cancelled"]) == sorted([str(waits.intent_id), str(late.intent_id)])
+        assert reply.result["refused"] == {
+            str(taken.intent_id): "its window (morning, 2026-12-07 09:30 New York) has started"}
+        closing = await run_schedule(window)  # (it also takes what earlier tests left pending)
+        assert closing is not None
+        assert await fetchval(settings.database_url, 'SELECT window_id FROM "window".intents WHERE intent_id = $1',
+                              taken.intent_id) == closing.window_id
+        await booked(settings, closing.window_id)
+        await reconcile(settings, closing.window_id)
+        # once it has run, what is pending is cancellable again until the next window starts
+        again = intent(morning, symbol, Side.BUY, "10.00")
+        await submit(bus, settings, again)
+        reply = await bus.request(CancelIntents(intent_ids=[again.intent_id]))
+        assert reply.ok and reply.result["cancelled"] == [str(again.intent_id)]

@@ -370,6 +370,17 @@ def test_every_window_missed_since_the_last_run_is_owed_once_and_none_before_the
     assert domain.owed_slots(tuesday[0].starts_at, utc(2026, 11, 1), monday[1].starts_at) == [tuesday[0]]
 
 
+def test_one_run_takes_the_owed_windows_under_the_latest_ones_id_and_session():
+    monday, tuesday = domain.slots_on(date(2026, 11, 23)), domain.slots_on(date(2026, 11, 24))
+    assert domain.run_of([]) is None
+    assert domain.run_of([tuesday[0]]) == domain.Run(tuesday[0], None)
+    # Monday's afternoon missed too: its accounts take what they had pending at 15:00 Monday
+    assert domain.run_of([monday[1], tuesday[0]]) == domain.Run(tuesday[0], monday[1].starts_at)
+    # both of Monday's missed: the morning's latest is Tuesday's, the afternoon's Monday's
+    assert domain.run_of([monday[0], monday[1], tuesday[0]]) == domain.Run(tuesday[0], monday[1].starts_at)
+    assert domain.run_of([tuesday[0]]).refusal == "its window (morning, 2026-11-24 09:30 New York) has started"
+
+
 def test_plus_and_large_accounts_trade_in_both_windows_others_in_their_choice():
     assert domain.trades_in(domain.AFTERNOON, "plus", None, D(0))
     assert domain.trades_in(domain.AFTERNOON, "basic", None, D("25000"))
