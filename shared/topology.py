@@ -100,6 +100,8 @@ WINDOW_EXECUTIONS = _events("window.executions", "market.orders.executed")
 WINDOW_COMMANDS = _commands("window")
 WINDOW_LEDGER = _events(
     "window.ledger", "ledger.account.opened", "ledger.cash.changed", "ledger.position.changed", "ledger.fills.booked",
+    # the loan, for the schedule's $25,000 rule (equity less the loan)
+    "ledger.loan.changed",
     # the ledger's answer to a window's cash hold: the window trades after it
     "ledger.window.held",
 )

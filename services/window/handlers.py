@@ -33,6 +33,7 @@ from shared.contracts import (
     IntentsRejected,
     IntentsSubmitted,
     ListWindows,
+    LoanChanged,
     Message,
     OrderIntentsSubmitted,
     OrdersExecuted,
@@ -268,6 +269,12 @@ def register(service: Service) -> None:
 
     @on(topology.WINDOW_LEDGER, CashChanged)
     async def cash_changed(tx: Tx, event: CashChanged) -> None:
+        await store.set_cash(tx.conn, event.account_id, event.cash, event.version)
+
+    @on(topology.WINDOW_LEDGER, LoanChanged)
+    async def loan_changed(tx: Tx, event: LoanChanged) -> None:
+        """A margin loan drawn or repaid: equity for the $25,000 rule counts the loan."""
+        await store.set_loan(tx.conn, event.account_id, event.loan, event.version)
         await store.set_cash(tx.conn, event.account_id, event.cash, event.version)
 
     @on(topology.WINDOW_COMMANDS, CancelIntents)

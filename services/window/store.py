@@ -265,7 +265,8 @@ async def unfinished_windows(conn: asyncpg.Connection, window_id: UUID) -> list[
 def _eligible(started: str, session: str, equity: str, other: str, among: str = "") -> str:
     """The CTEs ``pend`` and ``eligible`` (account_id, cutoff) of a window's run: per account
     with intents pending when the window started (``started``), until when it takes what was
-    pending: ``started`` if it trades in ``session`` (services/window/domain.py ``trades_in``;
+    pending: ``started`` if it trades in ``session`` (services/window/domain.py ``trades_in``,
+    equity: cash plus positions at the last prices less the loan;
     every account when ``session`` is NULL: an operator's close), else ``other``, when a missed
     window of the other session started (NULL: not in this run). ``among``: a further
     condition on the pending intents looked at."""
@@ -277,13 +278,14 @@ def _eligible(started: str, session: str, equity: str, other: str, among: str = 
                          SELECT pend.account_id,
                                 CASE WHEN {session}::text IS NULL OR a.plan = 'plus'
                                           OR coalesce(a.session, 'morning') = {session}
-                                          OR coalesce(c.cash, 0)
+                                          OR coalesce(c.cash, 0) - coalesce(l.loan, 0)
                                              + coalesce((SELECT sum(p.quantity * pr.price) FROM positions p
                                                          JOIN prices pr USING (symbol)
                                                          WHERE p.account_id = pend.account_id), 0) >= {equity}
                                      THEN {started}
                                      ELSE {other}::timestamptz END AS cutoff
-                         FROM pend LEFT JOIN accounts a USING (account_id) LEFT JOIN cash c USING (account_id)) e
+                         FROM pend LEFT JOIN accounts a USING (account_id) LEFT JOIN cash c USING (account_id)
+                              LEFT JOIN loans l USING (account_id)) e
                      WHERE cutoff IS NOT NULL)"""
 
 
@@ -831,6 +833,14 @@ async def set_cash(conn: asyncpg.Connection, account_id: str, cash: Decimal, ver
         """INSERT INTO cash (account_id, cash, version) VALUES ($1, $2, $3)
            ON CONFLICT (account_id) DO UPDATE SET cash = EXCLUDED.cash, version = EXCLUDED.version
            WHERE cash.version < EXCLUDED.version""", account_id, cash, version)
+
+
+async def set_loan(conn: asyncpg.Connection, account_id: str, loan: Decimal, version: int) -> None:
+    """Keep the newest loan the ledger reported for the account (older versions are ignored)."""
+    await conn.execute(
+        """INSERT INTO loans (account_id, loan, version) VALUES ($1, $2, $3)
+           ON CONFLICT (account_id) DO UPDATE SET loan = EXCLUDED.loan, version = EXCLUDED.version
+           WHERE loans.version < EXCLUDED.version""", account_id, loan, version)
 
 
 async def insert_window(conn: asyncpg.Connection, window_id: UUID, closed_at: datetime,

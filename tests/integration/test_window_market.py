@@ -28,6 +28,7 @@ from shared.contracts import (
     IntentsSubmitted,
     IntentSource,
     ListWindows,
+    LoanChanged,
     NetOrder,
     OrdersExecuted,
     PositionChanged,
@@ -409,6 +410,18 @@ async def test_shares_sold_by_a_window_the_ledger_has_not_booked_yet_are_not_sol
     await handled(settings, message_id)
     await submit(bus, settings, account, third := by_shares(account, symbol, SELL, "4"))
     assert (await allocated(third))[1] == (D("2"), D("2"))
+
+
+async def test_a_loan_the_ledger_reports_is_projected_with_its_cash(services, bus, settings):
+    account = new_account()
+    drawn = LoanChanged(account_id=account, loan="1000.00", delta="1000.00", cash="1500.00", cause="loan",
+                        cause_id=str(uuid.uuid4()), version=3, booked_at="2026-11-25T15:00:00Z")
+    message_id = str(uuid.uuid4())
+    await bus.publish_json(LoanChanged.TYPE, drawn.model_dump(mode="json"), message_id=message_id)
+    await handled(settings, message_id)
+    row = await fetch(settings.database_url, 'SELECT l.loan, c.cash FROM "window".loans l '
+                                             'JOIN "window".cash c USING (account_id) WHERE account_id = $1', account)
+    assert (row[0]["loan"], row[0]["cash"]) == (D("1000.00"), D("1500.00"))
 
 
 async def test_booked_fills_set_the_windows_cash_and_positions_newest_version_first(services, bus, settings):

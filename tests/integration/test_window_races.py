@@ -1,5 +1,6 @@
 """A cancel that commits while a close is running wins: the intent never trades. Shares a
-window not allocated yet is selling are not sold again by the next window."""
+window not allocated yet is selling are not sold again by the next window. The $25,000 rule
+counts equity less the margin loan."""
 
 from __future__ import annotations
 
@@ -99,3 +100,24 @@ async def test_shares_a_window_still_trading_sells_are_not_funded_again_by_the_n
     fourth_sell = sell(quantity=Decimal("5"))
     await window(fourth_sell)
     assert await funded(fourth_sell) == ("frozen", Decimal("4.52632"), Decimal("4.52632"), None)
+
+
+async def test_the_afternoon_window_takes_accounts_of_25000_equity_net_of_their_loan(window_db):
+    conn, _ = window_db
+    now = datetime.now(UTC)
+    await store.set_prices(conn, {"VTI": Decimal("100.00")})
+    for account in ("owns", "borrowed"):  # both $26,000 of cash and shares, morning accounts
+        await store.set_cash(conn, account, Decimal("16000.00"), 1)
+        await store.set_position(conn, account, "VTI", Decimal("100"), 1)
+    await store.set_loan(conn, "borrowed", Decimal("1000.01"), 2)  # equity $24,999.99
+    await store.set_loan(conn, "borrowed", Decimal("0.00"), 1)  # an older report changes nothing
+    buys = {a: Intent(intent_id=uuid.uuid4(), account_id=a, symbol="VTI", side="buy", amount=Decimal("10.00"),
+                      source="rebalance") for a in ("owns", "borrowed")}
+    for intent in buys.values():
+        await store.insert_intents(conn, uuid.uuid4(), [intent], now - timedelta(minutes=1))
+    async with conn.transaction():
+        assert await store.freeze_and_fund(conn, uuid.uuid4(), now, "afternoon", Decimal("25000"),
+                                           "under the minimum") == 1
+    rows = await conn.fetch("SELECT account_id, status FROM intents WHERE intent_id = ANY($1::uuid[])",
+                            [i.intent_id for i in buys.values()])
+    assert {r["account_id"]: r["status"] for r in rows} == {"owns": "frozen", "borrowed": "pending"}
