@@ -55,12 +55,12 @@ async def test_a_window_missed_while_the_service_was_down_runs_once_when_it_come
             settings.database_url, 'SELECT window_id FROM "window".intents WHERE intent_id = $1', mine.intent_id))
         assert await run_schedule(window) is None
         await booked(settings, window_id)
+        await reconcile(settings, window_id)  # while the window runs: it hears the ledger's bookings
     async with window_at(settings, datetime(2026, 11, 25, 15, 30, tzinfo=UTC)).running() as window:
         assert await run_schedule(window) is None
     slots = await fetch(settings.database_url, 'SELECT session, window_id FROM "window".slots WHERE starts_at = $1',
                         datetime(2026, 11, 25, 14, 30, tzinfo=UTC))
     assert [(r["session"], r["window_id"]) for r in slots] == [("morning", window_id)]
-    await reconcile(settings, window_id)
 
 
 async def test_windows_missed_in_both_sessions_run_once_each_account_taking_what_was_pending_when_its_own_started(
@@ -95,12 +95,12 @@ async def test_windows_missed_in_both_sessions_run_once_each_account_taking_what
         assert window_of[late[morning].intent_id] is None
         assert window_of[early[afternoon].intent_id] == window_of[late[afternoon].intent_id] == window_id
         await booked(settings, window_id)
+        await reconcile(settings, window_id)  # while the window runs: it hears the ledger's bookings
     slots = await fetch(settings.database_url, 'SELECT starts_at, session, window_id FROM "window".slots '
                                                "ORDER BY starts_at")
     assert [(r["starts_at"], r["session"], r["window_id"]) for r in slots] == [
         (datetime(2026, 12, 3, 14, 30, tzinfo=UTC), "morning", window_id),
         (datetime(2026, 12, 3, 20, 0, tzinfo=UTC), "afternoon", window_id)]
-    await reconcile(settings, window_id)
 
 
 async def test_the_afternoon_window_trades_plus_accounts_and_those_who_chose_it(others, bus, settings):
