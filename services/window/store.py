@@ -251,14 +251,14 @@ _UNBOOKED_SELLS = """
 
 
 async def unfinished_windows(conn: asyncpg.Connection, window_id: UUID) -> list[UUID]:
-    """The windows other than ``window_id`` whose sells the positions may not show yet: not
-    allocated, or allocated with fills batches the ledger has not booked (usually none)."""
+    """The windows other than ``window_id`` whose sells the positions may not show yet: the
+    unfinished ones (``_UNFINISHED``: not allocated, or allocated with fills batches the
+    ledger has not booked; usually none)."""
     return await conn.fetchval(
-        """SELECT coalesce(array_agg(w.window_id), '{}') FROM windows w
-           WHERE w.window_id <> $1
-             AND (w.status IN ('holding', 'executing')
-                  OR (w.status = 'allocated' AND w.batch_accounts IS NOT NULL
-                      AND w.batches > (SELECT count(*) FROM booked_batches b WHERE b.window_id = w.window_id)))""",
+        f"""SELECT coalesce(array_agg(w.window_id), '{{}}') FROM windows w
+            CROSS JOIN LATERAL (SELECT count(*)::int AS booked FROM booked_batches bb
+                                WHERE bb.window_id = w.window_id) b
+            WHERE w.window_id <> $1 AND {_UNFINISHED}""",
         window_id)
 
 

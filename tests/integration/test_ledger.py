@@ -58,6 +58,18 @@ def withdrawal_body(account_id: str, amount: str) -> dict:
             "requested_at": "2026-11-25T15:00:00+00:00"}
 
 
+_STATUS = "SELECT status FROM ledger.pending_withdrawals WHERE withdrawal_id = $1"
+
+
+async def held_withdrawal(bus, settings, account_id: str, amount: str) -> dict:
+    """Request a withdrawal the account's cash does not cover and wait until it is held."""
+    body = withdrawal_body(account_id, amount)
+    await bus.publish_json("funding.withdrawal.requested", body, message_id=body["withdrawal_id"])
+    assert await eventually(lambda: fetchval(settings.database_url, _STATUS,
+                                             uuid.UUID(body["withdrawal_id"]))) == "pending"
+    return body
+
+
 async def test_a_withdrawal_beyond_cash_is_held_and_paid_after_the_accounts_fills(ledger, bus, settings):
     account = f"acc-{uuid.uuid4().hex[:8]}"
     assert (await bus.request(OpenAccount(account_id=account))).ok
@@ -69,8 +81,7 @@ async def test_a_withdrawal_beyond_cash_is_held_and_paid_after_the_accounts_fill
     for _ in range(2):
         await bus.publish_json("funding.withdrawal.requested", body, message_id=body["withdrawal_id"])
     wid = uuid.UUID(body["withdrawal_id"])
-    status = "SELECT status FROM ledger.pending_withdrawals WHERE withdrawal_id = $1"
-    assert await eventually(lambda: fetchval(settings.database_url, status, wid)) == "pending"
+    assert await eventually(lambda: fetchval(settings.database_url, _STATUS, wid)) == "pending"
     assert await fetchval(settings.database_url, "SELECT count(*) FROM ledger.pending_withdrawals "
                                                  "WHERE account_id = $1", account) == 1
     assert await cash(bus, account) == Decimal("40.00")
@@ -89,9 +100,9 @@ async def test_a_withdrawal_beyond_cash_is_held_and_paid_after_the_accounts_fill
         await eventually(lambda: fetchval(settings.database_url, "SELECT count(*) FROM ledger.entries "
                                                                  "WHERE reference = $1", f"{window_id}:0"))
         if side == "buy":
-            assert await fetchval(settings.database_url, status, wid) == "pending"
+            assert await fetchval(settings.database_url, _STATUS, wid) == "pending"
             assert await cash(bus, account) == Decimal("30.00")
-    assert await fetchval(settings.database_url, status, wid) == "paid"
+    assert await fetchval(settings.database_url, _STATUS, wid) == "paid"
     assert await cash(bus, account) == Decimal("9.99")
     assert await fetchval(settings.database_url, "SELECT kind FROM ledger.funding WHERE funding_id = $1",
                           wid) == "withdrawal"
@@ -104,14 +115,8 @@ async def test_a_later_withdrawal_waits_behind_a_held_one_instead_of_taking_its_
     await bus.publish_json("funding.deposit.received", dep, message_id=dep["deposit_id"])
     await eventually(lambda: fetchval(settings.database_url, "SELECT count(*) FROM ledger.funding "
                                                              "WHERE account_id = $1", account))
-    status = "SELECT status FROM ledger.pending_withdrawals WHERE withdrawal_id = $1"
-    big, small = withdrawal_body(account, "500.00"), withdrawal_body(account, "100.00")
-    await bus.publish_json("funding.withdrawal.requested", big, message_id=big["withdrawal_id"])
-    assert await eventually(lambda: fetchval(settings.database_url, status,
-                                             uuid.UUID(big["withdrawal_id"]))) == "pending"
-    await bus.publish_json("funding.withdrawal.requested", small, message_id=small["withdrawal_id"])
-    assert await eventually(lambda: fetchval(settings.database_url, status,
-                                             uuid.UUID(small["withdrawal_id"]))) == "pending"
+    await held_withdrawal(bus, settings, account, "500.00")
+    await held_withdrawal(bus, settings, account, "100.00")
     assert await cash(bus, account) == Decimal("100.00")  # the $100 stays for the $500 withdrawal
 
 
@@ -230,11 +235,7 @@ async def test_deposits_keep_flowing_after_the_broker_drops_every_connection(led
 async def test_a_held_withdrawal_is_paid_when_a_deposit_covers_it(ledger, bus, settings):
     account = f"acc-{uuid.uuid4().hex[:8]}"
     assert (await bus.request(OpenAccount(account_id=account))).ok
-    status = "SELECT status FROM ledger.pending_withdrawals WHERE withdrawal_id = $1"
-    held = withdrawal_body(account, "50.00")
-    await bus.publish_json("funding.withdrawal.requested", held, message_id=held["withdrawal_id"])
-    assert await eventually(lambda: fetchval(settings.database_url, status,
-                                             uuid.UUID(held["withdrawal_id"]))) == "pending"
+    held = await held_withdrawal(bus, settings, account, "50.00")
     dep = deposit_body(account, "80.00")
     await bus.publish_json("funding.deposit.received", dep, message_id=dep["deposit_id"])
     assert await eventually(lambda: _paid(settings, held))
@@ -317,18 +318,14 @@ async def test_a_withdrawal_is_refused_when_with_those_already_held_it_would_pus
         ledger, bus, settings):
     account, symbol = await invested_with_a_loan(bus, settings, "300.00")
     # value $1,300, loan $300: $500 alone leaves $800 (the loan 37.5% of it): held for sells
-    status = "SELECT status FROM ledger.pending_withdrawals WHERE withdrawal_id = $1"
-    first, second = withdrawal_body(account, "500.00"), withdrawal_body(account, "500.00")
-    await bus.publish_json("funding.withdrawal.requested", first, message_id=first["withdrawal_id"])
-    assert await eventually(lambda: fetchval(settings.database_url, status,
-                                             uuid.UUID(first["withdrawal_id"]))) == "pending"
+    first, second = await held_withdrawal(bus, settings, account, "500.00"), withdrawal_body(account, "500.00")
     # the second counts the first as gone: it would leave $300 for a $300 loan
     await bus.publish_json("funding.withdrawal.requested", second, message_id=second["withdrawal_id"])
     reason = await eventually(lambda: fetchval(settings.database_url,
                                                "SELECT reason FROM ledger.dead_letters WHERE message_id = $1",
                                                second["withdrawal_id"]))
     assert "above 40% of the account's value; at most 50.00 can be withdrawn" in reason
-    assert await fetchval(settings.database_url, status, uuid.UUID(second["withdrawal_id"])) is None
+    assert await fetchval(settings.database_url, _STATUS, uuid.UUID(second["withdrawal_id"])) is None
 
     # the pie sells everything: the first is paid, the loan stays within 40% of what is left
     await book_fills(bus, settings, (account, symbol, "sell", "10", "100"))

@@ -190,17 +190,23 @@ async def window(bus, settings, *fills: tuple[uuid.UUID, str, str, str, str, str
 
 async def liquidating_at_the_deadline(bus, settings) -> tuple[str, list[str], object]:
     """The call of the example in docs/services/margin.md: loan 1,600; prices halved; a call
-    of 32.00 unmet at its deadline; 112.00 to sell."""
+    of 32.00, not liquidated before its deadline, unmet at it; 112.00 to sell."""
     account, (a, b) = await portfolio(bus, settings)
     await borrow(bus, account, "1600.00")
     await trade(bus, settings, (account, a, "buy", "8", "100"), (account, b, "buy", "16", "50"))
     await status_when(bus, account, cash="0.00", loan="1600.00")
     await set_prices(bus, settings, {a: "40", b: "20"})  # mv 2240, equity 640, req 672: a call of 32.00
     call = await call_when(settings, account, "open")
+    assert call["amount_due"] == D("32.00")
+    reply = await bus.request(CheckCalls(at=call["deadline"] - timedelta(seconds=1)))
+    assert reply.ok and account not in reply.result["liquidated"]
     reply = await bus.request(CheckCalls(at=call["deadline"] + timedelta(seconds=1)))
     assert reply.ok and account in reply.result["liquidated"]
     call = await call_when(settings, account, "liquidating")
-    assert call["liquidation_amount"] == D("112.00")
+    figures = domain.figures([domain.Holding(a, D("28"), D("40")), domain.Holding(b, D("56"), D("20"))], D("0"),
+                             D("1600"), RULES)
+    assert call["liquidation_amount"] == domain.liquidation_amount(figures, RULES) == D("112.00")  # 32/0.3 x 1.05
+    assert call["liquidation_reason"] == "deadline"
     return account, [a, b], call
 
 
@@ -310,23 +316,7 @@ async def test_equity_under_the_hard_floor_liquidates_at_once(services, bus, set
 
 
 async def test_unmet_call_liquidates_at_the_deadline_and_the_proceeds_repay_the_loan(services, bus, settings):
-    account, (a, b) = await portfolio(bus, settings)
-    await borrow(bus, account, "1600.00")
-    await trade(bus, settings, (account, a, "buy", "8", "100"), (account, b, "buy", "16", "50"))
-    await status_when(bus, account, cash="0.00", loan="1600.00")
-    await set_prices(bus, settings, {a: "40", b: "20"})  # mv 2240, equity 640, req 672: a call of 32.00
-    call = await call_when(settings, account, "open")
-    assert call["amount_due"] == D("32.00")
-
-    reply = await bus.request(CheckCalls(at=call["deadline"] - timedelta(seconds=1)))
-    assert reply.ok and account not in reply.result["liquidated"]
-    reply = await bus.request(CheckCalls(at=call["deadline"] + timedelta(seconds=1)))
-    assert reply.ok and account in reply.result["liquidated"]
-    call = await call_when(settings, account, "liquidating")
-    figures = domain.figures([domain.Holding(a, D("28"), D("40")), domain.Holding(b, D("56"), D("20"))], D("0"),
-                             D("1600"), RULES)
-    assert call["liquidation_amount"] == domain.liquidation_amount(figures, RULES) == D("112.00")  # 32/0.3 x 1.05
-    assert call["liquidation_reason"] == "deadline"
+    account, (a, _), call = await liquidating_at_the_deadline(bus, settings)
     await feed_has(bus, account, "margin_call_liquidated")
 
     # the pie plans the sell; the window sells it; the ledger books the fills; the loan is repaid
