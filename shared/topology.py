@@ -114,6 +114,8 @@ MARGIN_MARKET = _events("margin.market", "market.prices.changed")
 # The pie's answer to a liquidation (its batch) and the batch's sells: a liquidation is closed
 # and repays the loan by its own sells' fills, not by whatever the account sells meanwhile.
 MARGIN_PIE = _events("margin.pie", "pie.cash.raising", "pie.intents.submitted")
+# A liquidation whose every sell the window rejects for good closes with nothing raised.
+MARGIN_WINDOW = _events("margin.window", "window.intents.rejected")
 MARGIN_COMMANDS = _commands("margin")
 # ---- notification
 NOTIFICATION_EVENTS = _events(

@@ -152,8 +152,9 @@ class Liquidation:
     """A call being liquidated (``liquidating``) or liquidated, as far as its sells go:
     ``amount`` asked of the pie, ``raised`` by its sells counted so far; the pie's answer,
     ``planned`` dollars and the ``batch_id`` of its sells (None until it arrives), ``known``
-    once the batch's intents have arrived too. ``legacy``: liquidating since before the pie's
-    answer was kept; the account's next sells are its own."""
+    once the batch's intents have arrived too, ``rejected`` once the window has rejected every
+    one of them for good. ``legacy``: liquidating since before the pie's answer was kept; the
+    account's next sells are its own."""
 
     call_id: UUID
     liquidating: bool
@@ -162,6 +163,7 @@ class Liquidation:
     planned: Decimal | None = None
     batch_id: UUID | None = None
     known: bool = False
+    rejected: bool = False
     legacy: bool = False
 
     @property
@@ -218,8 +220,10 @@ def settle_liquidations(liquidations: Sequence[Liquidation], sells: Iterable[Sel
       rebalance, a cover of a negative balance) is not: it neither closes the call nor
       repays the loan.
     - A liquidating call closes as liquidated when its own first sells are booked (its
-      window), or at once when the pie had nothing to sell (planned 0). Its sells that
-      carried over (a halted security) are counted when they fill later.
+      window), or at once when the pie had nothing to sell (planned 0) or the window rejected
+      every one of its sells for good (nothing raised: the evaluation that follows calls the
+      account again if it is still short). Its sells that carried over (a halted security)
+      are counted when they fill later.
     - The proceeds repay the loan up to the liquidation amount (what its sells raised before
       counted) and the loan; liquidations in call order share the loan."""
     by_batch = {q.batch_id: q for q in liquidations if q.batch_id is not None}
@@ -234,7 +238,7 @@ def settle_liquidations(liquidations: Sequence[Liquidation], sells: Iterable[Sel
     out, left = [], loan
     for q in liquidations:
         mine = tuple(own.get(q.call_id, ()))
-        closes = q.liquidating and (bool(mine) or q.planned == 0)
+        closes = q.liquidating and (bool(mine) or q.planned == 0 or q.rejected)
         if not mine and not closes:
             continue
         proceeds = sum((s.amount for s in mine), Decimal("0.00"))

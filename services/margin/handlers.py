@@ -25,6 +25,7 @@ from shared.contracts import (
     FillsBooked,
     GetMarginStatus,
     InterestAccrued,
+    IntentsRejected,
     IntentsSubmitted,
     IntentSource,
     LoanChanged,
@@ -218,6 +219,17 @@ def register(service: Service) -> None:
         await store.lock_for_account(tx.conn)
         await store.lock_account(tx.conn, event.account_id)
         if await store.record_liquidation_intents(tx.conn, event.account_id, event.batch_id, intents):
+            await settle_liquidations(tx, event.account_id)
+
+    @on(topology.MARGIN_WINDOW, IntentsRejected)
+    async def intents_rejected(tx: Tx, event: IntentsRejected) -> None:
+        """Intents the window rejected for good, kept while the account has a call
+        liquidating: a liquidation whose every sell is rejected closes with nothing raised
+        (and the account is called again if still short), instead of waiting for fills that
+        will never come."""
+        await store.lock_for_account(tx.conn)
+        await store.lock_account(tx.conn, event.account_id)
+        if await store.record_rejections(tx.conn, event.account_id, event.window_id, event.reasons):
             await settle_liquidations(tx, event.account_id)
 
     # ---------------------------------------------------------------- commands

@@ -335,12 +335,32 @@ async def record_sells(conn: asyncpg.Connection, account_id: str, window_id, sel
     return status != "INSERT 0 0"
 
 
+async def record_rejections(conn: asyncpg.Connection, account_id: str, window_id, reasons: dict[str, str]) -> bool:
+    """Keep the window's rejections of the account's intents (intent id -> reason) while it
+    has a call liquidating (they may be its sells); True when any was kept (the common case:
+    none, one statement)."""
+    ids = sorted(reasons)
+    status = await conn.execute(
+        """INSERT INTO liquidation_rejections (intent_id, account_id, window_id, reason)
+           SELECT r.intent_id::uuid, $1, $2, r.reason FROM unnest($3::text[], $4::text[]) AS r(intent_id, reason)
+           WHERE EXISTS (SELECT 1 FROM calls WHERE account_id = $1 AND status = 'liquidating')
+           ON CONFLICT (intent_id) DO NOTHING""",
+        account_id, window_id, ids, [reasons[i] for i in ids])
+    return status != "INSERT 0 0"
+
+
 async def liquidations(conn: asyncpg.Connection, account_id: str) -> list[asyncpg.Record]:
     """The account's calls liquidating, and those liquidated whose sells the pie named (their
-    sells carried over may still fill), in call order; as ``domain.Liquidation`` fields."""
+    sells carried over may still fill), in call order; as ``domain.Liquidation`` fields
+    (``rejected``: the batch's intents are known and the window rejected every one)."""
     return await conn.fetch(
         """SELECT call_id, status = 'liquidating' AS liquidating, liquidation_amount AS amount, raised, planned,
-                  batch_id, EXISTS (SELECT 1 FROM liquidation_intents i WHERE i.batch_id = c.batch_id) AS known, legacy
+                  batch_id, EXISTS (SELECT 1 FROM liquidation_intents i WHERE i.batch_id = c.batch_id) AS known,
+                  EXISTS (SELECT 1 FROM liquidation_intents i WHERE i.batch_id = c.batch_id)
+                  AND NOT EXISTS (SELECT 1 FROM liquidation_intents i WHERE i.batch_id = c.batch_id
+                                  AND NOT EXISTS (SELECT 1 FROM liquidation_rejections r
+                                                  WHERE r.intent_id = i.intent_id)) AS rejected,
+                  legacy
            FROM calls c WHERE account_id = $1 AND (status = 'liquidating' OR batch_id IS NOT NULL)
            ORDER BY issued_at, call_id""",
         account_id)
@@ -370,12 +390,17 @@ async def forget_sells(conn: asyncpg.Connection, account_id: str, counted: list[
     """Drop the kept sells ``counted`` (window id, intent id); with ``rest`` (no liquidation
     of the account waits to know its own sells) every other kept sell of the account too,
     and the intents at the liquidation priority that are no call's (a cover of a negative
-    balance submitted while a call was liquidating)."""
+    balance submitted while a call was liquidating), and the window's rejections of intents
+    that are no call's."""
     if rest:
         await conn.execute("DELETE FROM liquidation_sells WHERE account_id = $1", account_id)
         await conn.execute(
             """DELETE FROM liquidation_intents i WHERE i.account_id = $1
                AND NOT EXISTS (SELECT 1 FROM calls c WHERE c.batch_id = i.batch_id)""",
+            account_id)
+        await conn.execute(
+            """DELETE FROM liquidation_rejections r WHERE r.account_id = $1
+               AND NOT EXISTS (SELECT 1 FROM liquidation_intents i WHERE i.intent_id = r.intent_id)""",
             account_id)
     elif counted:
         await conn.execute(

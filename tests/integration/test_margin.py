@@ -26,6 +26,7 @@ from shared.contracts import (
     GetFeed,
     GetMarginStatus,
     Intent,
+    IntentsRejected,
     IntentsSubmitted,
     IntentSource,
     OpenAccount,
@@ -401,6 +402,38 @@ async def test_a_liquidation_the_pie_has_nothing_to_sell_for_closes_and_the_acco
     again = await call_when(settings, account, "open")
     assert (again["amount_due"], again["issued_at"] > call["issued_at"]) == (D("32.00"), True)
     assert (await status(bus, account))["loan"] == "1600.00"
+
+
+async def test_a_liquidation_whose_every_sell_the_window_rejects_closes_and_the_account_is_called_again(
+        services, bus, settings):
+    account, (a, b), call = await liquidating_at_the_deadline(bus, settings)
+    submitted, answer = pie_answer(call, account, (a, "56.00"), (b, "56.00"))
+    first, second = (i.intent_id for i in submitted.intents)
+    # the window's rejection of the first sell (and of a buy of the account) reaches the
+    # margin service before the pie's answer and intents do
+    await pie_answers(bus, settings, IntentsRejected(account_id=account, window_id=uuid.uuid4(), reasons={
+        str(first): f"the venue refused {a}: {a} is inactive and cannot be traded",
+        str(uuid.uuid4()): "under_minimum"}))
+    await pie_answers(bus, settings, submitted, answer)
+    # the second sell may still fill (carried over): the call waits for it
+    assert [c["status"] for c in await calls_of(settings, account)] == ["liquidating"]
+    await pie_answers(bus, settings, IntentsRejected(account_id=account, window_id=uuid.uuid4(), reasons={
+        str(second): f"the venue refused {b}: unknown symbol {b}"}))
+    closed = await call_status_when(settings, call["call_id"], "liquidated")
+    assert closed["raised"] == D("0.00")
+    # nothing was sold: still short by the same 32.00, so a new call with its own deadline
+    again = await call_when(settings, account, "open")
+    assert (again["amount_due"], again["issued_at"] > call["issued_at"]) == (D("32.00"), True)
+    assert (await status(bus, account))["loan"] == "1600.00"
+    assert await ledger_books(settings, account) == {"cash": D("0.00"), "loan": D("-1600.00")}
+
+
+async def test_a_rejection_while_no_call_is_liquidating_is_not_kept(services, bus, settings):
+    account, _ = await portfolio(bus, settings)
+    await pie_answers(bus, settings, IntentsRejected(account_id=account, window_id=uuid.uuid4(),
+                                                     reasons={str(uuid.uuid4()): "under_minimum"}))
+    assert await fetchval(settings.database_url, "SELECT count(*) FROM margin.liquidation_rejections "
+                                                 "WHERE account_id = $1", account) == 0
 
 
 # ---------------------------------------------------------------- repayments, withdrawals, interest

@@ -51,6 +51,13 @@ def test_a_liquidation_the_pie_had_nothing_to_sell_for_closes_with_nothing_raise
     assert (s.proceeds, s.repay, s.closes, s.sells) == (D("0.00"), D("0.00"), True, ()) and not keep
 
 
+def test_a_liquidation_whose_every_sell_the_window_rejected_closes_with_nothing_raised():
+    (s,), keep = domain.settle_liquidations([liquidating(rejected=True)], [sell("2.00")], D("1600.00"))
+    assert (s.call_id, s.proceeds, s.repay, s.closes, s.sells) == (CALL, D("0.00"), D("0.00"), True, ()) and not keep
+    # some of its sells still to fill (carried over, not rejected): it waits for them
+    assert domain.settle_liquidations([liquidating()], [], D("1600.00")) == ([], False)
+
+
 def test_a_liquidation_halted_in_part_closes_on_its_first_sells_and_its_carried_over_sells_repay_later():
     (first,), _ = domain.settle_liquidations([liquidating()], [sell("56.00", BATCH)], D("1600.00"))
     assert (first.proceeds, first.repay, first.closes) == (D("56.00"), D("56.00"), True)
