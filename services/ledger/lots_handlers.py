@@ -10,7 +10,7 @@ schedule.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import date, datetime, time
+from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
@@ -149,7 +149,7 @@ async def pay_dividends(tx: Tx, day: date) -> tuple[list[str], int]:
 
 async def accrue_interest(tx: Tx, settings: Settings, day: date) -> int:
     rate = settings.plus_cash_interest_rate
-    cash = await lots_store.positive_cash_of_plan(tx.conn, "plus")
+    cash = await lots_store.positive_day_cash_of_plan(tx.conn, day, "plus")
     accruals = {a: (c, lots.daily_interest(c, rate, day)) for a, c in cash.items()}
     return await lots_store.insert_accruals(tx.conn, day, rate, {a: v for a, v in accruals.items() if v[1] > 0})
 
@@ -189,7 +189,7 @@ async def close_month(tx: Tx, settings: Settings, day: date) -> tuple[int, int]:
 async def run_day(tx: Tx, settings: Settings, day: date) -> LedgerDayDone:
     """The daily job for ``day``; each step happens once however often the day is run."""
     await lots_store.lock_day(tx.conn)
-    await lots_store.record_day_values(tx.conn, day)
+    await lots_store.record_day_values(tx.conn, day, day_start(day + timedelta(days=1)))
     accrued = await accrue_interest(tx, settings, day)
     regulatory = await charge_regulatory_fees(tx, settings, day)
     dividends, dividend_accounts = await pay_dividends(tx, day)

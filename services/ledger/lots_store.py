@@ -11,7 +11,7 @@ from decimal import Decimal
 
 import asyncpg
 
-from services.ledger.domain import USD, cash_book
+from services.ledger.domain import cash_book
 from services.ledger.lots import Closure, Lot, Sale
 
 # ---------------------------------------------------------------- lots and gains
@@ -175,35 +175,44 @@ async def lock_day(conn: asyncpg.Connection) -> None:
     await conn.execute("SELECT pg_advisory_xact_lock(hashtext('m1.ledger.day'))")
 
 
-async def record_day_values(conn: asyncpg.Connection, day: date) -> None:
-    """Every account's value now (cash + positions at the last known prices) as ``day``'s,
-    once per day. Positions without a known price count at zero."""
+async def record_day_values(conn: asyncpg.Connection, day: date, end: datetime) -> None:
+    """Every account's cash and value (cash + positions at the last price published before
+    ``end``) as of ``end``, the day's end, recorded as ``day``'s once: the balances now less
+    what was booked at or after ``end`` (the job runs after the day ends, a catch-up days
+    later). Positions without a price by then count at zero."""
     await conn.execute(
-        """WITH last AS MATERIALIZED (
-               SELECT DISTINCT ON (symbol) symbol, price FROM prices ORDER BY symbol, as_of DESC),
+        """WITH late AS MATERIALIZED (
+               SELECT p.book, p.asset, sum(p.amount) AS amount
+               FROM entries e JOIN postings p USING (entry_id)
+               WHERE e.booked_at >= $2 AND p.book LIKE 'customer:%' GROUP BY 1, 2),
+           at_end AS (
+               SELECT b.book, b.asset, b.amount - coalesce(l.amount, 0) AS amount
+               FROM balances b LEFT JOIN late l USING (book, asset) WHERE b.book LIKE 'customer:%'),
+           last AS MATERIALIZED (
+               SELECT DISTINCT ON (symbol) symbol, price FROM prices WHERE as_of < $2 ORDER BY symbol, as_of DESC),
            held AS (
                SELECT split_part(b.book, ':', 2) AS account_id, sum(b.amount * l.price) AS value
-               FROM balances b JOIN last l ON l.symbol = b.asset
+               FROM at_end b JOIN last l ON l.symbol = b.asset
                WHERE b.book LIKE 'customer:%:securities' GROUP BY 1),
            cash AS (
-               SELECT split_part(book, ':', 2) AS account_id, amount FROM balances
+               SELECT split_part(book, ':', 2) AS account_id, amount FROM at_end
                WHERE book LIKE 'customer:%:cash' AND asset = 'USD')
            INSERT INTO day_values (account_id, day, cash, value)
            SELECT a.account_id, $1, coalesce(c.amount, 0), coalesce(c.amount, 0) + coalesce(h.value, 0)
            FROM accounts a LEFT JOIN cash c USING (account_id) LEFT JOIN held h USING (account_id)
            ON CONFLICT (account_id, day) DO NOTHING""",
-        day,
+        day, end,
     )
 
 
-async def positive_cash_of_plan(conn: asyncpg.Connection, plan: str) -> dict[str, Decimal]:
+async def positive_day_cash_of_plan(conn: asyncpg.Connection, day: date, plan: str) -> dict[str, Decimal]:
+    """The accounts of ``plan`` whose cash at ``day``'s end (``day_values``) was above zero."""
     rows = await conn.fetch(
-        """SELECT a.account_id, b.amount FROM accounts a
-           JOIN balances b ON b.book = 'customer:' || a.account_id || ':cash' AND b.asset = $2
-           WHERE a.plan = $1 AND b.amount > 0""",
-        plan, USD,
+        """SELECT v.account_id, v.cash FROM day_values v JOIN accounts a USING (account_id)
+           WHERE v.day = $1 AND a.plan = $2 AND v.cash > 0""",
+        day, plan,
     )
-    return {r["account_id"]: r["amount"] for r in rows}
+    return {r["account_id"]: r["cash"] for r in rows}
 
 
 async def insert_accruals(conn: asyncpg.Connection, day: date, rate: Decimal,

@@ -22,6 +22,7 @@ from shared.contracts import (
     GetAccount,
     GetGains,
     OpenAccount,
+    PricesChanged,
     RunLedgerDay,
 )
 from tests.integration.test_order_margin import handled, new_symbol, publish
@@ -240,3 +241,41 @@ async def test_platform_fee_waived_at_ten_thousand_on_one_day_and_interest_paid_
     assert await fetchval(settings.database_url, "SELECT count(*) FROM ledger.entries WHERE reference = $1",
                           "platform:2030-01") == 1
     assert await books_balance(settings)
+
+
+async def test_the_days_values_and_interest_are_the_accounts_at_the_days_end_not_when_the_job_runs(
+        ledger, bus, settings):
+    """The job for 6 May 2031 runs after midnight in New York (04:00 UTC in May): a deposit,
+    a buy and a price published since then are the 7th's, not the 6th's."""
+    async def price(symbol: str, value: str, as_of: datetime) -> None:
+        await handled(settings, "ledger", await publish(bus, PricesChanged(prices={symbol: D(value)}, as_of=as_of)))
+
+    sym = new_symbol()
+    ledger.clock.set(datetime(2031, 5, 6, 14, tzinfo=UTC))
+    plus = await open_funded(bus, settings, "1000.00", plan="plus")
+    holder = await open_funded(bus, settings, "9000.00")
+    await trade(bus, settings, ledger, datetime(2031, 5, 6, 15, tzinfo=UTC), (holder, sym, "buy", "10", "100"))
+    await price(sym, "100", datetime(2031, 5, 6, 20, tzinfo=UTC))  # the close, 16:00 New York
+    # after the day's end: more cash, more shares, a higher price
+    ledger.clock.set(datetime(2031, 5, 7, 4, 0, tzinfo=UTC))
+    deposit = DepositReceived(deposit_id=uuid.uuid4(), account_id=plus, amount=D("50000.00"), currency="USD",
+                              received_at=datetime(2031, 5, 7, 4, 0, tzinfo=UTC))
+    await handled(settings, "ledger", await publish(bus, deposit, str(deposit.deposit_id)))
+    await trade(bus, settings, ledger, datetime(2031, 5, 7, 4, 1, tzinfo=UTC), (holder, sym, "buy", "5", "100"))
+    await price(sym, "300", datetime(2031, 5, 7, 4, 2, tzinfo=UTC))
+    ledger.clock.set(datetime(2031, 5, 7, 4, 5, tzinfo=UTC))
+    assert (await bus.request(RunLedgerDay(day=date(2031, 5, 6)))).ok
+
+    rows = await fetch(settings.database_url, "SELECT account_id, cash, value FROM ledger.day_values "
+                                              "WHERE day = '2031-05-06' AND account_id = ANY($1)", [plus, holder])
+    assert {r["account_id"]: (r["cash"], r["value"]) for r in rows} == {
+        plus: (D("1000.00"), D("1000.00")), holder: (D("8000.00"), D("9000.00"))}
+    accrual = await fetch(settings.database_url, "SELECT cash, amount FROM ledger.interest_accruals "
+                                                 "WHERE account_id = $1", plus)
+    assert [(r["cash"], r["amount"]) for r in accrual] == [(D("1000.00"), D("0.1095890411"))]  # 1000 x 4% / 365
+    # the next day's values hold all of it
+    assert (await bus.request(RunLedgerDay(day=date(2031, 5, 7)))).ok
+    rows = await fetch(settings.database_url, "SELECT account_id, cash, value FROM ledger.day_values "
+                                              "WHERE day = '2031-05-07' AND account_id = ANY($1)", [plus, holder])
+    assert {r["account_id"]: (r["cash"], r["value"]) for r in rows} == {
+        plus: (D("51000.00"), D("51000.00")), holder: (D("7500.00"), D("12000.00"))}
