@@ -140,7 +140,7 @@ def register(service: Service) -> None:
     @on(topology.MARGIN_LEDGER, LoanChanged)
     async def loan_changed(tx: Tx, event: LoanChanged) -> None:
         await store.lock_for_account(tx.conn)
-        await store.apply_loan(tx.conn, event.account_id, event.loan, event.cash, event.version)
+        await store.apply_loan(tx.conn, event.account_id, event.loan, event.cash, event.version, event.booked_at)
         if event.cause == "loan":
             try:
                 await store.loan_booked(tx.conn, uuid.UUID(event.cause_id))
@@ -295,9 +295,11 @@ def register(service: Service) -> None:
         return CallsChecked(liquidated=await check_calls(tx, cmd.at or tx.now))
 
     async def accrue(tx: Tx, day) -> InterestAccrued:
-        """Accrue ``day``'s interest on every loan; on the month's last day charge the
-        month's interest to cash through the ledger. Once per day."""
-        count = await store.accrue_day(tx.conn, day, rules.rate_plus, rules.rate_basic, tx.now)
+        """Accrue ``day``'s interest on every loan as it was at the day's end (New York); on
+        the month's last day charge the month's interest to cash through the ledger. Once
+        per day."""
+        count = await store.accrue_day(tx.conn, day, domain.start_of(day + timedelta(days=1)), rules.rate_plus,
+                                       rules.rate_basic, tx.now)
         if count is None:
             done = await store.day_done(tx.conn, day)
             return InterestAccrued(day=day, accrued_accounts=done["accrued_accounts"],

@@ -116,9 +116,16 @@ async def holdings(conn: asyncpg.Connection, account_id: str) -> list[asyncpg.Re
     )
 
 
-async def apply_loan(conn: asyncpg.Connection, account_id: str, loan: Decimal, cash: Decimal, version: int) -> None:
+async def apply_loan(conn: asyncpg.Connection, account_id: str, loan: Decimal, cash: Decimal, version: int,
+                     booked_at: datetime) -> None:
     """Take a booked loan change: the loan unless a newer loan booking is applied, the cash
-    unless a newer cash change is (both come from the same ledger version)."""
+    unless a newer cash change is (both come from the same ledger version); and keep it in
+    the loan's history (a day's interest is on the loan at the day's end)."""
+    await conn.execute(
+        """INSERT INTO loan_history (account_id, version, loan, booked_at) VALUES ($1, $2, $3, $4)
+           ON CONFLICT (account_id, version) DO NOTHING""",
+        account_id, version, loan, booked_at,
+    )
     await conn.execute(
         """INSERT INTO accounts (account_id, cash, version, loan, loan_version) VALUES ($1, $3, $4, $2, $4)
            ON CONFLICT (account_id) DO UPDATE SET
@@ -409,19 +416,21 @@ async def forget_sells(conn: asyncpg.Connection, account_id: str, counted: list[
             account_id, [w for w, _ in counted], [i for _, i in counted])
 
 
-async def accrue_day(conn: asyncpg.Connection, day, plus_rate: Decimal, basic_rate: Decimal, now: datetime
-                     ) -> int | None:
-    """Accrue one day's interest on every loan in one statement; None when the day was
-    accrued before."""
+async def accrue_day(conn: asyncpg.Connection, day, end: datetime, plus_rate: Decimal, basic_rate: Decimal,
+                     now: datetime) -> int | None:
+    """Accrue one day's interest on every loan as it was at ``end``, the day's end (its last
+    change booked before then), in one statement; None when the day was accrued before."""
     inserted = await conn.fetchval(
         """INSERT INTO interest_days (day, accrued_accounts, done_at) VALUES ($1, 0, $2)
            ON CONFLICT (day) DO NOTHING RETURNING day""", day, now)
     if inserted is None:
         return None
     count = int((await conn.execute(
-        """UPDATE accounts SET interest_accrued = interest_accrued
-               + loan * CASE WHEN plan = 'plus' THEN $1::numeric ELSE $2::numeric END / 365
-           WHERE loan > 0""", plus_rate, basic_rate)).split()[-1])
+        """UPDATE accounts a SET interest_accrued = a.interest_accrued
+               + l.loan * CASE WHEN a.plan = 'plus' THEN $1::numeric ELSE $2::numeric END / 365
+           FROM (SELECT DISTINCT ON (account_id) account_id, loan FROM loan_history WHERE booked_at < $3
+                 ORDER BY account_id, version DESC) l
+           WHERE a.account_id = l.account_id AND l.loan > 0""", plus_rate, basic_rate, end)).split()[-1])
     await conn.execute("UPDATE interest_days SET accrued_accounts = $2 WHERE day = $1", day, count)
     return count
 

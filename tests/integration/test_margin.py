@@ -496,6 +496,30 @@ async def test_interest_accrues_daily_and_is_charged_monthly(services, bus, sett
     assert await books_balance(settings)
 
 
+async def test_a_days_interest_is_on_the_loan_at_the_days_end_not_when_it_is_accrued(services, bus, settings):
+    ledger = services[0]
+    account, _ = await portfolio(bus, settings, plan="plus")
+    year = 2090 + random.randrange(0, 50)  # days no other run of this suite accrued
+    # February: New York is at UTC-5, its midnight is 05:00 UTC
+    ledger.clock.set(datetime(year, 2, 10, 15, tzinfo=UTC))
+    await borrow(bus, account, "1000.00")
+    await status_when(bus, account, loan="1000.00")
+    ledger.clock.set(datetime(year, 2, 11, 6, tzinfo=UTC))  # after the 10th's end, before it is accrued
+    reply = await bus.request(RepayLoan(account_id=account, repayment_id=uuid.uuid4(), amount=D("400.00")))
+    assert reply.ok, reply
+    await status_when(bus, account, loan="600.00")
+
+    async def accrued() -> D:
+        return await fetchval(settings.database_url, "SELECT interest_accrued FROM margin.accounts "
+                              "WHERE account_id = $1", account)
+
+    expected = D("0")  # kept to 1e-10 of a dollar
+    for day, loan in ((9, "0"), (10, "1000"), (11, "600")):  # no loan at the 9th's end; 1,000 at the 10th's
+        assert (await bus.request(AccrueInterest(day=date(year, 2, day)))).ok
+        expected = (expected + domain.daily_interest(D(loan), D("0.0725"))).quantize(D("1e-10"))
+        assert await accrued() == expected, day
+
+
 # ---------------------------------------------------------------- the set-based watch
 
 
