@@ -32,6 +32,7 @@ from shared.contracts import (
     Plan,
     SetPie,
     SetPrices,
+    SetSecurityActive,
 )
 from shared.settings import get_settings
 
@@ -276,6 +277,9 @@ def portfolio(account_id: str, as_json: Annotated[bool, typer.Option("--json")] 
         print_json(view)
     else:
         console.print(portfolio_table(view))
+        if view.get("needs_adjustment"):
+            console.print(f"[yellow]needs adjustment:[/yellow] {', '.join(view['inactive'])} delisted; "
+                          "automated trades leave it out until the pie replaces it", highlight=False)
 
 
 @app.command()
@@ -318,6 +322,21 @@ def prices_set(pairs: Annotated[list[str], typer.Argument(help="SYMBOL=PRICE ...
         raise typer.BadParameter(explain(exc)) from None
     result = run(_call(command))
     console.print("prices: " + ", ".join(f"{s}={p}" for s, p in sorted(result["prices"].items())))
+
+
+@prices_app.command("delist")
+def prices_delist(symbol: str, reason: Annotated[str, typer.Option(help="why, kept with the event")] = "delisted"
+                  ) -> None:
+    """Delist a security: the venue refuses its orders, pies holding it need adjustment."""
+    result = run(_call(SetSecurityActive(symbol=symbol.upper(), active=False, reason=reason)))
+    console.print(f"{result['symbol']} delisted ({result['reason']}); last price {result['price']}")
+
+
+@prices_app.command("relist")
+def prices_relist(symbol: str) -> None:
+    """List a delisted security again: it trades and its price is published again."""
+    result = run(_call(SetSecurityActive(symbol=symbol.upper(), active=True)))
+    console.print(f"{result['symbol']} listed at {result['price']}")
 
 
 from m1 import window_commands  # noqa: E402  (needs window_app above)

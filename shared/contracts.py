@@ -387,6 +387,10 @@ class PortfolioView(Message):
     invested: Cash
     total: Cash
     slices: list[SliceView]
+    # The pie's securities the market has delisted: the pie needs adjustment (the holder
+    # replaces them); automated trades leave them out.
+    inactive: list[Symbol] = []
+    needs_adjustment: bool = False
 
 
 class SetSettings(Message):
@@ -657,6 +661,27 @@ class PricesChanged(Message):
     TYPE: ClassVar[str] = "market.prices.changed"
     prices: dict[Symbol, Price]
     as_of: datetime
+
+
+class SetSecurityActive(Message):
+    """Operator command: delist a security (``active`` false: the venue no longer trades it
+    and its price is no longer published) or list it again."""
+
+    TYPE: ClassVar[str] = "market.security.set"
+    symbol: Symbol
+    active: bool
+    reason: str = Field(default="delisted", min_length=1, max_length=200)
+
+
+class SecurityStatusChanged(Message):
+    """A security was delisted or listed again; ``price``: its last price."""
+
+    TYPE: ClassVar[str] = "market.security.changed"
+    symbol: Symbol
+    active: bool
+    reason: str | None
+    price: Price
+    changed_at: datetime
 
 
 # A fill as it travels in a ``FillsBatch``: a row of plain values, decimals as text. A

@@ -82,7 +82,8 @@ LEDGER_MARKET = _events("ledger.market", "market.prices.changed",
 PIE_LEDGER = _events(
     "pie.ledger", "ledger.account.opened", "ledger.cash.changed", "ledger.position.changed", "ledger.fills.booked"
 )
-PIE_MARKET = _events("pie.market", "market.prices.changed")
+# delistings: a pie holding a delisted security needs adjustment, its automated trades leave it out
+PIE_MARKET = _events("pie.market", "market.prices.changed", "market.security.changed")
 PIE_COMMANDS = _commands("pie")
 PIE_WITHDRAWALS = _events("pie.withdrawals", "ledger.withdrawal.pending")
 PIE_WINDOW = _events("pie.window", "window.intents.rejected")

@@ -16,8 +16,10 @@ from shared.contracts import (
     OrdersExecuted,
     PricesChanged,
     ResumeSecurity,
+    SecurityStatusChanged,
     SetIndexLevel,
     SetPrices,
+    SetSecurityActive,
 )
 from shared.messaging import Rejected, Tx
 from shared.service import Service
@@ -45,6 +47,22 @@ def register(service: Service) -> None:
         event = PricesChanged(prices=changed, as_of=tx.now)
         if changed:
             tx.emit(event)
+        return event
+
+    @on(topology.MARKET_COMMANDS, SetSecurityActive)
+    async def set_security_active(tx: Tx, cmd: SetSecurityActive) -> SecurityStatusChanged:
+        """Delist a security (no longer traded: orders for it are refused; its price no
+        longer published) or list it again (its price published again); announced once per
+        change."""
+        row, changed = await store.set_active(tx.conn, cmd.symbol, cmd.active, tx.now)
+        if row is None:
+            raise Rejected(f"unknown symbol {cmd.symbol}")
+        event = SecurityStatusChanged(symbol=cmd.symbol, active=cmd.active, reason=None if cmd.active else cmd.reason,
+                                      price=row["price"], changed_at=tx.now)
+        if changed:
+            tx.emit(event)
+            if cmd.active:
+                tx.emit(PricesChanged(prices={cmd.symbol: row["price"]}, as_of=tx.now))
         return event
 
     @on(topology.MARKET_COMMANDS, ExecuteOrders)

@@ -48,6 +48,18 @@ async def set_prices(conn: asyncpg.Connection, prices: Mapping[str, Decimal], no
     return {r["symbol"]: r["price"] for r in rows}
 
 
+async def set_active(conn: asyncpg.Connection, symbol: str, active: bool, now: datetime
+                     ) -> tuple[asyncpg.Record | None, bool]:
+    """Delist (``active`` false) or list again a known security: its row (None: unknown) and
+    whether it changed."""
+    row = await conn.fetchrow(
+        """UPDATE prices SET active = $2, updated_at = $3 WHERE symbol = $1 AND active <> $2
+           RETURNING symbol, price, active""", symbol, active, now)
+    if row is not None:
+        return row, True
+    return await conn.fetchrow("SELECT symbol, price, active FROM prices WHERE symbol = $1", symbol), False
+
+
 async def quotes(conn: asyncpg.Connection, symbols: Sequence[str]) -> dict[str, Quote]:
     rows = await conn.fetch("SELECT symbol, price, active FROM prices WHERE symbol = ANY($1::text[])", list(symbols))
     return {r["symbol"]: Quote(r["symbol"], r["price"], r["active"]) for r in rows}

@@ -33,6 +33,7 @@ from shared.contracts import (
     PortfolioView,
     PositionChanged,
     PricesChanged,
+    SecurityStatusChanged,
     RaiseCash,
     Rebalance,
     RebalanceCancelled,
@@ -69,6 +70,12 @@ async def _known_and_locked(tx: Tx, account_id: str) -> None:
 async def _pie_of(tx: Tx, account_id: str) -> PieSpec | None:
     text = await store.pie_json(tx.conn, account_id)
     return PieSpec.model_validate_json(text) if text is not None else None
+
+
+async def _tree(tx: Tx, pie: PieSpec) -> rebalance.Tree:
+    """The pie as the automated trades see it: its delisted securities left out."""
+    symbols = sorted({leaf.symbol for leaf in domain.leaves(pie)})
+    return rebalance.Tree(pie, exclude=frozenset(await store.delisted_of(tx.conn, symbols)))
 
 
 async def _values(tx: Tx, account_id: str) -> tuple[dict[str, Decimal], dict[str, Decimal]]:
@@ -122,7 +129,7 @@ async def auto_invest(tx: Tx, account_id: str) -> None:
         return
     values, _ = await _values(tx, account_id)
     promised = await store.pending_buys(tx.conn, account_id) + await store.held_for_withdrawals(tx.conn, account_id)
-    plan = rebalance.auto_invest(pie, values, enabled=account["auto_invest"], cash=account["cash"],
+    plan = rebalance.auto_invest(await _tree(tx, pie), values, enabled=account["auto_invest"], cash=account["cash"],
                                  minimum_cash=account["minimum_cash"], pending_buys=promised)
     if plan is None or not plan.trades:
         return
@@ -140,7 +147,7 @@ async def reinvest_dividend(tx: Tx, event: CashChanged) -> None:
     if account["dividends"] != "reinvest" or symbol is None or pie is None or event.delta < rebalance.MIN_BUY:
         return
     path = domain.slice_for(pie, symbol)
-    if path not in {leaf.path for leaf in domain.leaves(pie)}:
+    if path not in {leaf.path for leaf in domain.leaves(pie)} or await store.delisted_of(tx.conn, [symbol]):
         return
     await _submit(tx, event.account_id, "dividend", IntentSource.AUTO_INVEST, [
         store.NewIntent(_id(tx, event.account_id, "dividend:0"), path, symbol, Side.BUY.value, event.delta,
@@ -153,10 +160,10 @@ async def reinvest(tx: Tx, account_id: str, proceeds: dict[str, Decimal]) -> Non
     pie = await _pie_of(tx, account_id)
     if pie is None or not proceeds:
         return
-    pies = domain.pie_paths(pie)
+    tree = await _tree(tx, pie)
     for n, (path, amount) in enumerate(sorted(proceeds.items())):
         values, _ = await _values(tx, account_id)
-        plan = rebalance.deposit(pie, values, amount, path=path if path in pies else "")
+        plan = rebalance.deposit(tree, values, amount, path=path if path in tree.pies else "")
         if plan.trades:
             tag = f"reinvest:{n}"
             await _submit(tx, account_id, tag, IntentSource.REBALANCE,
@@ -215,7 +222,7 @@ async def _sell(tx: Tx, account_id: str, tag: str, amount: Decimal, source: Inte
     pie = await _pie_of(tx, account_id)
     if pie is None:
         return Decimal("0.00"), None
-    tree = rebalance.Tree(pie)
+    tree = await _tree(tx, pie)
     values, _ = await _values(tx, account_id)
     holdings = sum((values.get(p, Decimal("0.00")) for p in tree.paths), Decimal("0.00"))
     amount = min(amount, holdings)
@@ -325,7 +332,7 @@ def register(service: Service) -> None:
         await store.lock_account(tx.conn, event.account_id)
         pie = await _pie_of(tx, event.account_id)
         values, _ = await _values(tx, event.account_id)
-        tree = rebalance.Tree(pie) if pie is not None else None
+        tree = await _tree(tx, pie) if pie is not None else None
         paths = tree.paths if tree is not None else []
         holdings = sum((values.get(p, Decimal("0.00")) for p in paths), Decimal("0.00"))
         need = domain.withdrawal_need(event.amount, cash=event.cash,
@@ -368,6 +375,13 @@ def register(service: Service) -> None:
     async def prices_changed(tx: Tx, event: PricesChanged) -> None:
         await store.apply_prices(tx.conn, event.prices, event.as_of)
 
+    @on(topology.PIE_MARKET, SecurityStatusChanged)
+    async def security_status_changed(tx: Tx, event: SecurityStatusChanged) -> None:
+        """A delisted security: the pies holding it need adjustment (the portfolio view says
+        so) and the automated trades leave it out; listed again: both end."""
+        await store.set_listed(tx.conn, event.symbol, event.price, None if event.active else event.reason or "delisted",
+                               event.changed_at)
+
     # ---------------------------------------------------------------- pies and settings
 
     async def set_tree(tx: Tx, account_id: str, pie: PieSpec) -> PieSet:
@@ -378,6 +392,10 @@ def register(service: Service) -> None:
             errors.append(f"unknown account {account_id}")
         symbols = sorted({leaf.symbol for leaf in domain.leaves(pie)})
         errors += domain.validate(pie, (await store.prices_of(tx.conn, symbols)).keys())
+        current = await _pie_of(tx, account_id) if not errors else None
+        kept = {leaf.symbol for leaf in domain.leaves(current)} if current is not None else set()
+        errors += [f"{symbol} is delisted ({reason}) and cannot be added to a pie"
+                   for symbol, reason in (await store.delisted_of(tx.conn, symbols)).items() if symbol not in kept]
         if errors:
             raise Rejected("pie refused: " + "; ".join(errors), errors=errors)
         await store.lock_account(tx.conn, account_id)
@@ -424,7 +442,8 @@ def register(service: Service) -> None:
             raise Rejected(f"account {cmd.account_id} has no pie to rebalance")
         values, costs = await _values(tx, cmd.account_id)
         try:
-            plan = rebalance.rebalance(pie, values, path=cmd.path, top_level_only=cmd.top_level_only)
+            plan = rebalance.rebalance(await _tree(tx, pie), values, path=cmd.path,
+                                       top_level_only=cmd.top_level_only)
         except rebalance.RebalanceError as exc:
             raise Rejected(str(exc)) from exc
         new = _intents(tx, cmd.account_id, "rebalance", plan, IntentSource.REBALANCE,
@@ -455,6 +474,7 @@ def register(service: Service) -> None:
         pie = PieSpec.model_validate_json(snap.tree_json) if snap.tree_json is not None else None
         slices = domain.view_slices(pie, snap.holdings, snap.prices) if pie is not None else []
         totals = domain.totals(slices, snap.cash)
+        inactive = sorted(await store.delisted_of(tx.conn, [s.symbol for s in slices if s.symbol])) if pie else []
         return PortfolioView(account_id=query.account_id, pie_name=pie.name if pie else None, cash=snap.cash,
                              pending_buys=snap.pending_buys, invested=totals.invested, total=totals.total,
-                             slices=slices)
+                             slices=slices, inactive=inactive, needs_adjustment=bool(inactive))

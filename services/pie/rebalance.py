@@ -50,7 +50,7 @@ def fill(amount: int, values: list[int], targets: list[int]) -> list[int]:
     """Buy-only: split ``amount`` cents over slices worth ``values`` cents, lowest fill ratio
     first (see the module docstring). Ties go to the earlier slice."""
     n = len(values)
-    if amount == 0:
+    if amount == 0 or n == 0:
         return [0] * n
     order = sorted(range(n), key=lambda j: values[j] * _LCM // targets[j])
     cum_v = cum_t = 0
@@ -141,11 +141,18 @@ class Node:
 
 class Tree:
     """A pie tree compiled once (paths, targets, securities numbered in tree order), so
-    that each allocation only adds up integers."""
+    that each allocation only adds up integers.
 
-    def __init__(self, pie: PieSpec) -> None:
+    ``exclude``: securities left out of every allocation (delisted: they cannot trade). Their
+    slices, and sub-pies left with no slice, are not in the tree: buys and sells go to the
+    other slices by the same rules, their targets as they are (a pie's fill ratios compare
+    its tradable slices only), and a pie's value counts its tradable slices only."""
+
+    def __init__(self, pie: PieSpec, exclude: frozenset[str] = frozenset()) -> None:
         self.paths: list[str] = []  # every security slice's path, in tree order
         self.symbols: list[str] = []
+        self.pies: set[str] = {""}  # every pie's path in the tree, the root's being ""
+        self._exclude = exclude
         self._shape = self._compile(pie, "")
         self.index = {p: k for k, p in enumerate(self.paths)}
 
@@ -153,17 +160,22 @@ class Tree:
         node = Node(path, [], [], [], [], [], [])
         for s in pie.slices:
             at = join(path, slice_name(s))
-            node.paths.append(at)
-            node.symbols.append(s.symbol)
-            node.targets.append(s.target)
             if s.symbol is not None:
-                node.leaves.append(len(self.paths))
-                node.children.append(None)
+                if s.symbol in self._exclude:
+                    continue
+                child, leaf = None, len(self.paths)
                 self.paths.append(at)
                 self.symbols.append(s.symbol)
             else:
-                node.leaves.append(None)
-                node.children.append(self._compile(s.pie, at))
+                child, leaf = self._compile(s.pie, at), None
+                if not child.paths:
+                    continue
+                self.pies.add(at)
+            node.paths.append(at)
+            node.symbols.append(s.symbol)
+            node.targets.append(s.target)
+            node.leaves.append(leaf)
+            node.children.append(child)
         return node
 
     def cents_of(self, values: Mapping[str, Decimal]) -> list[int]:
@@ -316,7 +328,10 @@ def deposit(pie: PieSpec | Tree, values: Mapping[str, Decimal], amount: Decimal,
     the whole tree or only the pie at ``path``. The buys plus ``left_out`` sum exactly to
     ``amount``. ``values``: each security slice's value by path, whole cents."""
     tree, leaf_cents, root = _prepare(pie, values)
-    return _plan(tree, leaf_cents, buys_for(find(root, path), to_cents(amount)), min_buy)
+    node = find(root, path)
+    if not node.paths:  # nothing tradable (every security delisted): the cash stays
+        return Plan([], amount)
+    return _plan(tree, leaf_cents, buys_for(node, to_cents(amount)), min_buy)
 
 
 def withdrawal(pie: PieSpec | Tree, values: Mapping[str, Decimal], amount: Decimal) -> Plan:
@@ -339,7 +354,7 @@ def rebalance(pie: PieSpec | Tree, values: Mapping[str, Decimal], *, path: str =
     return _plan(tree, leaf_cents, {p: goal[p] - current[p] for p in current}, min_buy)
 
 
-def auto_invest(pie: PieSpec | None, values: Mapping[str, Decimal], *, enabled: bool, cash: Decimal,
+def auto_invest(pie: PieSpec | Tree | None, values: Mapping[str, Decimal], *, enabled: bool, cash: Decimal,
                 minimum_cash: Decimal, pending_buys: Decimal) -> Plan | None:
     """The buys to submit now, or None when auto-invest has nothing to do: with the setting
     on, a pie set and at least $25 investable (cash above the minimum not yet promised to a

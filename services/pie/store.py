@@ -71,6 +71,25 @@ async def apply_prices(conn: asyncpg.Connection, prices: Mapping[str, Decimal], 
     )
 
 
+async def set_listed(conn: asyncpg.Connection, symbol: str, price: Decimal, delisted: str | None,
+                     at: datetime) -> None:
+    """A security delisted (``delisted``: the reason) or listed again (None), unless a later
+    announcement is already applied; a security never priced here gets its last price."""
+    await conn.execute(
+        """INSERT INTO prices (symbol, price, as_of, delisted, status_at) VALUES ($1, $2, $4, $3, $4)
+           ON CONFLICT (symbol) DO UPDATE SET delisted = EXCLUDED.delisted, status_at = EXCLUDED.status_at
+           WHERE prices.status_at IS NULL OR prices.status_at <= EXCLUDED.status_at""",
+        symbol, price, delisted, at,
+    )
+
+
+async def delisted_of(conn: asyncpg.Connection, symbols: Sequence[str]) -> dict[str, str]:
+    """The delisted securities among ``symbols``, with the reason."""
+    rows = await conn.fetch("SELECT symbol, delisted FROM prices WHERE symbol = ANY($1::text[]) "
+                            "AND delisted IS NOT NULL ORDER BY symbol", list(symbols))
+    return {r["symbol"]: r["delisted"] for r in rows}
+
+
 async def prices_of(conn: asyncpg.Connection, symbols: Sequence[str]) -> dict[str, Decimal]:
     rows = await conn.fetch("SELECT symbol, price FROM prices WHERE symbol = ANY($1::text[])", list(symbols))
     return {r["symbol"]: r["price"] for r in rows}

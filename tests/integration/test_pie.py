@@ -27,12 +27,14 @@ from shared.contracts import (
     PricesChanged,
     RaiseCash,
     Rebalance,
+    SecurityStatusChanged,
     SetPie,
     SetSettings,
     Side,
     WithdrawalPending,
 )
 from shared.topology import EVENTS_EXCHANGE
+from tests.integration.test_order_margin import new_symbol
 from tests.support import eventually, fetch, fetchval, fills_batch
 
 pytestmark = pytest.mark.integration
@@ -692,3 +694,44 @@ async def test_a_dividend_with_the_cash_setting_is_cash_like_any_other(pie, bus,
     await publish(bus, CashChanged(account_id=account, cash=D("1.50"), delta=D("1.50"), cause="dividend",
                                    cause_id="dividend:BND:2026-11-20", version=3))
     assert await submitted(intents_queue, account) == []
+
+
+async def test_a_delisted_security_needs_adjustment_and_the_automated_trades_leave_it_out(pie, bus, settings,
+                                                                                          intents_queue):
+    gone, kept = new_symbol(), new_symbol()
+    priced = await publish(bus, PricesChanged(prices={gone: D("10"), kept: D("20")}, as_of=PRICED_AT))
+    await eventually(lambda: handled(settings, priced))
+    spec = PieSpec.model_validate({"name": "Two", "slices": [{"symbol": gone, "target": 50},
+                                                             {"symbol": kept, "target": 50}]})
+    account = await open_account_with_pie(bus, settings, spec)
+
+    def status(active: bool, at: datetime) -> SecurityStatusChanged:
+        return SecurityStatusChanged(symbol=gone, active=active, reason=None if active else "acquired for cash",
+                                     price=D("10"), changed_at=at)
+
+    delisted = await publish(bus, status(False, PRICED_AT))
+    await eventually(lambda: handled(settings, delisted))
+    view = (await bus.request(GetPortfolio(account_id=account))).result
+    assert (view["inactive"], view["needs_adjustment"]) == ([gone], True)
+
+    # a deposit buys the tradable slice only
+    await publish(bus, cash_changed(account, "100.00", "100.00", version=1))
+    (batch,) = await eventually(lambda: submitted(intents_queue, account))
+    assert [(i.symbol, i.side, i.amount) for i in batch.intents] == [(kept, "buy", D("100.00"))]
+
+    # the holder may keep it while adjusting the pie, but no pie may add it
+    kept_targets = spec.model_copy(update={"slices": [spec.slices[0].model_copy(update={"target": 30}),
+                                                      spec.slices[1].model_copy(update={"target": 70})]})
+    assert (await bus.request(SetPie(account_id=account, pie=kept_targets))).ok
+    other = await open_account_with_pie(bus, settings, SIXTY_FORTY)
+    reply = await bus.request(SetPie(account_id=other, pie=spec))
+    assert not reply.ok and f"{gone} is delisted (acquired for cash) and cannot be added to a pie" in reply.reason
+
+    # an older announcement changes nothing; listed again, the pie no longer needs adjustment
+    stale = await publish(bus, status(True, PRICED_AT - timedelta(minutes=1)))
+    await eventually(lambda: handled(settings, stale))
+    assert (await bus.request(GetPortfolio(account_id=account))).result["needs_adjustment"]
+    listed = await publish(bus, status(True, PRICED_AT + timedelta(minutes=1)))
+    await eventually(lambda: handled(settings, listed))
+    view = (await bus.request(GetPortfolio(account_id=account))).result
+    assert (view["inactive"], view["needs_adjustment"]) == ([], False)

@@ -33,7 +33,9 @@ from shared.contracts import (
     OrdersExecuted,
     PositionChanged,
     PricesChanged,
+    SecurityStatusChanged,
     SetPrices,
+    SetSecurityActive,
     Side,
     WindowClosing,
 )
@@ -265,6 +267,41 @@ async def test_a_security_the_venue_does_not_list_is_refused_alone_and_its_inten
     summary = json.loads(await fetchval(settings.database_url,
                                         'SELECT summary FROM "window".windows WHERE window_id = $1', closing.window_id))
     assert summary["refused"] == {unknown: f"unknown symbol {unknown}"}
+
+
+async def test_a_delisted_security_is_announced_and_refused_until_it_is_listed_again(services, bus, settings):
+    symbol, account = new_symbol(), new_account()
+    await set_prices(bus, **{symbol: "10.00"})
+    await give_cash(bus, settings, account, "100.00")
+    announced = Seen(await listen(bus, SecurityStatusChanged.TYPE))
+    prices = Seen(await listen(bus, PricesChanged.TYPE))
+    reply = await bus.request(SetSecurityActive(symbol=symbol, active=False, reason="acquired for cash"))
+    assert reply.ok and (reply.result["active"], reply.result["price"]) == (False, "10.00")
+    assert (await bus.request(SetSecurityActive(symbol=symbol, active=False))).ok  # already delisted: no event
+    [event] = await eventually(lambda: announced.where(symbol=symbol))
+    assert (event["active"], event["reason"]) == (False, "acquired for cash")
+    reply = await bus.request(SetSecurityActive(symbol="ZNOSUCH", active=False))
+    assert not reply.ok and "unknown symbol ZNOSUCH" in reply.reason
+
+    # its intents are rejected by the venue; its price is no longer published
+    rejected = Seen(await listen(bus, IntentsRejected.TYPE))
+    buy = intent(account, symbol, BUY, "25.00")
+    await submit(bus, settings, account, buy)
+    await close_window(bus)
+    [body] = await eventually(lambda: rejected.where(account_id=account))
+    assert body["reasons"] == {str(buy.intent_id): f"{symbol} is inactive and cannot be traded"}
+    assert (await set_prices(bus, **{symbol: "11.00"}))["prices"] == {}
+
+    # listed again: announced with its price, which is published again, and it trades
+    assert (await bus.request(SetSecurityActive(symbol=symbol, active=True))).ok
+    await eventually(lambda: announced.where(symbol=symbol, active=True))
+    assert await eventually(lambda: prices.where(prices={symbol: "11.00"}))
+    allocated = Seen(await listen(bus, "window.fills.#"))
+    await submit(bus, settings, account, intent(account, symbol, BUY, "22.00"))
+    closing = await close_window(bus)
+    [fills] = await eventually(lambda: allocated.where(window_id=str(closing.window_id)))
+    assert [(f.symbol, f.quantity) for f in FillsBatch.model_validate(fills).fill_models()] == [(symbol, D("2.00000"))]
+    assert len(announced.messages) == 2
 
 
 async def dead_lettered(settings, dlq: str, message_id: str) -> list:

@@ -134,6 +134,26 @@ def test_the_estimated_gain_uses_each_slices_average_cost():
     assert rebalance.estimated_gain(plan, values, {"A": D("40.00")}) == D("2.00")
 
 
+def test_a_delisted_security_is_left_out_of_deposits_withdrawals_and_rebalances():
+    values = {"Stocks/VTI": D("30.00"), "Stocks/VXUS": D("10.00"), "BND": D("60.00")}
+    without_vxus = rebalance.Tree(NESTED, exclude=frozenset({"VXUS"}))
+    assert without_vxus.paths == ["Stocks/VTI", "BND"] and without_vxus.pies == {"", "Stocks"}
+    # VXUS was the most underweight: the deposit goes to the tradable slices instead
+    assert moves(rebalance.deposit(without_vxus, values, D("20.00"))) == {"Stocks/VTI": D("20.00")}
+    # Stocks counts VTI alone (30.00 of its 60%): BND is the more overweight
+    assert moves(rebalance.withdrawal(without_vxus, values, D("10.00"))) == {"BND": D("-10.00")}
+    plan = rebalance.rebalance(without_vxus, values)
+    assert "Stocks/VXUS" not in moves(plan) and plan.buys == plan.sells
+    # a sub-pie with nothing tradable is out of the tree; a tree with nothing tradable buys nothing
+    no_stocks = rebalance.Tree(NESTED, exclude=frozenset({"VTI", "VXUS"}))
+    assert (no_stocks.paths, no_stocks.pies) == (["BND"], {""})
+    assert moves(rebalance.deposit(no_stocks, values, D("20.00"))) == {"BND": D("20.00")}
+    nothing = rebalance.deposit(rebalance.Tree(ABC, exclude=frozenset("ABC")), {}, D("20.00"))
+    assert (nothing.trades, nothing.left_out) == ([], D("20.00"))
+    with pytest.raises(RebalanceError, match="cannot sell"):
+        rebalance.withdrawal(rebalance.Tree(ABC, exclude=frozenset("ABC")), {"A": D("5.00")}, D("1.00"))
+
+
 def test_fractions_of_a_cent_are_refused():
     with pytest.raises(RebalanceError):
         rebalance.deposit(ABC, {}, D("1.005"))
