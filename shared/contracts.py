@@ -211,16 +211,17 @@ class WithdrawalBooked(Message):
 
 
 class WithdrawalPending(Message):
-    """A withdrawal larger than the account's cash: held until sells raise the ``shortfall``
-    (the pie service sells, or refuses with ``pie.withdrawal.refused``); paid out once the
-    cash is there."""
+    """A withdrawal the ledger holds: larger than the account's cash, until sells raise the
+    ``shortfall`` (the pie service sells, or refuses with ``pie.withdrawal.refused``); or,
+    with ``shortfall`` 0, within the cash but waiting for sale proceeds to settle. Paid out
+    once the cash is there; the pie keeps the amount back from auto-invest until then."""
 
     TYPE: ClassVar[str] = "ledger.withdrawal.pending"
     account_id: AccountId
     withdrawal_id: UUID
     amount: PositiveCash
     cash: Cash
-    shortfall: PositiveCash
+    shortfall: Annotated[Decimal, *_decimal(2, non_negative=True)]
     requested_at: datetime
 
 

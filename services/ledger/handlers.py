@@ -129,7 +129,9 @@ def register(service: Service) -> None:
 
     async def hold_if_short(tx: Tx, event: WithdrawalRequested) -> bool:
         """A withdrawal larger than the cash is held (``ledger.withdrawal.pending``) while the
-        pie service sells the shortfall. True when held (now or before)."""
+        pie service sells the shortfall; one within the cash but not settled yet is held
+        until it settles, and announced too (shortfall 0) so that the pie keeps the cash
+        back from auto-invest. True when held (now or before)."""
         if tx.message_id != str(event.withdrawal_id) or await store.get_account(
                 tx.conn, event.account_id, lock=True) is None:
             return False  # book_funding rejects it with the reason
@@ -150,13 +152,13 @@ def register(service: Service) -> None:
             raise Rejected(f"insufficient withdrawable cash: requested {event.amount}, withdrawable "
                            f"{state.withdrawable}; {state.on_hold} of deposits are on hold for "
                            f"{service.settings.ledger_deposit_hold_days} business days after they arrive")
+        # WAIT: the cash is there, paid once the sales settle (shortfall 0); else the pie
+        # sells the shortfall.
         cash = state.free_after_holds
-        if decision == settlement.Decision.WAIT:  # the cash is there: paid once the sales settle
-            await store.hold_withdrawal(tx.conn, event.withdrawal_id, event.account_id, event.amount, tx.now)
-            return True
         if await store.hold_withdrawal(tx.conn, event.withdrawal_id, event.account_id, event.amount, tx.now):
+            shortfall = max(event.amount - cash, Decimal("0.00"))
             tx.emit(WithdrawalPending(account_id=event.account_id, withdrawal_id=event.withdrawal_id,
-                                      amount=event.amount, cash=cash, shortfall=event.amount - cash,
+                                      amount=event.amount, cash=cash, shortfall=shortfall,
                                       requested_at=event.requested_at))
         return True
 

@@ -339,12 +339,13 @@ class WithdrawalNeed:
     refusal: str | None = None
 
 
-def withdrawal_need(amount: Decimal, *, cash: Decimal, pending_buys: Decimal, held: Decimal,
-                    holdings: Decimal) -> WithdrawalNeed:
-    """Cash first: what the cash not promised to pending buys or earlier held withdrawals
-    covers; the rest must come from sells of the holdings (worth ``holdings``). A
+def withdrawal_need(amount: Decimal, *, cash: Decimal, pending_buys: Decimal, holdings: Decimal) -> WithdrawalNeed:
+    """Cash first: what the cash not promised to pending buys covers; the rest must come
+    from sells of the holdings (worth ``holdings``). ``cash`` is the ledger's cash free for
+    this withdrawal (``ledger.withdrawal.pending``): the withdrawals it held before, deposits
+    on hold and cash held for windows already left out, so they are not taken out again. A
     withdrawal above cash plus holdings is refused with both figures."""
-    free = max(cash - pending_buys - held, ZERO)
+    free = max(cash - pending_buys, ZERO)
     sell = max(amount - free, ZERO)
     if sell > holdings:
         withdrawable = free + holdings

@@ -4,6 +4,7 @@ audit sees only its books, with T+1 settlement and the 6-business-day deposit ho
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -145,8 +146,15 @@ async def test_sale_proceeds_are_paid_out_when_they_settle_the_next_business_day
     await trade(ledger, bus, account, Side.SELL, "VTI", "0.50000", "160.00")
     proceeds = await cash(bus, account)  # $160.00 less the regulatory fees on the sale
     assert Decimal("159.00") < proceeds <= Decimal("160.00")
+    announced = await bus.channel.declare_queue(exclusive=True, auto_delete=True)
+    await announced.bind(bus.events, routing_key="ledger.withdrawal.pending")
     held = await withdraw(ledger, bus, account, "100.00")
     assert await withdrawal_status(ledger, held) == "pending"
+    # the pie is told (nothing to sell: shortfall 0), so that auto-invest keeps the cash back
+    message = await eventually(lambda: announced.get(fail=False, no_ack=True))
+    body = json.loads(message.body)
+    assert (body["withdrawal_id"], body["amount"], body["shortfall"]) == (str(held), "100.00", "0.00")
+    assert Decimal(body["cash"]) == proceeds
 
     await ledger.settlement_sweep()  # same day: nothing has settled
     assert await withdrawal_status(ledger, held) == "pending"

@@ -507,6 +507,26 @@ async def test_a_held_withdrawal_sells_the_overweight_slice_for_the_shortfall_an
     await move_prices(bus, settings, PRICES)
 
 
+async def test_withdrawals_waiting_for_proceeds_to_settle_sell_nothing_and_keep_their_cash_back(
+        pie, bus, settings, intents_queue):
+    account = await invested_account(bus, settings, intents_queue, SIXTY_FORTY)
+    await publish(bus, cash_changed(account, "20.00", "20.00", version=3))  # under $25: not invested
+    # The ledger holds both until the sale proceeds settle (shortfall 0); the second's cash
+    # already leaves out the first, so the first is not taken out of it again.
+    first, second = uuid.uuid4(), uuid.uuid4()
+    for wid, amount, cash in ((first, "12.00", "20.00"), (second, "8.00", "8.00")):
+        held = await publish(bus, WithdrawalPending(account_id=account, withdrawal_id=wid, amount=D(amount),
+                                                    cash=D(cash), shortfall=D("0.00"), requested_at=NOW))
+        await eventually(lambda held=held: handled(settings, held))
+    assert await submitted(intents_queue, account) == []  # nothing sold
+    assert await fetchval(settings.database_url, "SELECT sum(amount) FROM pie.withdrawals WHERE account_id = $1 "
+                                                 "AND status = 'open'", account) == D("20.00")
+    # a deposit of 25.00: auto-invest takes it and leaves the 20.00 for the withdrawals
+    await publish(bus, cash_changed(account, "45.00", "25.00", version=4))
+    (buys,) = await eventually(lambda: submitted(intents_queue, account))
+    assert sum(i.amount for i in buys.intents) == D("25.00") and {i.side for i in buys.intents} == {Side.BUY}
+
+
 async def test_a_withdrawal_above_what_the_account_holds_is_refused_with_the_reason(pie, bus, settings):
     account = await open_account_with_pie(bus, settings, SIXTY_FORTY)
     channel = await bus.connection.channel()
