@@ -19,10 +19,14 @@ from shared.contracts import (
     GetFeed,
     GetMarginStatus,
     OpenAccount,
+    PieSpec,
+    SetPie,
     SetPrices,
+    SetSecurityActive,
 )
 from tests.e2e.test_deposit_flow import assert_books_balance
 from tests.e2e.test_pie_flow import close_window, invested_account, pending, settled
+from tests.integration.test_order_margin import new_symbol
 from tests.support import eventually, fetch, fetchval
 from tests.support_ledger import assert_ledger_checks_out
 
@@ -50,6 +54,14 @@ async def feed_kinds(client, account: str) -> list[str]:
 
 async def feed_has(client, account: str, kind: str) -> bool:
     return kind in await feed_kinds(client, account)
+
+
+async def pie_set(client, account: str, pie: PieSpec) -> bool:
+    try:  # refused until the account's opening reaches the pie service
+        await client.call(SetPie(account_id=account, pie=pie))
+        return True
+    except ServiceError:
+        return False
 
 
 async def test_call_met_by_a_deposit_then_liquidated_after_the_deadline(system, client):
@@ -132,3 +144,52 @@ async def test_ira_and_custodial_accounts_can_never_borrow(system, client, kind)
         await client.call(BorrowMargin(account_id=account, amount=D("1.00")))
     view = await status(client, account)
     assert not view["eligible"] and view["loan"] == "0.00"
+
+
+async def test_a_liquidation_the_venue_refuses_closes_with_nothing_raised_and_the_account_is_called_again(
+        system, client):
+    """The liquidation's sells are planned, then both securities are delisted before the
+    window: the venue refuses them, the window rejects them, and the margin service closes
+    the call instead of waiting for fills that will never come."""
+    settings = system.settings
+    a, b = new_symbol(), new_symbol()
+    await client.call(SetPrices(prices={a: "100.00", b: "50.00"}))
+    account = f"e2e-{uuid.uuid4().hex[:8]}"
+    await client.call(OpenAccount(account_id=account))
+    pie = PieSpec.model_validate({"name": "Two", "slices": [{"symbol": a, "target": 50}, {"symbol": b, "target": 50}]})
+    await eventually(lambda: pie_set(client, account, pie))
+    await client.deposit(account, D("4000.00"))
+    await eventually(lambda: pending(settings, account))
+    await close_window(client, settings, account)
+    await eventually(lambda: status_if(client, account, lambda v: D(v["market_value"]) >= D("3999")))
+    await client.call(BorrowMargin(account_id=account, amount=D("1600.00")))  # invested by the pie
+    await eventually(lambda: pending(settings, account))
+    await close_window(client, settings, account)
+    await eventually(lambda: status_if(client, account, lambda v: D(v["loan"]) == D("1600.00")
+                                       and D(v["market_value"]) >= D("5598") and D(v["cash"]) < 1))
+
+    # a 60% fall: a call (equity 640 under the requirement 672), unmet at its deadline
+    await client.call(SetPrices(prices={a: "40.00", b: "20.00"}))
+    view = await eventually(lambda: status_if(client, account, lambda v: (v["call"] or {}).get("status") == "open"))
+    first = view["call"]
+    checked = await client.call(CheckCalls(at=datetime.fromisoformat(first["deadline"]) + timedelta(seconds=1)))
+    assert account in checked["liquidated"]
+    sells = await eventually(lambda: pending(settings, account))
+    assert {symbol for symbol, _, _ in sells} == {a, b} and {side for _, side, _ in sells} == {"sell"}
+
+    for symbol in (a, b):
+        await client.call(SetSecurityActive(symbol=symbol, active=False, reason="delisted"))
+    await eventually(lambda: fetchval(settings.database_url, "SELECT count(*) = 2 FROM pie.prices "
+                                      "WHERE symbol = ANY($1::text[]) AND delisted IS NOT NULL", [a, b]))
+    await close_window(client, settings, account)
+
+    # nothing sold: the call is closed with nothing raised, and a new one is issued
+    view = await eventually(lambda: status_if(client, account, lambda v: v["call"]["status"] == "open"
+                                              and v["call"]["call_id"] != first["call_id"]), timeout=60)
+    assert D(view["loan"]) == D("1600.00")
+    assert D(view["call"]["amount_due"]) == D(first["amount_due"])
+    rows = await fetch(settings.database_url, "SELECT status, raised FROM margin.calls WHERE account_id = $1 "
+                                              "ORDER BY issued_at", account)
+    assert [(r["status"], r["raised"]) for r in rows] == [("liquidated", D("0.00")), ("open", D("0.00"))]
+    assert await pending(settings, account) == []  # the pie marked the refused sells rejected
+    await assert_books_balance(settings.database_url)
