@@ -33,11 +33,11 @@ from shared.contracts import (
     PortfolioView,
     PositionChanged,
     PricesChanged,
-    SecurityStatusChanged,
     RaiseCash,
     Rebalance,
     RebalanceCancelled,
     RebalancePlanned,
+    SecurityStatusChanged,
     SetPie,
     SetSettings,
     Side,
@@ -440,9 +440,11 @@ def register(service: Service) -> None:
         if pie is None:
             raise Rejected(f"account {cmd.account_id} has no pie to rebalance")
         values, costs = await _values(tx, cmd.account_id)
+        tree = await _tree(tx, pie)
+        if cmd.path in domain.pie_paths(pie) and cmd.path not in tree.pies:
+            raise Rejected(f"pie {cmd.path!r} has nothing to trade: every security in it is delisted")
         try:
-            plan = rebalance.rebalance(await _tree(tx, pie), values, path=cmd.path,
-                                       top_level_only=cmd.top_level_only)
+            plan = rebalance.rebalance(tree, values, path=cmd.path, top_level_only=cmd.top_level_only)
         except rebalance.RebalanceError as exc:
             raise Rejected(str(exc)) from exc
         new = _intents(tx, cmd.account_id, "rebalance", plan, IntentSource.REBALANCE,

@@ -721,8 +721,9 @@ async def test_a_delisted_security_needs_adjustment_and_the_automated_trades_lea
     gone, kept = new_symbol(), new_symbol()
     priced = await publish(bus, PricesChanged(prices={gone: D("10"), kept: D("20")}, as_of=PRICED_AT))
     await eventually(lambda: handled(settings, priced))
-    spec = PieSpec.model_validate({"name": "Two", "slices": [{"symbol": gone, "target": 50},
-                                                             {"symbol": kept, "target": 50}]})
+    spec = PieSpec.model_validate({"name": "Two", "slices": [
+        {"target": 50, "pie": {"name": "Old", "slices": [{"symbol": gone, "target": 100}]}},
+        {"symbol": kept, "target": 50}]})
     account = await open_account_with_pie(bus, settings, spec)
 
     def status(active: bool, at: datetime) -> SecurityStatusChanged:
@@ -738,6 +739,9 @@ async def test_a_delisted_security_needs_adjustment_and_the_automated_trades_lea
     await publish(bus, cash_changed(account, "100.00", "100.00", version=1))
     (batch,) = await eventually(lambda: submitted(intents_queue, account))
     assert [(i.symbol, i.side, i.amount) for i in batch.intents] == [(kept, "buy", D("100.00"))]
+
+    reply = await bus.request(Rebalance(account_id=account, path="Old"))
+    assert not reply.ok and "pie 'Old' has nothing to trade: every security in it is delisted" in reply.reason
 
     # the holder may keep it while adjusting the pie, but no pie may add it
     kept_targets = spec.model_copy(update={"slices": [spec.slices[0].model_copy(update={"target": 30}),
