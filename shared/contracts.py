@@ -513,6 +513,9 @@ class CashRaising(Message):
     planned: Cash
     batch_id: UUID | None
     reason: str
+    # The sells of ``batch_id`` (empty: nothing planned, or a pie from before they were sent):
+    # a liquidation's own sells, so the margin service need not read every batch of intents.
+    intent_ids: list[UUID] = []
 
 
 class RebalanceCancelled(Message):

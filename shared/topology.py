@@ -112,9 +112,9 @@ MARGIN_LEDGER = _events("margin.ledger", "ledger.account.opened", "ledger.cash.c
                        # loans booked; a liquidation's own fills repay the loan
                        "ledger.loan.changed", "ledger.fills.booked")
 MARGIN_MARKET = _events("margin.market", "market.prices.changed")
-# The pie's answer to a liquidation (its batch) and the batch's sells: a liquidation is closed
+# The pie's answer to a liquidation (its batch and the batch's sells): a liquidation is closed
 # and repays the loan by its own sells' fills, not by whatever the account sells meanwhile.
-MARGIN_PIE = _events("margin.pie", "pie.cash.raising", "pie.intents.submitted")
+MARGIN_PIE = _events("margin.pie", "pie.cash.raising")
 # A liquidation whose every sell the window rejects for good closes with nothing raised.
 MARGIN_WINDOW = _events("margin.window", "window.intents.rejected")
 MARGIN_COMMANDS = _commands("margin")
@@ -141,6 +141,8 @@ QUEUES: tuple[QueueSpec, ...] = tuple(v for v in list(globals().values()) if isi
 RETIRED_BINDINGS: tuple[tuple[str, str, str], ...] = (
     # the ledger pays held withdrawals while it books the fills, not from its own event
     ("ledger.withdrawals", EVENTS_EXCHANGE, "ledger.fills.booked"),
+    # the pie's answer to a liquidation names its sells: margin no longer reads every batch
+    ("margin.pie", EVENTS_EXCHANGE, "pie.intents.submitted"),
 )
 
 

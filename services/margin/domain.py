@@ -197,12 +197,6 @@ class Settlement:
     closes: bool
 
 
-def liquidation_intents(intents: Iterable[Any]) -> list[UUID]:
-    """The ids of the sells among ``intents`` (contract ``Intent``s) submitted at the
-    liquidation priority: the candidates for a liquidation's own sells."""
-    return [i.intent_id for i in intents if i.source == "liquidation" and i.side == "sell"]
-
-
 def liquidation_repayment(amount: Decimal, raised: Decimal, proceeds: Decimal, loan: Decimal) -> Decimal:
     """What a liquidation's proceeds booked now repay: all of them, up to what is left of the
     liquidation amount (``raised`` counted before) and up to the loan."""

@@ -26,7 +26,6 @@ from shared.contracts import (
     GetMarginStatus,
     InterestAccrued,
     IntentsRejected,
-    IntentsSubmitted,
     IntentSource,
     LoanChanged,
     LoanRequested,
@@ -202,24 +201,15 @@ def register(service: Service) -> None:
     @on(topology.MARGIN_PIE, CashRaising)
     async def cash_raising(tx: Tx, event: CashRaising) -> None:
         """The pie's answer to a liquidation's ``pie.cash.raise`` (request id = call id): the
-        batch of its sells, or nothing to sell (the call closes with nothing raised)."""
+        batch of its sells and their intents (the liquidation's own sells), or nothing to
+        sell (the call closes with nothing raised)."""
         await store.lock_for_account(tx.conn)
         await store.lock_account(tx.conn, event.account_id)
         await store.record_liquidation_answer(tx.conn, event.account_id, event.request_id, event.planned,
-                                              event.batch_id)
+                                              event.batch_id, legacy=event.batch_id is not None and not event.intent_ids)
+        if event.batch_id is not None and event.intent_ids:
+            await store.record_liquidation_intents(tx.conn, event.account_id, event.batch_id, event.intent_ids)
         await settle_liquidations(tx, event.account_id)
-
-    @on(topology.MARGIN_PIE, IntentsSubmitted)
-    async def intents_submitted(tx: Tx, event: IntentsSubmitted) -> None:
-        """The sells of a batch at the liquidation priority, kept while the account has a call
-        liquidating: the liquidation's own are those of the batch the pie answered with."""
-        intents = domain.liquidation_intents(event.intents)
-        if not intents:
-            return  # the pie's other intents, the common case: no statement
-        await store.lock_for_account(tx.conn)
-        await store.lock_account(tx.conn, event.account_id)
-        if await store.record_liquidation_intents(tx.conn, event.account_id, event.batch_id, intents):
-            await settle_liquidations(tx, event.account_id)
 
     @on(topology.MARGIN_WINDOW, IntentsRejected)
     async def intents_rejected(tx: Tx, event: IntentsRejected) -> None:

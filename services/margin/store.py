@@ -306,18 +306,21 @@ async def lock_account(conn: asyncpg.Connection, account_id: str) -> None:
 
 
 async def record_liquidation_answer(conn: asyncpg.Connection, account_id: str, call_id, planned: Decimal,
-                                    batch_id) -> None:
+                                    batch_id, *, legacy: bool = False) -> None:
     """The pie's answer to a call's liquidation (pie.cash.raising, request id = call id): the
-    dollars planned and the batch of its sells; once. Not a call of this account: nothing."""
+    dollars planned and the batch of its sells; once. Not a call of this account: nothing.
+    ``legacy``: the answer names no sells (a pie from before it did): the account's next
+    sells close the call."""
     await conn.execute(
-        "UPDATE calls SET planned = $3, batch_id = $4 WHERE call_id = $1 AND account_id = $2 AND planned IS NULL",
-        call_id, account_id, planned, batch_id)
+        """UPDATE calls SET planned = $3, batch_id = $4, legacy = legacy OR $5
+           WHERE call_id = $1 AND account_id = $2 AND planned IS NULL""",
+        call_id, account_id, planned, batch_id, legacy)
 
 
 async def record_liquidation_intents(conn: asyncpg.Connection, account_id: str, batch_id, intent_ids: list
                                      ) -> bool:
-    """Keep a batch's sells at the liquidation priority while the account has a call
-    liquidating (one of them may be its own); True when kept."""
+    """Keep the sells of a liquidation's batch (the pie's answer names them) while the
+    account has a call liquidating; True when kept."""
     status = await conn.execute(
         """INSERT INTO liquidation_intents (intent_id, batch_id, account_id)
            SELECT i, $2, $1 FROM unnest($3::uuid[]) AS i

@@ -216,24 +216,24 @@ async def book(tx: Tx, part: AccountFills) -> store.Booked:
 
 
 async def _sell(tx: Tx, account_id: str, tag: str, amount: Decimal, source: IntentSource
-                ) -> tuple[Decimal, uuid.UUID | None]:
+                ) -> tuple[Decimal, uuid.UUID | None, list[uuid.UUID]]:
     """Submit sells raising ``amount`` (or all the holdings are worth, when less) from the
-    most overweight slices; returns the dollars planned and the batch."""
+    most overweight slices; returns the dollars planned, the batch and its intents' ids."""
     pie = await _pie_of(tx, account_id)
     if pie is None:
-        return Decimal("0.00"), None
+        return Decimal("0.00"), None, []
     tree = await _tree(tx, pie)
     values, _ = await _values(tx, account_id)
     holdings = sum((values.get(p, Decimal("0.00")) for p in tree.paths), Decimal("0.00"))
     amount = min(amount, holdings)
     if amount <= 0:
-        return Decimal("0.00"), None
+        return Decimal("0.00"), None, []
     plan = rebalance.withdrawal(tree, values, amount)
     if not plan.trades:
-        return Decimal("0.00"), None
+        return Decimal("0.00"), None, []
     new = _intents(tx, account_id, tag, plan, source, await _held(tx, account_id))
     batch_id = await _submit(tx, account_id, tag, source, new)
-    return plan.sells, batch_id
+    return plan.sells, batch_id, [n.intent_id for n in new]
 
 
 async def cover_shortfall(tx: Tx, account_id: str) -> None:
@@ -251,7 +251,7 @@ async def cover_shortfall(tx: Tx, account_id: str) -> None:
     if need <= 0:
         return
     source = IntentSource.REBALANCE if withdrawals > 0 else IntentSource.LIQUIDATION
-    planned, _ = await _sell(tx, account_id, "cover", need, source)
+    planned, _, _ = await _sell(tx, account_id, "cover", need, source)
     if planned > 0 or withdrawals <= 0:
         return
     free = account["cash"]
@@ -359,12 +359,13 @@ def register(service: Service) -> None:
         await _known_and_locked(tx, cmd.account_id)
         if (seen := await store.cash_request(tx.conn, cmd.request_id)) is not None:
             return CashRaising(account_id=seen["account_id"], request_id=cmd.request_id, amount=seen["amount"],
-                               planned=seen["planned"], batch_id=seen["batch_id"], reason=seen["reason"])
-        planned, batch_id = await _sell(tx, cmd.account_id, "raise", cmd.amount, cmd.source)
+                               planned=seen["planned"], batch_id=seen["batch_id"], reason=seen["reason"],
+                               intent_ids=seen["intent_ids"])
+        planned, batch_id, intent_ids = await _sell(tx, cmd.account_id, "raise", cmd.amount, cmd.source)
         await store.record_cash_request(tx.conn, cmd.request_id, cmd.account_id, cmd.amount, planned, batch_id,
-                                        cmd.reason, tx.now)
+                                        intent_ids, cmd.reason, tx.now)
         event = CashRaising(account_id=cmd.account_id, request_id=cmd.request_id, amount=cmd.amount,
-                            planned=planned, batch_id=batch_id, reason=cmd.reason)
+                            planned=planned, batch_id=batch_id, reason=cmd.reason, intent_ids=intent_ids)
         tx.emit(event)
         return event
 

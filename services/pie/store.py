@@ -373,12 +373,14 @@ async def cash_request(conn: asyncpg.Connection, request_id: UUID) -> asyncpg.Re
 
 
 async def record_cash_request(conn: asyncpg.Connection, request_id: UUID, account_id: str, amount: Decimal,
-                              planned: Decimal, batch_id: UUID | None, reason: str, created_at: datetime) -> bool:
-    """Record a request to raise cash; False when the request id was seen before."""
+                              planned: Decimal, batch_id: UUID | None, intent_ids: Sequence[UUID], reason: str,
+                              created_at: datetime) -> bool:
+    """Record a request to raise cash and the sells submitted for it; False when the request
+    id was seen before."""
     result = await conn.execute(
-        """INSERT INTO cash_requests (request_id, account_id, amount, planned, batch_id, reason, created_at)
-           VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (request_id) DO NOTHING""",
-        request_id, account_id, amount, planned, batch_id, reason, created_at)
+        """INSERT INTO cash_requests (request_id, account_id, amount, planned, batch_id, intent_ids, reason, created_at)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (request_id) DO NOTHING""",
+        request_id, account_id, amount, planned, batch_id, list(intent_ids), reason, created_at)
     return result.endswith(" 1")
 
 

@@ -25,15 +25,11 @@ from shared.contracts import (
     FillsAllocated,
     GetFeed,
     GetMarginStatus,
-    Intent,
     IntentsRejected,
-    IntentsSubmitted,
-    IntentSource,
     OpenAccount,
     PricesChanged,
     RepayLoan,
     SetSecurityRequirement,
-    Side,
     WithdrawalRequested,
 )
 from tests.integration.test_ledger_lots import book_fills as trade
@@ -159,23 +155,21 @@ async def call_status_when(settings, call_id, status: str):
     return await eventually(check)
 
 
-def pie_answer(call, account: str, *sells: tuple[str, str]) -> tuple[IntentsSubmitted | None, CashRaising]:
-    """What the pie does with a liquidation's ``pie.cash.raise`` (request id = the call's id):
-    sells of (symbol, dollars) at the liquidation priority in one batch (None: nothing to
-    sell), then its answer."""
-    batch_id = uuid.uuid4()
-    intents = [Intent(intent_id=uuid.uuid4(), account_id=account, symbol=symbol, side=Side.SELL, amount=D(amount),
-                      source=IntentSource.LIQUIDATION) for symbol, amount in sells]
+def pie_answer(call, account: str, *sells: tuple[str, str]) -> tuple[list[uuid.UUID], CashRaising]:
+    """What the pie answers a liquidation's ``pie.cash.raise`` (request id = the call's id):
+    sells of (symbol, dollars) in one batch, named by their intents' ids (none: nothing to
+    sell); those ids and the answer."""
+    ids = [uuid.uuid4() for _ in sells]
     answer = CashRaising(account_id=account, request_id=call["call_id"], amount=call["liquidation_amount"],
-                         planned=sum((i.amount for i in intents), D("0.00")), batch_id=batch_id if intents else None,
-                         reason="margin call liquidation (deadline)")
-    submitted = IntentsSubmitted(account_id=account, batch_id=batch_id, intents=intents) if intents else None
-    return submitted, answer
+                         planned=sum((D(amount) for _, amount in sells), D("0.00")),
+                         batch_id=uuid.uuid4() if sells else None, reason="margin call liquidation (deadline)",
+                         intent_ids=ids)
+    return ids, answer
 
 
 async def pie_answers(bus, settings, *events) -> None:
-    """Publish the pie's events; waits for the margin service to take them."""
-    await handled(settings, "margin", *[await publish(bus, e) for e in events if e is not None])
+    """Publish the pie's (or the window's) events; waits for the margin service to take them."""
+    await handled(settings, "margin", *[await publish(bus, e) for e in events])
 
 
 async def window(bus, settings, *fills: tuple[uuid.UUID, str, str, str, str, str]) -> None:
@@ -321,9 +315,9 @@ async def test_unmet_call_liquidates_at_the_deadline_and_the_proceeds_repay_the_
     await feed_has(bus, account, "margin_call_liquidated")
 
     # the pie plans the sell; the window sells it; the ledger books the fills; the loan is repaid
-    submitted, answer = pie_answer(call, account, (a, "112.00"))
-    await pie_answers(bus, settings, submitted, answer)
-    await window(bus, settings, (submitted.intents[0].intent_id, account, a, "sell", "2.8", "40"))  # 112.00
+    (sell,), answer = pie_answer(call, account, (a, "112.00"))
+    await pie_answers(bus, settings, answer)
+    await window(bus, settings, (sell, account, a, "sell", "2.8", "40"))  # 112.00
     call = await call_when(settings, account, "liquidated")
     assert call["raised"] == D("112.00")
     await status_when(bus, account, loan="1488.00", cash="0.00")
@@ -335,16 +329,15 @@ async def test_unmet_call_liquidates_at_the_deadline_and_the_proceeds_repay_the_
 async def test_an_unrelated_sell_booked_first_neither_closes_the_liquidation_nor_issues_a_new_call(
         services, bus, settings):
     account, (a, b), call = await liquidating_at_the_deadline(bus, settings)
-    submitted, answer = pie_answer(call, account, (a, "112.00"))
-    for event in (submitted, answer):  # whenever the margin service takes them
-        await publish(bus, event)
+    (sell,), answer = pie_answer(call, account, (a, "112.00"))
+    await publish(bus, answer)  # whenever the margin service takes it
     # a customer's sell of 2.00 from an earlier window is booked first: still short, still liquidating
     await trade(bus, settings, (account, b, "sell", "0.1", "20"))
     await status_when(bus, account, cash="2.00", loan="1600.00")
     assert [(c["call_id"], c["status"]) for c in await calls_of(settings, account)] == [
         (call["call_id"], "liquidating")]
     # then the liquidation's own sell: its 112.00 repay the loan and the call is liquidated
-    await window(bus, settings, (submitted.intents[0].intent_id, account, a, "sell", "2.8", "40"))
+    await window(bus, settings, (sell, account, a, "sell", "2.8", "40"))
     await status_when(bus, account, loan="1488.00", cash="2.00")
     (closed,) = await calls_of(settings, account)
     assert (closed["status"], closed["raised"]) == ("liquidated", D("112.00"))
@@ -357,15 +350,13 @@ async def test_an_unrelated_sell_booked_first_neither_closes_the_liquidation_nor
 async def test_the_liquidations_fills_booked_before_the_pies_answer_repay_the_loan_once_it_arrives(
         services, bus, settings):
     account, (a, b), call = await liquidating_at_the_deadline(bus, settings)
-    submitted, answer = pie_answer(call, account, (a, "56.00"), (b, "56.00"))
-    ours = [i.intent_id for i in submitted.intents]
+    ours, answer = pie_answer(call, account, (a, "56.00"), (b, "56.00"))
     # the margin service hears of the window's fills (and of an unrelated sell) before the pie's answer
     await trade(bus, settings, (account, b, "sell", "0.1", "20"))
     await window(bus, settings, (ours[0], account, a, "sell", "1.4", "40"), (ours[1], account, b, "sell", "2.8", "20"))
     await status_when(bus, account, cash="114.00", loan="1600.00")
-    await pie_answers(bus, settings, answer)  # the answer, then its intents
     assert [c["status"] for c in await calls_of(settings, account)] == ["liquidating"]
-    await pie_answers(bus, settings, submitted)
+    await pie_answers(bus, settings, answer)
     await status_when(bus, account, loan="1488.00", cash="2.00")
     (closed,) = await calls_of(settings, account)
     assert (closed["status"], closed["raised"]) == ("liquidated", D("112.00"))
@@ -377,9 +368,8 @@ async def test_the_liquidations_fills_booked_before_the_pies_answer_repay_the_lo
 async def test_a_liquidation_halted_in_part_closes_on_its_first_sells_and_the_carried_over_sell_repays_later(
         services, bus, settings):
     account, (a, b), call = await liquidating_at_the_deadline(bus, settings)
-    submitted, answer = pie_answer(call, account, (a, "56.00"), (b, "56.00"))
-    await pie_answers(bus, settings, submitted, answer)
-    first, halted = (i.intent_id for i in submitted.intents)
+    (first, halted), answer = pie_answer(call, account, (a, "56.00"), (b, "56.00"))
+    await pie_answers(bus, settings, answer)
     await window(bus, settings, (first, account, a, "sell", "1.4", "40"))  # b halted: its sell carries over
     await status_when(bus, account, loan="1544.00", cash="0.00")
     assert (await call_status_when(settings, call["call_id"], "liquidated"))["raised"] == D("56.00")
@@ -391,6 +381,19 @@ async def test_a_liquidation_halted_in_part_closes_on_its_first_sells_and_the_ca
     await call_status_when(settings, again["call_id"], "met")
     assert (await call_status_when(settings, call["call_id"], "liquidated"))["raised"] == D("112.00")
     assert await books_balance(settings)
+
+
+async def test_an_answer_that_names_no_sells_lets_the_accounts_next_sells_close_the_liquidation(
+        services, bus, settings):
+    """A pie from before its answer named the sells: the call is kept as before (legacy),
+    closed by the account's next sells."""
+    account, (a, _), call = await liquidating_at_the_deadline(bus, settings)
+    _, answer = pie_answer(call, account, (a, "112.00"))
+    await pie_answers(bus, settings, answer.model_copy(update={"intent_ids": []}))
+    assert [(c["status"], c["legacy"]) for c in await calls_of(settings, account)] == [("liquidating", True)]
+    await window(bus, settings, (uuid.uuid4(), account, a, "sell", "2.8", "40"))
+    await status_when(bus, account, loan="1488.00", cash="0.00")
+    assert (await call_status_when(settings, call["call_id"], "liquidated"))["raised"] == D("112.00")
 
 
 async def test_a_liquidation_the_pie_has_nothing_to_sell_for_closes_and_the_account_is_called_again(
@@ -407,14 +410,13 @@ async def test_a_liquidation_the_pie_has_nothing_to_sell_for_closes_and_the_acco
 async def test_a_liquidation_whose_every_sell_the_window_rejects_closes_and_the_account_is_called_again(
         services, bus, settings):
     account, (a, b), call = await liquidating_at_the_deadline(bus, settings)
-    submitted, answer = pie_answer(call, account, (a, "56.00"), (b, "56.00"))
-    first, second = (i.intent_id for i in submitted.intents)
+    (first, second), answer = pie_answer(call, account, (a, "56.00"), (b, "56.00"))
     # the window's rejection of the first sell (and of a buy of the account) reaches the
-    # margin service before the pie's answer and intents do
+    # margin service before the pie's answer does
     await pie_answers(bus, settings, IntentsRejected(account_id=account, window_id=uuid.uuid4(), reasons={
         str(first): f"the venue refused {a}: {a} is inactive and cannot be traded",
         str(uuid.uuid4()): "under_minimum"}))
-    await pie_answers(bus, settings, submitted, answer)
+    await pie_answers(bus, settings, answer)
     # the second sell may still fill (carried over): the call waits for it
     assert [c["status"] for c in await calls_of(settings, account)] == ["liquidating"]
     await pie_answers(bus, settings, IntentsRejected(account_id=account, window_id=uuid.uuid4(), reasons={

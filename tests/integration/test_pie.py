@@ -585,8 +585,12 @@ async def test_raise_cash_sells_the_most_overweight_slices_at_liquidation_priori
     (sale,) = await eventually(lambda: submitted(intents_queue, account))
     assert trades(sale) == {"VTI": ("sell", D("30.00"))}
     assert {i.source for i in sale.intents} == {IntentSource.LIQUIDATION}
+    # the answer names the batch and its sells (the margin service's liquidation's own)
+    assert (reply.result["batch_id"], reply.result["intent_ids"]) == (
+        str(sale.batch_id), [str(i.intent_id) for i in sale.intents])
     again = await bus.request(request.model_copy())  # the same request under a new message id
-    assert again.ok and again.result["batch_id"] == reply.result["batch_id"]
+    assert again.ok and (again.result["batch_id"], again.result["intent_ids"]) == (
+        reply.result["batch_id"], reply.result["intent_ids"])
     assert await submitted(intents_queue, account) == []
     await move_prices(bus, settings, PRICES)
 

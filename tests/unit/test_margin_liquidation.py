@@ -11,7 +11,6 @@ from hypothesis import strategies as st
 
 from services.margin import domain
 from services.margin.domain import Liquidation, SellBooked
-from shared.contracts import Intent, IntentSource, Side
 
 D = Decimal
 CALL, BATCH, WINDOW, LATER = uuid.uuid4(), uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
@@ -78,16 +77,6 @@ def test_a_liquidation_from_before_the_pies_answer_was_kept_takes_the_accounts_n
     legacy = liquidating(planned=None, batch_id=None, known=False, legacy=True)
     (s,), keep = domain.settle_liquidations([legacy], [sell("2.00")], D("1600.00"))
     assert (s.proceeds, s.repay, s.closes) == (D("2.00"), D("2.00"), True) and not keep
-
-
-def test_only_sells_at_the_liquidation_priority_are_candidates():
-    def intent(side: Side, source: IntentSource) -> Intent:
-        return Intent(intent_id=uuid.uuid4(), account_id="a", symbol="VTI", side=side, amount=D("10"), source=source)
-
-    ours = intent(Side.SELL, IntentSource.LIQUIDATION)
-    others = [intent(Side.BUY, IntentSource.LIQUIDATION), intent(Side.SELL, IntentSource.ORDER),
-              intent(Side.SELL, IntentSource.REBALANCE), intent(Side.SELL, IntentSource.AUTO_INVEST)]
-    assert domain.liquidation_intents([*others, ours]) == [ours.intent_id]
 
 
 money = st.decimals(min_value=D("0.00"), max_value=D("100000.00"), places=2)
