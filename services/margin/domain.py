@@ -152,7 +152,7 @@ class Liquidation:
     """A call being liquidated (``liquidating``) or liquidated, as far as its sells go:
     ``amount`` asked of the pie, ``raised`` by its sells counted so far; the pie's answer,
     ``planned`` dollars and the ``batch_id`` of its sells (None until it arrives), ``known``
-    once the batch's intents have arrived too, ``rejected`` once the window has rejected every
+    once the sells the answer named are kept, ``rejected`` once the window has rejected every
     one of them for good. ``legacy``: liquidating since before the pie's answer was kept; the
     account's next sells are its own."""
 

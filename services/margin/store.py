@@ -365,13 +365,12 @@ async def liquidations(conn: asyncpg.Connection, account_id: str) -> list[asyncp
     (``rejected``: the batch's intents are known and the window rejected every one)."""
     return await conn.fetch(
         """SELECT call_id, status = 'liquidating' AS liquidating, liquidation_amount AS amount, raised, planned,
-                  batch_id, EXISTS (SELECT 1 FROM liquidation_intents i WHERE i.batch_id = c.batch_id) AS known,
-                  EXISTS (SELECT 1 FROM liquidation_intents i WHERE i.batch_id = c.batch_id)
-                  AND NOT EXISTS (SELECT 1 FROM liquidation_intents i WHERE i.batch_id = c.batch_id
-                                  AND NOT EXISTS (SELECT 1 FROM liquidation_rejections r
-                                                  WHERE r.intent_id = i.intent_id)) AS rejected,
-                  legacy
-           FROM calls c WHERE account_id = $1 AND (status = 'liquidating' OR batch_id IS NOT NULL)
+                  batch_id, n.intents > 0 AS known, n.intents > 0 AND n.rejected = n.intents AS rejected, legacy
+           FROM calls c CROSS JOIN LATERAL (
+               SELECT count(*) AS intents, count(r.intent_id) AS rejected
+               FROM liquidation_intents i LEFT JOIN liquidation_rejections r USING (intent_id)
+               WHERE i.batch_id = c.batch_id) n
+           WHERE account_id = $1 AND (status = 'liquidating' OR batch_id IS NOT NULL)
            ORDER BY issued_at, call_id""",
         account_id)
 
@@ -399,9 +398,9 @@ async def count_raised(conn: asyncpg.Connection, call_id, proceeds: Decimal, clo
 async def forget_sells(conn: asyncpg.Connection, account_id: str, counted: list[tuple], *, rest: bool) -> None:
     """Drop the kept sells ``counted`` (window id, intent id); with ``rest`` (no liquidation
     of the account waits to know its own sells) every other kept sell of the account too,
-    and the intents at the liquidation priority that are no call's (a cover of a negative
-    balance submitted while a call was liquidating), and the window's rejections of intents
-    that are no call's."""
+    the intents that are no call's (kept, before the pie's answer named a liquidation's
+    sells, from every batch at the liquidation priority), and the window's rejections of
+    intents that are no call's."""
     if rest:
         await conn.execute("DELETE FROM liquidation_sells WHERE account_id = $1", account_id)
         await conn.execute(

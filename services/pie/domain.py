@@ -326,8 +326,9 @@ def investable(cash: Decimal, minimum_cash: Decimal, pending_buys: Decimal) -> D
     return cash - minimum_cash - pending_buys
 
 
-def should_auto_invest(pie: PieSpec | None, *, enabled: bool, available: Decimal) -> bool:
-    """Auto-invest fires with a pie set, the setting on, and at least $25 investable."""
+def should_auto_invest(pie: object | None, *, enabled: bool, available: Decimal) -> bool:
+    """Auto-invest fires with a pie set (its spec or its compiled tree), the setting on, and
+    at least $25 investable."""
     return enabled and pie is not None and available >= AUTO_INVEST_THRESHOLD
 
 

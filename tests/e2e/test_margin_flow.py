@@ -20,12 +20,11 @@ from shared.contracts import (
     GetMarginStatus,
     OpenAccount,
     PieSpec,
-    SetPie,
     SetPrices,
     SetSecurityActive,
 )
 from tests.e2e.test_deposit_flow import assert_books_balance
-from tests.e2e.test_pie_flow import close_window, invested_account, pending, settled
+from tests.e2e.test_pie_flow import close_window, invested_account, pending, pie_set, settled
 from tests.integration.test_order_margin import new_symbol
 from tests.support import eventually, fetch, fetchval
 from tests.support_ledger import assert_ledger_checks_out
@@ -54,14 +53,6 @@ async def feed_kinds(client, account: str) -> list[str]:
 
 async def feed_has(client, account: str, kind: str) -> bool:
     return kind in await feed_kinds(client, account)
-
-
-async def pie_set(client, account: str, pie: PieSpec) -> bool:
-    try:  # refused until the account's opening reaches the pie service
-        await client.call(SetPie(account_id=account, pie=pie))
-        return True
-    except ServiceError:
-        return False
 
 
 async def test_call_met_by_a_deposit_then_liquidated_after_the_deadline(system, client):

@@ -75,7 +75,7 @@ async def invested_account(client, settings, prices: dict[str, str], amount: str
     account = f"e2e-{uuid.uuid4().hex[:8]}"
     await client.call(SetPrices(prices=prices))
     await client.call(OpenAccount(account_id=account))
-    await eventually(lambda: _pie_set(client, account))
+    await eventually(lambda: pie_set(client, account))
     await client.deposit(account, D(amount))
     await eventually(lambda: pending(settings, account))
     await close_window(client, settings, account)
@@ -84,9 +84,10 @@ async def invested_account(client, settings, prices: dict[str, str], amount: str
     return account
 
 
-async def _pie_set(client, account):
+async def pie_set(client, account: str, pie: PieSpec = SIXTY_FORTY) -> bool:
+    """Set the account's pie; False while the pie service has not heard of the account."""
     try:
-        await client.call(SetPie(account_id=account, pie=SIXTY_FORTY))
+        await client.call(SetPie(account_id=account, pie=pie))
         return True
     except Exception:
         return False
