@@ -214,7 +214,11 @@ class WithdrawalPending(Message):
     """A withdrawal the ledger holds: larger than the account's cash, until sells raise the
     ``shortfall`` (the pie service sells, or refuses with ``pie.withdrawal.refused``); or,
     with ``shortfall`` 0, within the cash but waiting for sale proceeds to settle. Paid out
-    once the cash is there; the pie keeps the amount back from auto-invest until then."""
+    once the cash is there; the pie keeps the amount back from auto-invest until then.
+
+    ``cash`` is what the withdrawal may count on: the balance less deposits on hold, earlier
+    held withdrawals and ``held_for_windows``, the cash held for the buys of windows that
+    have frozen and not booked yet (so the pie does not count those buys again)."""
 
     TYPE: ClassVar[str] = "ledger.withdrawal.pending"
     account_id: AccountId
@@ -223,6 +227,7 @@ class WithdrawalPending(Message):
     cash: Cash
     shortfall: Annotated[Decimal, *_decimal(2, non_negative=True)]
     requested_at: datetime
+    held_for_windows: Annotated[Decimal, *_decimal(2, non_negative=True)] = Decimal("0.00")
 
 
 class FundingRejected(Message):

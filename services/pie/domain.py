@@ -340,13 +340,15 @@ class WithdrawalNeed:
     refusal: str | None = None
 
 
-def withdrawal_need(amount: Decimal, *, cash: Decimal, pending_buys: Decimal, holdings: Decimal) -> WithdrawalNeed:
+def withdrawal_need(amount: Decimal, *, cash: Decimal, pending_buys: Decimal, holdings: Decimal,
+                    held_for_windows: Decimal = ZERO) -> WithdrawalNeed:
     """Cash first: what the cash not promised to pending buys covers; the rest must come
     from sells of the holdings (worth ``holdings``). ``cash`` is the ledger's cash free for
     this withdrawal (``ledger.withdrawal.pending``): the withdrawals it held before, deposits
-    on hold and cash held for windows already left out, so they are not taken out again. A
-    withdrawal above cash plus holdings is refused with both figures."""
-    free = max(cash - pending_buys, ZERO)
+    on hold and the cash held for frozen windows' buys (``held_for_windows``) already left
+    out, so they are not taken out again: of the pending buys, only what the windows do not
+    hold yet is. A withdrawal above cash plus holdings is refused with both figures."""
+    free = max(cash - max(pending_buys - held_for_windows, ZERO), ZERO)
     sell = max(amount - free, ZERO)
     if sell > holdings:
         withdrawable = free + holdings

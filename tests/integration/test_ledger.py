@@ -10,7 +10,7 @@ from decimal import Decimal
 import pytest
 
 from shared.contracts import (DrawLoan, Execution, Fill, FillsAllocated, FillsBatch, GetAccount, HoldWindowCash,
-                              OpenAccount, PricesChanged, RepayLoan)
+                              OpenAccount, PricesChanged, RepayLoan, WithdrawalPending)
 from tests.integration.test_ledger_lots import book_fills, open_funded
 from tests.integration.test_order_margin import handled, new_symbol, publish
 from tests.support import dlq_messages, eventually, fetch, fetchval
@@ -332,6 +332,28 @@ async def test_a_withdrawal_is_refused_when_with_those_already_held_it_would_pus
     assert await eventually(lambda: _paid(settings, first))
     assert await cash(bus, account) == Decimal("800.00")
     assert await loan_of(settings, account) == Decimal("300.00")
+
+
+async def test_a_held_withdrawal_tells_the_pie_what_frozen_windows_hold_for_their_buys(ledger, bus, settings):
+    account = f"acc-{uuid.uuid4().hex[:8]}"
+    assert (await bus.request(OpenAccount(account_id=account))).ok
+    dep = deposit_body(account, "1020.00")
+    await bus.publish_json("funding.deposit.received", dep, message_id=dep["deposit_id"])
+    await eventually(lambda: fetchval(settings.database_url, "SELECT count(*) FROM ledger.funding "
+                                                             "WHERE account_id = $1", account))
+    message_id = str(uuid.uuid4())
+    await bus.publish_raw(HoldWindowCash.TYPE, HoldWindowCash(window_id=uuid.uuid4(), holds=[(account, "1000.00")])
+                          .model_dump_json().encode(), message_id=message_id, exchange="m1.commands")
+    await handled(settings, "ledger", message_id)
+    channel = await bus.connection.channel()
+    announced = await channel.declare_queue(exclusive=True, auto_delete=True)
+    await announced.bind(bus.events, routing_key=WithdrawalPending.TYPE)
+    await held_withdrawal(bus, settings, account, "50.00")
+    message = await eventually(lambda: announced.get(fail=False, no_ack=True))
+    pending = WithdrawalPending.model_validate_json(message.body)
+    assert (pending.cash, pending.shortfall, pending.held_for_windows) == (Decimal("20.00"), Decimal("30.00"),
+                                                                              Decimal("1000.00"))
+    await channel.close()
 
 
 async def test_a_repayment_spends_only_the_cash_not_held_for_a_windows_buys(ledger, bus, settings):

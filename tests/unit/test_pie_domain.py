@@ -381,6 +381,17 @@ def test_cash_promised_to_pending_buys_is_not_free():
     assert need.sell == D("40.00") and need.refusal is None
 
 
+def test_pending_buys_a_frozen_window_holds_at_the_ledger_are_not_taken_out_twice():
+    # the ledger's 20.00 already leaves out the 1,000.00 it holds for a frozen window's buys
+    need = domain.withdrawal_need(D("50.00"), cash=D("20.00"), pending_buys=D("1000.00"),
+                                  held_for_windows=D("1000.00"), holdings=D("500"))
+    assert need.sell == D("30.00")
+    # a buy submitted after the freeze is not held yet: its cash is still promised
+    need = domain.withdrawal_need(D("50.00"), cash=D("20.00"), pending_buys=D("1010.00"),
+                                  held_for_windows=D("1000.00"), holdings=D("500"))
+    assert need.sell == D("40.00")
+
+
 def test_a_withdrawal_above_cash_plus_holdings_is_refused_with_the_figures():
     need = domain.withdrawal_need(D("100.00"), cash=D("30.00"), pending_buys=D("0"), holdings=D("69.99"))
     assert need.refusal == ("withdrawal of $100.00 exceeds the withdrawable value $99.99 "
