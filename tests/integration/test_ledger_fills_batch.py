@@ -20,11 +20,14 @@ from shared.contracts import (
     FillsBooked,
     Residue,
 )
-from tests.integration.test_ledger_lots import ledger, open_funded  # noqa: F401 (a fixture)
+from tests.integration import test_ledger_lots
+from tests.integration.test_ledger_lots import open_funded
 from tests.integration.test_order_margin import handled, new_symbol, publish
 from tests.integration.test_window_market import Seen, listen
 from tests.support import eventually, fetch, fetchval
 from tests.support_ledger import assert_ledger_checks_out
+
+ledger = test_ledger_lots.ledger  # the ledger service fixture, shared
 
 pytestmark = pytest.mark.integration
 

@@ -15,7 +15,9 @@ import asyncpg
 import pytest
 
 from services.ledger import fills_store, lots
-from tests.integration.test_ledger_lots import ledger  # noqa: F401 (a fixture: migrates the ledger)
+from tests.integration import test_ledger_lots
+
+ledger = test_ledger_lots.ledger  # the ledger service fixture, shared (it migrates the ledger)
 
 pytestmark = pytest.mark.integration
 
