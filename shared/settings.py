@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from decimal import Decimal
 from functools import lru_cache
+from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # One HTTP port per service for /health and /metrics (M1_HTTP_PORT overrides in containers).
@@ -18,6 +19,9 @@ SERVICE_PORTS: dict[str, int] = {
     "notification": 8106,
     "market": 8107,
 }
+
+# How the notification email channel secures its SMTP session (M1_SMTP_TLS).
+SmtpTls = Literal["none", "starttls", "tls"]
 
 
 class Settings(BaseSettings):
@@ -60,6 +64,16 @@ class Settings(BaseSettings):
     smtp_host: str = "localhost"
     smtp_port: int = 1025
     smtp_from: str = "notifications@m1.local"
+    # Its transport security: "none" (plain SMTP; aiosmtplib still upgrades when the server
+    # offers STARTTLS), "starttls" (an attempt fails when the server offers no STARTTLS: never
+    # sent in clear) or "tls" (implicit TLS, e.g. port 465). Any other value stops the start.
+    smtp_tls: SmtpTls = "none"
+    # A login only when a username is set. The password is a SecretStr: "**********" in reprs.
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    # A CA bundle (PEM file) to verify the relay's certificate with instead of the system trust
+    # store. The certificate and host name are always verified.
+    smtp_ca_file: str | None = None
     # Notification deliveries (webhook, email): how often the worker looks for due rows when
     # nothing woke it, how many attempts before a delivery is failed, and the retry backoff
     # (base * 2^(attempt-1) seconds, capped).

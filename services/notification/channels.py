@@ -4,7 +4,8 @@ receiver has accepted the notification and raises when it has not.
 - ``LogChannel``: one INFO line per notification (always on; cannot fail).
 - ``WebhookChannel``: an HTTP POST of the notification JSON, signed with the account's
   secret (see ``domain.signature``), with the delivery id as idempotency key.
-- ``EmailChannel``: a plain-text email over SMTP.
+- ``EmailChannel``: a plain-text email over SMTP (optionally STARTTLS or implicit TLS, and a
+  login), configured by one ``SmtpSettings``.
 
 Retries are not the channels' business: the delivery worker (``delivery.py``) retries with
 backoff and records every attempt.
@@ -13,16 +14,22 @@ backoff and records every attempt.
 from __future__ import annotations
 
 import logging
+import ssl
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from email.message import EmailMessage
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import aiosmtplib
 import httpx
+from pydantic import SecretStr
 
 from services.notification import domain
+from shared.settings import SmtpTls
+
+if TYPE_CHECKING:
+    from shared.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -114,15 +121,45 @@ class WebhookChannel:
         await self.client.aclose()
 
 
+@dataclass(frozen=True)
+class SmtpSettings:
+    """Where and how the email channel reaches its relay (``M1_SMTP_*``, shared/settings.py).
+
+    ``tls``: "none" (no TLS asked for: aiosmtplib still upgrades with STARTTLS by itself when
+    the server offers it), "starttls" (STARTTLS or the attempt fails: never sent in clear) or
+    "tls" (implicit TLS, e.g. port 465). The relay's certificate is always verified, against
+    ``ca_file`` when set, else the system trust store. A login only when ``username`` is set.
+    """
+
+    host: str
+    port: int
+    sender: str
+    timeout: float
+    tls: SmtpTls = "none"
+    username: str | None = None
+    password: SecretStr | None = None  # its repr is "**********"
+    ca_file: str | None = None
+
+    @classmethod
+    def from_settings(cls, s: Settings) -> SmtpSettings:
+        return cls(host=s.smtp_host, port=s.smtp_port, sender=s.smtp_from, timeout=s.notification_send_timeout,
+                   tls=s.smtp_tls, username=s.smtp_username, password=s.smtp_password, ca_file=s.smtp_ca_file)
+
+
 class EmailChannel:
     name = "email"
 
-    def __init__(self, host: str, port: int, sender: str, timeout: float) -> None:
-        self.host, self.port, self.sender, self.timeout = host, port, sender, timeout
+    def __init__(self, smtp: SmtpSettings) -> None:
+        self.smtp = smtp
+        # Built once: a CA bundle that cannot be read stops the service at start, not each attempt.
+        try:
+            self.tls_context = ssl.create_default_context(cafile=smtp.ca_file)
+        except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+            raise ValueError(f"M1_SMTP_CA_FILE={smtp.ca_file!r}: not a readable CA bundle ({exc})") from exc
 
     def render(self, delivery: Delivery) -> EmailMessage:
         mail = EmailMessage()
-        mail["From"] = self.sender
+        mail["From"] = self.smtp.sender
         mail["To"] = delivery.email
         mail["Subject"] = domain.email_subject(delivery.kind)
         # The same delivery keeps its Message-ID on every attempt: a receiving system can
@@ -136,8 +173,16 @@ class EmailChannel:
     async def send(self, delivery: Delivery) -> None:
         if not delivery.email:
             raise Undeliverable("the account has no email address any more")
+        smtp = self.smtp
+        login = bool(smtp.username)
         try:
-            await aiosmtplib.send(self.render(delivery), hostname=self.host, port=self.port, timeout=self.timeout)
+            await aiosmtplib.send(
+                self.render(delivery), hostname=smtp.host, port=smtp.port, timeout=smtp.timeout,
+                # start_tls=None is aiosmtplib's "upgrade if offered" (the behaviour before M1_SMTP_TLS);
+                # True fails the attempt, before any login or mail, when the server offers no STARTTLS.
+                use_tls=smtp.tls == "tls", start_tls={"none": None, "starttls": True, "tls": False}[smtp.tls],
+                tls_context=self.tls_context, username=smtp.username if login else None,
+                password=smtp.password.get_secret_value() if login and smtp.password else None)
         except (aiosmtplib.SMTPException, OSError) as exc:
             raise DeliveryError(f"{type(exc).__name__}: {exc}") from exc
 

@@ -7,7 +7,7 @@ import logging
 
 from services.notification import domain, store
 from services.notification import margin as notification_margin
-from services.notification.channels import Delivery, EmailChannel, LogChannel, WebhookChannel
+from services.notification.channels import Delivery, EmailChannel, LogChannel, SmtpSettings, WebhookChannel
 from services.notification.delivery import DeliveryWorker
 from shared import topology
 from shared.contracts import (
@@ -74,7 +74,7 @@ def register(service: Service) -> None:
     async def start_deliveries(service: Service) -> None:
         s = service.settings
         channels = {"webhook": WebhookChannel(s.notification_send_timeout),
-                    "email": EmailChannel(s.smtp_host, s.smtp_port, s.smtp_from, s.notification_send_timeout)}
+                    "email": EmailChannel(SmtpSettings.from_settings(s))}
         worker.append(DeliveryWorker(service.pool, channels, s, service.log))
         await worker[0].start()
 

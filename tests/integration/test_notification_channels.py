@@ -1,28 +1,36 @@
 """Webhook and email delivery against real receivers: a local HTTP server checks the signature,
-a local SMTP sink (aiosmtpd) takes the email; the events come from the test itself."""
+a local SMTP sink (aiosmtpd) takes the email, a local relay wants TLS (a throwaway self-signed
+certificate) and a login; the events come from the test itself."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import ssl
+import subprocess
 import uuid
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from decimal import Decimal
 from email import message_from_bytes
 from email.policy import default as default_policy
 
 import pytest
-from aiosmtpd.smtp import SMTP
+from aiosmtpd.smtp import SMTP, AuthResult
+from pydantic import SecretStr, ValidationError
 
 from services.notification import domain
 from services.notification.app import create_service
+from services.notification.channels import Delivery, DeliveryError, EmailChannel, SmtpSettings
 from shared.contracts import DepositBooked, GetChannels, GetDeliveries, GetFeed, ResendDeliveries, SetChannels
+from shared.settings import Settings
 from tests.support import eventually, fetch, fetchval
 
 pytestmark = pytest.mark.integration
 
 AT = datetime(2026, 11, 25, 14, 0, tzinfo=UTC)
 SECRET = "s3cret-for-tests-0123456789"
+RELAY_USER, RELAY_PASSWORD = "m1-relay", "relay-pw-5b7e0c1d"
 
 
 class WebhookReceiver:
@@ -46,7 +54,7 @@ class WebhookReceiver:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            while request_line := await reader.readline():
+            while await reader.readline():  # the request line
                 headers = {}
                 while (line := await reader.readline()) not in (b"\r\n", b""):
                     name, _, value = line.decode().partition(":")
@@ -67,23 +75,82 @@ class WebhookReceiver:
             writer.close()
 
 
+def encrypted(server: SMTP) -> bool:
+    return server.transport.get_extra_info("ssl_object") is not None  # after STARTTLS, or implicit TLS
+
+
 class Mailbox:
+    """Keeps each email, whether its session was logged in and encrypted, and each login tried
+    (as the ``authenticator`` of an aiosmtpd server: one user, ``RELAY_USER``/``RELAY_PASSWORD``)."""
+
     def __init__(self) -> None:
         self.messages: list = []
+        self.sessions: list[tuple[bool, bool]] = []  # (logged in, encrypted) per email
+        self.logins: list[tuple[str, bool, bool]] = []  # (user, accepted, encrypted) per AUTH
 
     async def handle_DATA(self, server, session, envelope) -> str:
         self.messages.append(message_from_bytes(envelope.content, policy=default_policy))
+        self.sessions.append((bool(session.authenticated), encrypted(server)))
         return "250 OK"
+
+    def authenticate(self, server, session, envelope, mechanism, auth_data) -> AuthResult:
+        user = auth_data.login.decode()
+        accepted = (user, auth_data.password.decode()) == (RELAY_USER, RELAY_PASSWORD)
+        self.logins.append((user, accepted, encrypted(server)))
+        return AuthResult(success=accepted, handled=False)
+
+
+@asynccontextmanager
+async def serving(mailbox: Mailbox, implicit_tls: ssl.SSLContext | None = None, **smtp):
+    """An aiosmtpd server on a free local port (``mailbox.port``), in this event loop; ``smtp``
+    are aiosmtpd.smtp.SMTP's options (tls_context for STARTTLS, authenticator, ...)."""
+    server = await asyncio.get_running_loop().create_server(lambda: SMTP(mailbox, hostname="sink.test", **smtp),
+                                                            "127.0.0.1", 0, ssl=implicit_tls)
+    mailbox.port = server.sockets[0].getsockname()[1]
+    try:
+        yield mailbox
+    finally:
+        server.close()
 
 
 @pytest.fixture
 async def smtp_sink():
+    async with serving(Mailbox()) as mailbox:
+        yield mailbox
+
+
+@pytest.fixture(scope="module")
+def relay_cert(tmp_path_factory) -> tuple[str, str]:
+    """A throwaway self-signed certificate for 127.0.0.1 and its key: (cert.pem, key.pem)."""
+    folder = tmp_path_factory.mktemp("relay-cert")
+    cert, key = str(folder / "cert.pem"), str(folder / "key.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                    "-nodes", "-keyout", key, "-out", cert, "-days", "1", "-subj", "/CN=relay.test",
+                    "-addext", "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True, timeout=60)
+    return cert, key
+
+
+def server_tls(relay_cert: tuple[str, str]) -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(*relay_cert)
+    return context
+
+
+def starttls_relay(relay_cert: tuple[str, str]):
+    """A relay that takes no command but EHLO/STARTTLS in clear, and no mail before a login."""
     mailbox = Mailbox()
-    server = await asyncio.get_running_loop().create_server(lambda: SMTP(mailbox, hostname="sink.test"),
-                                                            "127.0.0.1", 0)
-    mailbox.port = server.sockets[0].getsockname()[1]
-    yield mailbox
-    server.close()
+    return serving(mailbox, tls_context=server_tls(relay_cert), require_starttls=True,
+                   authenticator=mailbox.authenticate, auth_required=True)
+
+
+def email_channel(port: int, **smtp) -> EmailChannel:
+    return EmailChannel(SmtpSettings(host="127.0.0.1", port=port, sender="notifications@m1.test", timeout=2.0,
+                                     **smtp))
+
+
+def an_email(to: str = "holder@example.com") -> Delivery:
+    return Delivery(id=str(uuid.uuid4()), feed_id=1, account_id=account(), kind="deposit_received",
+                    message="Deposit of $1.00 received.", data={}, cause_id="test", created_at=AT, email=to)
 
 
 def fast_settings(settings, smtp_port: int, **overrides):
@@ -274,3 +341,71 @@ async def test_a_failed_delivery_resent_after_the_receiver_recovers_arrives_once
         assert list(hook.accepted) == [failed["id"]] and len(hook.requests) == 4
         nothing = await bus.request(ResendDeliveries(account_id=acc))  # only failed ones are resent
         assert nothing.result["deliveries"] == []
+
+
+async def test_an_email_goes_through_a_relay_that_wants_starttls_and_a_login(topology_declared, bus, relay_cert):
+    acc = account()
+    async with starttls_relay(relay_cert) as relay:
+        secured = fast_settings(topology_declared, relay.port, smtp_tls="starttls", smtp_username=RELAY_USER,
+                                smtp_password=SecretStr(RELAY_PASSWORD), smtp_ca_file=relay_cert[0])
+        async with create_service(secured).running():
+            await set_channels(bus, account_id=acc, email="holder@example.com")
+            await deposit(bus, acc)
+            (row,) = await eventually(lambda: deliveries(bus, acc, settled=1))
+    assert (row["channel"], row["status"], row["attempts"], row["last_error"]) == ("email", "delivered", 1, None)
+    (mail,) = relay.messages
+    assert mail["To"] == "holder@example.com" and mail.get_content().startswith("Deposit of $100.00 received.")
+    assert relay.logins == [(RELAY_USER, True, True)]  # one login, accepted, after STARTTLS
+    assert relay.sessions == [(True, True)]
+
+
+async def test_starttls_against_a_server_without_it_fails_and_sends_nothing_in_clear():
+    mailbox = Mailbox()  # no STARTTLS, and it would even take a login in clear
+    async with serving(mailbox, authenticator=mailbox.authenticate, auth_require_tls=False) as plain:
+        channel = email_channel(plain.port, tls="starttls", username=RELAY_USER,
+                                password=SecretStr(RELAY_PASSWORD))
+        with pytest.raises(DeliveryError, match="STARTTLS extension not supported"):
+            await channel.send(an_email())
+    assert plain.messages == [] and plain.logins == []
+
+
+async def test_a_wrong_smtp_password_fails_the_attempt(relay_cert):
+    async with starttls_relay(relay_cert) as relay:
+        channel = email_channel(relay.port, tls="starttls", username=RELAY_USER,
+                                password=SecretStr("not-the-password"), ca_file=relay_cert[0])
+        with pytest.raises(DeliveryError, match="SMTPAuthenticationError") as failed:
+            await channel.send(an_email())
+    assert "not-the-password" not in str(failed.value)
+    assert relay.messages == [] and relay.logins and not any(accepted for _, accepted, _ in relay.logins)
+
+
+async def test_implicit_tls_verifies_the_relay_certificate(relay_cert):
+    mailbox = Mailbox()
+    # aiosmtpd sees no STARTTLS on an implicit TLS connection: AUTH must not wait for one.
+    async with serving(mailbox, implicit_tls=server_tls(relay_cert), authenticator=mailbox.authenticate,
+                       auth_require_tls=False) as relay:
+        login = {"username": RELAY_USER, "password": SecretStr(RELAY_PASSWORD)}
+        with pytest.raises(DeliveryError, match="CERTIFICATE_VERIFY_FAILED"):  # not in the system trust store
+            await email_channel(relay.port, tls="tls", **login).send(an_email())
+        await email_channel(relay.port, tls="tls", ca_file=relay_cert[0], **login).send(an_email("tls@example.com"))
+    assert [m["To"] for m in relay.messages] == ["tls@example.com"]
+    assert relay.logins == [(RELAY_USER, True, True)] and relay.sessions == [(True, True)]
+
+
+def test_the_smtp_password_never_shows_in_a_repr(monkeypatch):
+    monkeypatch.setenv("M1_SMTP_USERNAME", RELAY_USER)
+    monkeypatch.setenv("M1_SMTP_PASSWORD", RELAY_PASSWORD)
+    monkeypatch.setenv("M1_SMTP_TLS", "starttls")
+    settings = Settings()
+    smtp = SmtpSettings.from_settings(settings)
+    assert smtp.password.get_secret_value() == RELAY_PASSWORD and smtp.tls == "starttls"
+    for text in (repr(settings), str(settings), settings.model_dump_json(), repr(smtp), str(smtp)):
+        assert RELAY_PASSWORD not in text
+
+
+def test_an_unknown_smtp_tls_mode_stops_the_start(monkeypatch):
+    monkeypatch.setenv("M1_SMTP_TLS", "STARTTLS")
+    with pytest.raises(ValidationError, match="smtp_tls"):
+        Settings()
+    with pytest.raises(ValueError, match="M1_SMTP_CA_FILE"):  # an unreadable CA bundle too
+        email_channel(25, tls="starttls", ca_file="/nonexistent/ca.pem")
