@@ -241,13 +241,17 @@ PORTFOLIO_COLUMNS = ("slice", "target %", "actual %", "drift", "value", "quantit
 
 
 def portfolio_rows(view: dict) -> tuple[list[tuple[str, ...]], list[tuple[str, ...]]]:
-    """The portfolio as table rows: one per slice through the tree, then cash and total."""
+    """The portfolio as table rows: one per slice through the tree, then the shares held
+    outside the pie (removed slices being sold, delisted ones kept), then cash and total."""
     slices = []
     for s in view["slices"]:
         name = "  " * s["depth"] + s["path"].rsplit("/", 1)[-1]
         drift = Decimal(s["actual_pct"]) - Decimal(s["target_pct"])  # percentage points within the parent pie
         slices.append((name, f"{Decimal(s['target_pct']):.0f}", f"{Decimal(s['actual_pct']):.2f}", f"{drift:+.2f}",
                        f"${s['value']}", s["quantity"] or ""))
+    for h in view.get("outside", []):
+        state = f"delisted: {h['delisted']}" if h["delisted"] else "removed from the pie"
+        slices.append((f"{h['path']} ({state})", "", "", "", f"${h['value']}", h["quantity"]))
     totals = [("cash", "", "", "", f"${view['cash']}", "")]
     if Decimal(view["pending_buys"]):
         totals.append(("  of which pending buys", "", "", "", f"${view['pending_buys']}", ""))

@@ -384,19 +384,33 @@ class SliceView(BaseModel):
     quantity: Quantity | None
 
 
+class HeldOutside(BaseModel):
+    """Shares the account holds at a path that is no longer a slice of its pie: a removed
+    slice whose sale is pending, or a delisted security's, kept until it trades again
+    (``delisted``: the reason)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    path: str
+    symbol: Symbol
+    quantity: Quantity
+    value: Cash
+    delisted: str | None = None
+
+
 class PortfolioView(Message):
     TYPE: ClassVar[str] = "pie.portfolio.view"
     account_id: AccountId
     pie_name: str | None
     cash: Cash
     pending_buys: Cash
-    invested: Cash
+    invested: Cash  # the slices' values and those held outside the pie
     total: Cash
     slices: list[SliceView]
     # The pie's securities the market has delisted: the pie needs adjustment (the holder
     # replaces them); automated trades leave them out.
     inactive: list[Symbol] = []
     needs_adjustment: bool = False
+    outside: list[HeldOutside] = []
 
 
 class SetSettings(Message):

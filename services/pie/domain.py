@@ -21,7 +21,7 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal, localcontext
 
-from shared.contracts import Fill, PieSpec, Side, SliceSpec, SliceView
+from shared.contracts import Fill, HeldOutside, PieSpec, Side, SliceSpec, SliceView
 from shared.money import SHARE_STEP, ZERO, cents, cents_down
 
 MAX_SLICES = 100
@@ -421,7 +421,24 @@ class Totals:
     total: Decimal
 
 
-def totals(slices: list[SliceView], cash: Decimal) -> Totals:
-    """Invested = the sum of the top-level slices' values; total = cash + invested."""
-    invested = sum((s.value for s in slices if s.depth == 0), cents(ZERO))
+def held_outside(pie: PieSpec | None, holdings: Mapping[str, Decimal], prices: Mapping[str, Decimal],
+                 delisted: Mapping[str, str]) -> list[HeldOutside]:
+    """The shares held at paths that are not slices of ``pie`` (every path, without a pie),
+    in path order, valued like slices; ``delisted`` gives the reason of those that wait
+    for their security to trade again."""
+    kept = {leaf.path for leaf in leaves(pie)} if pie is not None else set()
+    out = []
+    for path in sorted(holdings):
+        if path in kept or holdings[path] <= 0:
+            continue
+        symbol = symbol_of(path)
+        out.append(HeldOutside(path=path, symbol=symbol, quantity=holdings[path],
+                               value=cents(holdings[path] * prices.get(symbol, ZERO)), delisted=delisted.get(symbol)))
+    return out
+
+
+def totals(slices: list[SliceView], cash: Decimal, outside: Sequence[HeldOutside] = ()) -> Totals:
+    """Invested = the sum of the top-level slices' values and of the shares held outside the
+    pie; total = cash + invested."""
+    invested = sum((s.value for s in slices if s.depth == 0), cents(ZERO)) + sum((h.value for h in outside), ZERO)
     return Totals(invested, cash + invested)

@@ -180,9 +180,14 @@ async def settle_removed(tx: Tx, account_id: str, pie: PieSpec) -> None:
     removed = domain.removed_slices(pie, held, pending=(await store.pending_by_path(tx.conn, account_id)).keys(),
                                     selling=await store.pending_sell_paths(tx.conn, account_id))
     await store.move_slices(tx.conn, account_id, removed.moved)
+    # A delisted security does not trade: its shares stay where they are (the portfolio
+    # shows them outside the pie) and are sold once it is listed again.
+    delisted = await store.delisted_of(tx.conn, [held[p]["symbol"] for p in removed.sold])
     new = []
     for i, (path, into) in enumerate(removed.sold.items()):
         h = held[path]
+        if h["symbol"] in delisted:
+            continue
         new.append(store.NewIntent(_id(tx, account_id, f"removed:{i}"), path, h["symbol"], Side.SELL.value, None,
                                    IntentSource.REBALANCE.value, reinvest_in=into, quantity=h["quantity"]))
     if new:
@@ -378,9 +383,16 @@ def register(service: Service) -> None:
     @on(topology.PIE_MARKET, SecurityStatusChanged)
     async def security_status_changed(tx: Tx, event: SecurityStatusChanged) -> None:
         """A delisted security: the pies holding it need adjustment (the portfolio view says
-        so) and the automated trades leave it out; listed again: both end."""
-        await store.set_listed(tx.conn, event.symbol, event.price, None if event.active else event.reason or "delisted",
-                               event.changed_at)
+        so) and the automated trades leave it out; listed again: both end, and the shares of
+        slices removed meanwhile are sold."""
+        applied = await store.set_listed(tx.conn, event.symbol, event.price,
+                                         None if event.active else event.reason or "delisted", event.changed_at)
+        if applied and event.active:
+            # Shares of removed slices kept while it was delisted are sold now, as removal sells.
+            for account_id in await store.holders_of(tx.conn, event.symbol):
+                await store.lock_account(tx.conn, account_id)
+                if (pie := await _pie_of(tx, account_id)) is not None:
+                    await settle_removed(tx, account_id, pie)
 
     # ---------------------------------------------------------------- pies and settings
 
@@ -475,8 +487,11 @@ def register(service: Service) -> None:
             raise Rejected(f"unknown account {query.account_id}")
         pie = PieSpec.model_validate_json(snap.tree_json) if snap.tree_json is not None else None
         slices = domain.view_slices(pie, snap.holdings, snap.prices) if pie is not None else []
-        totals = domain.totals(slices, snap.cash)
-        inactive = sorted(await store.delisted_of(tx.conn, [s.symbol for s in slices if s.symbol])) if pie else []
+        delisted = await store.delisted_of(tx.conn, [*{domain.symbol_of(p) for p in snap.holdings},
+                                                     *(s.symbol for s in slices if s.symbol)])
+        outside = domain.held_outside(pie, snap.holdings, snap.prices, delisted)
+        totals = domain.totals(slices, snap.cash, outside)
+        inactive = sorted({s.symbol for s in slices if s.symbol in delisted})
         return PortfolioView(account_id=query.account_id, pie_name=pie.name if pie else None, cash=snap.cash,
                              pending_buys=snap.pending_buys, invested=totals.invested, total=totals.total,
-                             slices=slices, inactive=inactive, needs_adjustment=bool(inactive))
+                             slices=slices, inactive=inactive, needs_adjustment=bool(inactive), outside=outside)

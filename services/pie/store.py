@@ -72,15 +72,23 @@ async def apply_prices(conn: asyncpg.Connection, prices: Mapping[str, Decimal], 
 
 
 async def set_listed(conn: asyncpg.Connection, symbol: str, price: Decimal, delisted: str | None,
-                     at: datetime) -> None:
+                     at: datetime) -> bool:
     """A security delisted (``delisted``: the reason) or listed again (None), unless a later
-    announcement is already applied; a security never priced here gets its last price."""
-    await conn.execute(
+    announcement is already applied (False); a security never priced here gets its last price."""
+    return await conn.fetchval(
         """INSERT INTO prices (symbol, price, as_of, delisted, status_at) VALUES ($1, $2, $4, $3, $4)
            ON CONFLICT (symbol) DO UPDATE SET delisted = EXCLUDED.delisted, status_at = EXCLUDED.status_at
-           WHERE prices.status_at IS NULL OR prices.status_at <= EXCLUDED.status_at""",
+           WHERE prices.status_at IS NULL OR prices.status_at <= EXCLUDED.status_at
+           RETURNING true""",
         symbol, price, delisted, at,
-    )
+    ) is not None
+
+
+async def holders_of(conn: asyncpg.Connection, symbol: str) -> list[str]:
+    """The accounts whose books hold shares of ``symbol``, in account order."""
+    rows = await conn.fetch("SELECT DISTINCT account_id FROM slice_holdings WHERE symbol = $1 AND quantity > 0 "
+                            "ORDER BY account_id", symbol)
+    return [r["account_id"] for r in rows]
 
 
 async def delisted_of(conn: asyncpg.Connection, symbols: Sequence[str]) -> dict[str, str]:

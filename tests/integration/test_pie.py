@@ -738,6 +738,45 @@ async def test_a_dividend_with_the_cash_setting_is_cash_like_any_other(pie, bus,
     assert await submitted(intents_queue, account) == []
 
 
+async def test_a_removed_delisted_slice_is_kept_outside_the_pie_and_sold_once_listed_again(
+        pie, bus, settings, intents_queue):
+    gone, kept = new_symbol(), new_symbol()
+    prices = {gone: D("10.00"), kept: D("20.00")}
+    priced = await publish(bus, PricesChanged(prices=prices, as_of=PRICED_AT))
+    await eventually(lambda: handled(settings, priced))
+    spec = PieSpec.model_validate({"name": "Two", "slices": [{"symbol": gone, "target": 50},
+                                                             {"symbol": kept, "target": 50}]})
+    account = await open_account_with_pie(bus, settings, spec)
+    await publish(bus, cash_changed(account, "100.00", "100.00", version=1))
+    (first,) = await eventually(lambda: submitted(intents_queue, account))
+    await fill_batch(bus, settings, account, first, prices, cash="0.00", version=2)  # 5 shares of each
+
+    def status(active: bool, minutes: int) -> SecurityStatusChanged:
+        return SecurityStatusChanged(symbol=gone, active=active, reason=None if active else "acquired for cash",
+                                     price=D("10.00"), changed_at=PRICED_AT + timedelta(minutes=minutes))
+
+    delisted = await publish(bus, status(False, 1))
+    await eventually(lambda: handled(settings, delisted))
+    only_kept = PieSpec.model_validate({"name": "One", "slices": [{"symbol": kept, "target": 100}]})
+    assert (await bus.request(SetPie(account_id=account, pie=only_kept))).ok
+    assert await submitted(intents_queue, account) == []  # no sale the venue would refuse
+    view = (await bus.request(GetPortfolio(account_id=account))).result
+    assert view["outside"] == [{"path": gone, "symbol": gone, "quantity": "5.00000", "value": "50.00",
+                                "delisted": "acquired for cash"}]
+    assert (view["invested"], view["total"], view["needs_adjustment"]) == ("100.00", "100.00", False)
+
+    # listed again: the shares are sold as a removed slice's, the proceeds for the pie
+    listed = await publish(bus, status(True, 2))
+    await eventually(lambda: handled(settings, listed))
+    (sale,) = await eventually(lambda: submitted(intents_queue, account))
+    assert trades(sale) == {gone: ("sell", "5.00000 shares")}
+    again = await publish(bus, status(True, 3))  # a repeated announcement sells nothing more
+    await eventually(lambda: handled(settings, again))
+    assert await submitted(intents_queue, account) == []
+    view = (await bus.request(GetPortfolio(account_id=account))).result
+    assert [(h["path"], h["delisted"]) for h in view["outside"]] == [(gone, None)]  # until the sale fills
+
+
 async def test_a_delisted_security_needs_adjustment_and_the_automated_trades_leave_it_out(pie, bus, settings,
                                                                                           intents_queue):
     gone, kept = new_symbol(), new_symbol()

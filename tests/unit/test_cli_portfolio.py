@@ -26,3 +26,13 @@ def test_cash_pending_and_total_sit_under_the_value_column():
     assert [(r[0].strip(), r[value]) for r in totals] == [("cash", "$12.34"), ("of which pending buys", "$10.00"),
                                                           ("total", "$112.34")]
     assert all(len(r) == len(PORTFOLIO_COLUMNS) for r in totals)
+
+
+def test_shares_held_outside_the_pie_are_listed_with_why_after_the_slices():
+    view = {**VIEW, "outside": [
+        {"path": "Old/GONE", "symbol": "GONE", "quantity": "2.00000", "value": "20.00", "delisted": "acquired"},
+        {"path": "QQQ", "symbol": "QQQ", "quantity": "0.10000", "value": "40.00", "delisted": None}]}
+    slices, _ = portfolio_rows(view)
+    value, quantity = PORTFOLIO_COLUMNS.index("value"), PORTFOLIO_COLUMNS.index("quantity")
+    assert [(r[0], r[value], r[quantity]) for r in slices[3:]] == [
+        ("Old/GONE (delisted: acquired)", "$20.00", "2.00000"), ("QQQ (removed from the pie)", "$40.00", "0.10000")]

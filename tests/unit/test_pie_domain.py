@@ -381,6 +381,20 @@ def test_cash_promised_to_pending_buys_is_not_free():
     assert need.sell == D("40.00") and need.refusal is None
 
 
+def test_shares_at_paths_no_longer_in_the_pie_are_held_outside_it_and_count_in_the_totals():
+    holdings = {"VTI": D("2.00000"), "BND": D("1.00000"), "Old/GONE": D("3.00000"), "QQQ": D("0.00000")}
+    prices = {**PRICES, "GONE": D("10.00")}
+    outside = domain.held_outside(SIXTY_FORTY, holdings, prices, {"GONE": "acquired for cash"})
+    assert [(h.path, h.symbol, h.quantity, h.value, h.delisted) for h in outside] == [
+        ("Old/GONE", "GONE", D("3.00000"), D("30.00"), "acquired for cash")]  # an empty path is left out
+    slices = domain.view_slices(SIXTY_FORTY, holdings, prices)
+    totals = domain.totals(slices, D("5.00"), outside)
+    in_pie = sum(s.value for s in slices if s.depth == 0)
+    assert (totals.invested, totals.total) == (in_pie + D("30.00"), in_pie + D("35.00"))
+    # without a pie, every holding is outside it
+    assert [h.path for h in domain.held_outside(None, holdings, prices, {})] == ["BND", "Old/GONE", "VTI"]
+
+
 def test_pending_buys_a_frozen_window_holds_at_the_ledger_are_not_taken_out_twice():
     # the ledger's 20.00 already leaves out the 1,000.00 it holds for a frozen window's buys
     need = domain.withdrawal_need(D("50.00"), cash=D("20.00"), pending_buys=D("1000.00"),
