@@ -86,7 +86,7 @@ def test_each_deployment_asks_for_modest_resources_and_caps_them(name):
 def test_each_deployment_reads_settings_and_its_own_urls(name):
     spec = container(name)
     assert {"configMapRef": {"name": "m1-settings"}} in spec["envFrom"]
-    env = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in spec["env"]}
+    env = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in spec["env"] if "valueFrom" in e}
     assert env["M1_DATABASE_URL"] == {"name": "m1-urls", "key": f"{name}-database-url"}
     assert env["M1_RABBITMQ_URL"] == {"name": "m1-urls", "key": "rabbitmq-url"}
     secret = resources()[("Secret", "m1-urls")]["stringData"]
@@ -94,6 +94,13 @@ def test_each_deployment_reads_settings_and_its_own_urls(name):
     config = resources()[("ConfigMap", "m1-settings")]["data"]
     assert config["M1_HTTP_HOST"] == "0.0.0.0"
     assert all(key.startswith("M1_") for key in config)
+
+
+def test_the_notification_service_reaches_its_relay_with_starttls_and_the_password_from_a_secret():
+    env = {e["name"]: e for e in container("notification")["env"]}
+    assert env["M1_SMTP_TLS"]["value"] == "starttls"
+    assert env["M1_SMTP_PASSWORD"]["valueFrom"]["secretKeyRef"] == {"name": "m1-smtp", "key": "password"}
+    assert "password" in resources()[("Secret", "m1-smtp")]["stringData"]
 
 
 @pytest.mark.parametrize("name", SERVICES)
