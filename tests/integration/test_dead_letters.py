@@ -5,11 +5,15 @@ that refused it and to no other (shared/dead_letters.py)."""
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 import uuid
 from datetime import datetime
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
+import yaml
 
 from shared import topology
 from shared.contracts import (
@@ -23,9 +27,11 @@ from shared.contracts import (
 )
 from shared.settings import Settings
 from tests.integration.test_ledger import cash, deposit_body
-from tests.support import eventually, fetch, fetchval
+from tests.support import create_vhost, delete_vhost, eventually, fetch, fetchval, rabbitmqctl, unique_name
 
 pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 async def ask(bus, service: str, message):
@@ -202,3 +208,24 @@ async def test_a_message_no_handler_takes_or_one_handled_since_is_not_replayed(s
         refused = await ask(bus, "ledger", ReplayDeadLetter(id=stray["id"]))
         assert not refused.ok and refused.reason == "no handler of ledger takes 'nobody.reads.this': " \
                                                     "a replay would be refused again"
+
+
+async def test_the_dlq_retention_policy_of_the_deployment_bounds_every_dlq_and_no_other_queue():
+    """The policy in deploy/k8s/infra/rabbitmq-policies.yaml, set on a broker with the whole
+    topology declared, applies to each service's DLQ and leaves the work queues alone."""
+    policy = yaml.safe_load((ROOT / "deploy/k8s/infra/rabbitmq-policies.yaml").read_text())["spec"]
+    vhost = unique_name("m1-policy")
+    url = create_vhost(vhost)
+    try:
+        await topology.declare_all(url)
+        rabbitmqctl("set_policy", "-p", vhost, "--apply-to", policy["applyTo"], "--priority", str(policy["priority"]),
+                    policy["name"], policy["pattern"], json.dumps(policy["definition"]))
+        listed = subprocess.run([shutil.which("rabbitmqctl") or "/usr/sbin/rabbitmqctl", "-q", "list_queues", "-p",
+                                 vhost, "name", "policy", "--formatter", "json"],
+                                check=True, capture_output=True, text=True, timeout=60).stdout
+        by_queue = {q["name"]: q["policy"] for q in json.loads(listed)}
+        dlqs = {topology.dlq_name(s) for s in topology.SERVICES}
+        assert dlqs <= set(by_queue)
+        assert {q: p for q, p in by_queue.items() if p} == {q: policy["name"] for q in dlqs}
+    finally:
+        delete_vhost(vhost)
