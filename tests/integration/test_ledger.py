@@ -70,13 +70,19 @@ async def held_withdrawal(bus, settings, account_id: str, amount: str) -> dict:
     return body
 
 
-async def test_a_withdrawal_beyond_cash_is_held_and_paid_after_the_accounts_fills(ledger, bus, settings):
+async def funded_account(bus, settings, amount: str) -> str:
+    """A new account whose deposit of ``amount`` is booked."""
     account = f"acc-{uuid.uuid4().hex[:8]}"
     assert (await bus.request(OpenAccount(account_id=account))).ok
-    dep = deposit_body(account, "40.00")
+    dep = deposit_body(account, amount)
     await bus.publish_json("funding.deposit.received", dep, message_id=dep["deposit_id"])
     await eventually(lambda: fetchval(settings.database_url, "SELECT count(*) FROM ledger.funding "
                                                              "WHERE account_id = $1", account))
+    return account
+
+
+async def test_a_withdrawal_beyond_cash_is_held_and_paid_after_the_accounts_fills(ledger, bus, settings):
+    account = await funded_account(bus, settings, "40.00")
     body = withdrawal_body(account, "40.01")
     for _ in range(2):
         await bus.publish_json("funding.withdrawal.requested", body, message_id=body["withdrawal_id"])
@@ -109,12 +115,7 @@ async def test_a_withdrawal_beyond_cash_is_held_and_paid_after_the_accounts_fill
 
 
 async def test_a_later_withdrawal_waits_behind_a_held_one_instead_of_taking_its_cash(ledger, bus, settings):
-    account = f"acc-{uuid.uuid4().hex[:8]}"
-    assert (await bus.request(OpenAccount(account_id=account))).ok
-    dep = deposit_body(account, "100.00")
-    await bus.publish_json("funding.deposit.received", dep, message_id=dep["deposit_id"])
-    await eventually(lambda: fetchval(settings.database_url, "SELECT count(*) FROM ledger.funding "
-                                                             "WHERE account_id = $1", account))
+    account = await funded_account(bus, settings, "100.00")
     await held_withdrawal(bus, settings, account, "500.00")
     await held_withdrawal(bus, settings, account, "100.00")
     assert await cash(bus, account) == Decimal("100.00")  # the $100 stays for the $500 withdrawal
@@ -335,12 +336,7 @@ async def test_a_withdrawal_is_refused_when_with_those_already_held_it_would_pus
 
 
 async def test_a_held_withdrawal_tells_the_pie_what_frozen_windows_hold_for_their_buys(ledger, bus, settings):
-    account = f"acc-{uuid.uuid4().hex[:8]}"
-    assert (await bus.request(OpenAccount(account_id=account))).ok
-    dep = deposit_body(account, "1020.00")
-    await bus.publish_json("funding.deposit.received", dep, message_id=dep["deposit_id"])
-    await eventually(lambda: fetchval(settings.database_url, "SELECT count(*) FROM ledger.funding "
-                                                             "WHERE account_id = $1", account))
+    account = await funded_account(bus, settings, "1020.00")
     message_id = str(uuid.uuid4())
     await bus.publish_raw(HoldWindowCash.TYPE, HoldWindowCash(window_id=uuid.uuid4(), holds=[(account, "1000.00")])
                           .model_dump_json().encode(), message_id=message_id, exchange="m1.commands")
