@@ -24,7 +24,7 @@ import yaml
 from pydantic.json_schema import models_json_schema
 
 from shared.contracts import ALL_MESSAGES, BY_TYPE, Message
-from shared.topology import COMMANDS_EXCHANGE, DEAD_LETTER_EXCHANGE, EVENTS_EXCHANGE, RETIRED_BINDINGS, SERVICES
+from shared.topology import COMMANDS_EXCHANGE, DEAD_LETTER_EXCHANGE, EVENTS_EXCHANGE, SERVICES
 
 _ROOT = Path(__file__).resolve().parents[1]
 _BY_NAME = {m.__name__: m for m in ALL_MESSAGES}
@@ -48,16 +48,12 @@ def _summary(model: type) -> str:
 
 
 def _routes() -> list[tuple[str, Any, str, type[Message], type[Message] | None]]:
-    """(service, queue, routing key, model, reply model) of every handler of every service;
-    not those that only drain a retired binding's queue (nothing is routed there any more)."""
+    """(service, queue, routing key, model, reply model) of every handler of every service."""
     out = []
-    retired = set(RETIRED_BINDINGS)
     for service in SERVICES:
         instance = importlib.import_module(f"services.{service}.app").create_service()
         for queue, routes in instance.consumer.routes.items():
             for key, route in routes.items():
-                if (queue.name, queue.exchange, key) in retired:
-                    continue
                 # the contract published under the key; a service may parse it into a leaner
                 # model of its own (the window reads only the balances of ledger.fills.booked)
                 out.append((service, queue, key, BY_TYPE.get(key, route.model), _reply_model(route.handler)))

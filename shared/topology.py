@@ -79,18 +79,13 @@ LEDGER_MARKET = _events("ledger.market", "market.prices.changed",
                         # dividends, paid by the ledger's daily job on their pay date
                         "market.dividend.announced")
 # ---- pie
-# A held withdrawal (ledger.withdrawal.pending) comes on the same queue as the account's other
-# ledger events, so that the pie plans its sells after every event the ledger emitted before
-# it and before those after it (one queue is handled in order).
 PIE_LEDGER = _events(
-    "pie.ledger", "ledger.account.opened", "ledger.cash.changed", "ledger.position.changed", "ledger.fills.booked",
-    "ledger.withdrawal.pending",
+    "pie.ledger", "ledger.account.opened", "ledger.cash.changed", "ledger.position.changed", "ledger.fills.booked"
 )
 # delistings: a pie holding a delisted security needs adjustment, its automated trades leave it out
 PIE_MARKET = _events("pie.market", "market.prices.changed", "market.security.changed")
 PIE_COMMANDS = _commands("pie")
-# No longer bound (RETIRED_BINDINGS): still consumed, for what an earlier version queued there.
-PIE_WITHDRAWALS = _events("pie.withdrawals")
+PIE_WITHDRAWALS = _events("pie.withdrawals", "ledger.withdrawal.pending")
 PIE_WINDOW = _events("pie.window", "window.intents.rejected")
 # ---- order
 ORDER_LEDGER = _events("order.ledger", "ledger.account.opened", "ledger.cash.changed", "ledger.position.changed",
@@ -148,8 +143,6 @@ RETIRED_BINDINGS: tuple[tuple[str, str, str], ...] = (
     ("ledger.withdrawals", EVENTS_EXCHANGE, "ledger.fills.booked"),
     # the pie's answer to a liquidation names its sells: margin no longer reads every batch
     ("margin.pie", EVENTS_EXCHANGE, "pie.intents.submitted"),
-    # held withdrawals come in order with the pie's other ledger events, on pie.ledger
-    ("pie.withdrawals", EVENTS_EXCHANGE, "ledger.withdrawal.pending"),
 )
 
 

@@ -330,8 +330,7 @@ def register(service: Service) -> None:
             await auto_invest(tx, part.account_id)
             await cover_shortfall(tx, part.account_id)
 
-    @on(topology.PIE_LEDGER, WithdrawalPending)
-    @on(topology.PIE_WITHDRAWALS, WithdrawalPending)  # what an earlier version queued there
+    @on(topology.PIE_WITHDRAWALS, WithdrawalPending)
     async def withdrawal_pending(tx: Tx, event: WithdrawalPending) -> None:
         """Cash first, then sells of the most overweight slices for the rest; or a refusal
         when the account cannot cover the withdrawal."""

@@ -3,14 +3,12 @@ published by the test itself."""
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import json
 import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-import aio_pika
 import pytest
 
 from shared.contracts import (
@@ -35,8 +33,7 @@ from shared.contracts import (
     Side,
     WithdrawalPending,
 )
-from shared.messaging import ORIGINAL_KEY_HEADER
-from shared.topology import EVENTS_EXCHANGE, PIE_WITHDRAWALS
+from shared.topology import EVENTS_EXCHANGE
 from tests.integration.test_order_margin import new_symbol
 from tests.support import eventually, fetch, fetchval, fills_batch
 
@@ -526,45 +523,6 @@ async def test_a_withdrawal_sells_only_its_shortfall_while_a_frozen_window_holds
     await eventually(lambda: handled(settings, held))
     (sale,) = await eventually(lambda: submitted(intents_queue, account))
     assert sum(i.amount for i in sale.intents) == D("30.00")  # not 50.00: the buys' cash is not counted twice
-
-
-async def test_a_withdrawal_is_planned_after_the_ledger_events_before_it_even_behind_a_backlog(
-        pie, bus, settings, intents_queue):
-    account = await invested_account(bus, settings, intents_queue, SIXTY_FORTY)
-    await publish(bus, cash_changed(account, "1000.00", "1000.00", version=3))
-    (buys,) = await eventually(lambda: submitted(intents_queue, account))
-    await publish(bus, cash_changed(account, "1020.00", "20.00", version=4))  # under $25: not invested
-    # A backlog of other accounts' ledger events, then the ledger books the buys (cash 20.00
-    # left) and holds a withdrawal of 50.00 over that cash: the pie must plan the withdrawal
-    # after it has booked the buys, or it counts them as pending and sells 50.00.
-    other = await open_account_with_pie(bus, settings, SIXTY_FORTY)
-    assert (await bus.request(SetSettings(account_id=other, auto_invest=False))).ok
-    await asyncio.gather(*(publish(bus, cash_changed(other, f"{v}.00", "1.00", version=v)) for v in range(1, 501)))
-    part = await account_fills(settings, account, buys, PRICES, cash="20.00", version=5)
-    await publish(bus, fills_batch(part))
-    held = await publish(bus, WithdrawalPending(account_id=account, withdrawal_id=uuid.uuid4(), amount=D("50.00"),
-                                                cash=D("20.00"), shortfall=D("30.00"), requested_at=NOW))
-    await eventually(lambda: handled(settings, held), timeout=60)
-    (sale,) = await eventually(lambda: submitted(intents_queue, account))
-    assert sum(i.amount for i in sale.intents) == D("30.00")
-
-
-async def test_a_held_withdrawal_left_on_the_retired_withdrawals_queue_is_still_handled(
-        pie, bus, settings, intents_queue):
-    """An earlier version bound ledger.withdrawal.pending to pie.withdrawals: what it queued
-    there before the upgrade is still planned (the pie keeps consuming that queue)."""
-    account = await invested_account(bus, settings, intents_queue, SIXTY_FORTY)
-    event = WithdrawalPending(account_id=account, withdrawal_id=uuid.uuid4(), amount=D("50.00"), cash=D("0.00"),
-                              shortfall=D("50.00"), requested_at=NOW)
-    message_id = str(uuid.uuid4())
-    channel = await bus.connection.channel()
-    await channel.default_exchange.publish(
-        aio_pika.Message(event.model_dump_json().encode(), message_id=message_id, content_type="application/json",
-                         headers={ORIGINAL_KEY_HEADER: event.TYPE}), routing_key=PIE_WITHDRAWALS.name)
-    await channel.close()
-    await eventually(lambda: handled(settings, message_id))
-    (sale,) = await eventually(lambda: submitted(intents_queue, account))
-    assert sum(i.amount for i in sale.intents) == D("50.00")
 
 
 async def test_withdrawals_waiting_for_proceeds_to_settle_sell_nothing_and_keep_their_cash_back(

@@ -51,8 +51,7 @@ def test_queue_names_read_service_dot_what(spec):
 @pytest.mark.parametrize("spec", QUEUES, ids=by_name)
 def test_every_queue_is_bound_to_a_known_exchange_by_at_least_one_key(spec):
     assert spec.exchange in (topology.EVENTS_EXCHANGE, topology.COMMANDS_EXCHANGE)
-    # or is kept only to drain what a retired binding queued there
-    assert spec.bindings or any(name == spec.name for name, _, _ in topology.RETIRED_BINDINGS)
+    assert spec.bindings
     assert all(key for key in spec.bindings)
 
 
