@@ -217,8 +217,9 @@ class WithdrawalPending(Message):
     once the cash is there; the pie keeps the amount back from auto-invest until then.
 
     ``cash`` is what the withdrawal may count on: the balance less deposits on hold, earlier
-    held withdrawals and ``held_for_windows``, the cash held for the buys of windows that
-    have frozen and not booked yet (so the pie does not count those buys again)."""
+    held withdrawals and the cash held for frozen windows' buys; ``shortfall`` is the amount
+    less that cash. Held, the withdrawal comes before any later window's buys at the ledger
+    (``ledger.window.hold``), so the pie sells the shortfall and no more."""
 
     TYPE: ClassVar[str] = "ledger.withdrawal.pending"
     account_id: AccountId
@@ -227,7 +228,6 @@ class WithdrawalPending(Message):
     cash: Cash
     shortfall: Annotated[Decimal, *_decimal(2, non_negative=True)]
     requested_at: datetime
-    held_for_windows: Annotated[Decimal, *_decimal(2, non_negative=True)] = Decimal("0.00")
 
 
 class FundingRejected(Message):
@@ -745,11 +745,10 @@ HoldRow = tuple[AccountId, CashText]
 
 class HoldWindowCash(Message):
     """The window to the ledger, after it froze and funded a window and before it sends the
-    net orders to the venue: per account, the cash its funded buys take from the account's
-    own cash (their cost less its sells' proceeds, as the window's funding counted them;
-    accounts whose sells pay for their buys are not listed). The ledger holds that cash
-    against withdrawals until it has booked the window's fills, and answers with
-    ``ledger.window.held``."""
+    net orders to the venue: per account with buys, the cash they take from the account's
+    own cash (their cost less its sells' proceeds, as the window's funding counted them; 0
+    when its sells pay for them all). The ledger holds that cash against withdrawals until
+    it has booked the window's fills, and answers with ``ledger.window.held``."""
 
     TYPE: ClassVar[str] = "ledger.window.hold"
     window_id: UUID
@@ -759,9 +758,10 @@ class HoldWindowCash(Message):
 class WindowCashHeld(Message):
     """The ledger's answer to ``ledger.window.hold``: the window's cash is held. ``short``
     lists the accounts whose cash at the ledger (less held withdrawals and other windows'
-    holds) is below what the window asked, with the cash they have: a withdrawal or a fee
-    the window's view of the cash did not show yet. The window funds those accounts' buys
-    again from that cash before it trades."""
+    holds) is below what the window asked, with the cash they have: below zero when held
+    withdrawals or a negative balance claim more than the balance, to be paid from the
+    account's sells in the window before its buys. The window funds those accounts' buys
+    again from that cash (plus their sells' proceeds) before it trades."""
 
     TYPE: ClassVar[str] = "ledger.window.held"
     window_id: UUID

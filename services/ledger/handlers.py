@@ -159,7 +159,7 @@ def register(service: Service) -> None:
             shortfall = max(event.amount - cash, Decimal("0.00"))
             tx.emit(WithdrawalPending(account_id=event.account_id, withdrawal_id=event.withdrawal_id,
                                       amount=event.amount, cash=cash, shortfall=shortfall,
-                                      requested_at=event.requested_at, held_for_windows=state.committed))
+                                      requested_at=event.requested_at))
         return True
 
     async def pay_out_held(tx: Tx, account_id: str) -> None:

@@ -227,9 +227,10 @@ async def hold_window_cash(conn: asyncpg.Connection, window_id, accounts: Sequen
     """Hold what each account's buys in the window take from its cash (the accounts locked
     by the caller), at most the cash it has for trading: its balance less its held
     withdrawals and its other windows' holds. Returns, in account order, the accounts whose
-    cash falls short of the amount asked, with that cash (zero at least; zero, and nothing
-    held, for an account the ledger does not know). A window held before keeps its holds,
-    and gets the same answer."""
+    cash falls short of the amount asked, with that cash: below zero when held withdrawals
+    (or a negative balance) claim more than the balance, so that the window's buys leave
+    the account's sell proceeds to them first; zero, and nothing held, for an account the
+    ledger does not know. A window held before keeps its holds, and gets the same answer."""
     rows = await conn.fetch(
         f"""WITH h AS (SELECT * FROM unnest($2::text[], $3::numeric[]) AS t(a, need)),
                  c AS (SELECT h.a, h.need,
@@ -243,7 +244,7 @@ async def hold_window_cash(conn: asyncpg.Connection, window_id, accounts: Sequen
                           SELECT a, $1, greatest(least(need, free), 0), $4 FROM c
                           WHERE EXISTS (SELECT 1 FROM accounts WHERE account_id = c.a) ORDER BY a
                           ON CONFLICT (account_id, window_id) DO NOTHING)
-            SELECT a, greatest(free, 0)::numeric(16, 2) AS free FROM c WHERE free < need ORDER BY a""",
+            SELECT a, free::numeric(16, 2) AS free FROM c WHERE free < need ORDER BY a""",
         window_id, list(accounts), list(amounts), held_at)
     return {r["a"]: r["free"] for r in rows}
 

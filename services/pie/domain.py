@@ -340,21 +340,17 @@ class WithdrawalNeed:
     refusal: str | None = None
 
 
-def withdrawal_need(amount: Decimal, *, cash: Decimal, pending_buys: Decimal, holdings: Decimal,
-                    held_for_windows: Decimal = ZERO) -> WithdrawalNeed:
-    """Cash first: what the cash not promised to pending buys covers; the rest must come
-    from sells of the holdings (worth ``holdings``). ``cash`` is the ledger's cash free for
-    this withdrawal (``ledger.withdrawal.pending``): the withdrawals it held before, deposits
-    on hold and the cash held for frozen windows' buys (``held_for_windows``) already left
-    out, so they are not taken out again: of the pending buys, only what the windows do not
-    hold yet is. A withdrawal above cash plus holdings is refused with both figures."""
-    free = max(cash - max(pending_buys - held_for_windows, ZERO), ZERO)
-    sell = max(amount - free, ZERO)
-    if sell > holdings:
-        withdrawable = free + holdings
-        return WithdrawalNeed(sell, f"withdrawal of ${amount} exceeds the withdrawable value ${withdrawable} "
-                                    f"(cash ${free} + investments ${holdings})")
-    return WithdrawalNeed(sell)
+def withdrawal_need(amount: Decimal, *, cash: Decimal, shortfall: Decimal, holdings: Decimal) -> WithdrawalNeed:
+    """Cash first, then sells of the holdings (worth ``holdings``) for the rest: the ledger's
+    ``shortfall`` over the ``cash`` free for the withdrawal (``ledger.withdrawal.pending``).
+    Pending buys take nothing from it: a held withdrawal comes before the buys of any window
+    frozen after it (the ledger holds a window's cash net of held withdrawals), and the
+    buys frozen before it are already out of its cash. A withdrawal above cash plus holdings
+    is refused with both figures."""
+    if shortfall > holdings:
+        return WithdrawalNeed(shortfall, f"withdrawal of ${amount} exceeds the withdrawable value "
+                                         f"${cash + holdings} (cash ${cash} + investments ${holdings})")
+    return WithdrawalNeed(shortfall)
 
 
 def slice_values(holdings: Mapping[str, Decimal], prices: Mapping[str, Decimal],

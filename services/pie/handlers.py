@@ -340,9 +340,7 @@ def register(service: Service) -> None:
         tree = await _tree(tx, pie) if pie is not None else None
         paths = tree.paths if tree is not None else []
         holdings = sum((values.get(p, Decimal("0.00")) for p in paths), Decimal("0.00"))
-        need = domain.withdrawal_need(event.amount, cash=event.cash,
-                                      pending_buys=await store.pending_buys(tx.conn, event.account_id),
-                                      held_for_windows=event.held_for_windows, holdings=holdings)
+        need = domain.withdrawal_need(event.amount, cash=event.cash, shortfall=event.shortfall, holdings=holdings)
         status = "refused" if need.refusal else "open"
         if not await store.record_withdrawal(tx.conn, event.withdrawal_id, event.account_id, event.amount, status,
                                              need.refusal, tx.now):

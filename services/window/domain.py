@@ -57,7 +57,7 @@ SHARES_UNFUNDED = "insufficient cash for the shares at the last price plus the p
 NOT_HELD = "nothing left to sell: the account does not hold the shares"
 HALTED_FUNDING = "insufficient cash: a sale that was to pay for it is in a halted security and carried over"
 LEDGER_SHORT = ("insufficient cash: the account's cash at the ledger was lower than the window counted "
-                "(a withdrawal or a charge booked meanwhile)")
+                "(a withdrawal held or paid, or a charge booked meanwhile)")
 
 
 def abandoned_reason(operator_reason: str) -> str:
@@ -142,9 +142,10 @@ def clamp(wanted: Sequence[Decimal], available: Decimal | None) -> list[Decimal]
 class Funding:
     """What a window funds of each intent (``funded``: intent id -> dollar amount;
     ``shares``: intent id -> share quantity) and what it drops (``rejected``: intent id ->
-    reason). ``needs``: per account whose funded buys cost more than its sells' proceeds
-    as funding counted them, the difference, which its own cash pays (the window asks the
-    ledger to hold it)."""
+    reason). ``needs``: per account with funded buys, what they cost beyond its sells'
+    proceeds as funding counted them (0 when the sells pay for them all), which its own cash
+    pays (the window asks the ledger to hold it; listed at 0 too, so that the ledger can say
+    when held withdrawals claim the proceeds first)."""
 
     funded: dict[UUID, Decimal]
     rejected: dict[UUID, str]
@@ -245,8 +246,8 @@ def fund(intents: Sequence[Intent], cash: Mapping[str, Decimal], prices: Mapping
                 else:
                     rejected[intent.intent_id] = UNDER_MINIMUM
             before += demand
-        if spent > proceeds:
-            needs[account] = spent - proceeds
+        if spent > 0:
+            needs[account] = max(spent - proceeds, ZERO)
     return Funding(funded, rejected, shares, needs)
 
 

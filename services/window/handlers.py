@@ -262,9 +262,9 @@ def register(service: Service) -> None:
             return
         if window["status"] != "holding":
             return  # answered before (the ledger held it again under another message id)
-        if event.short:  # worth an operator's eye: the window's view of the cash lagged the ledger
-            service.log.warning("ledger has less cash than the window counted; funding those accounts again",
-                                extra={"window_id": str(event.window_id), "accounts": len(event.short)})
+        if event.short:  # held withdrawals, or a change the window's view of the cash did not show yet
+            service.log.info("ledger has less cash than the window counted; funding those accounts again",
+                             extra={"window_id": str(event.window_id), "accounts": len(event.short)})
         await trade(tx, event.window_id, dict(event.short))
 
     @on(topology.WINDOW_LEDGER, CashChanged)

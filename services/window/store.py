@@ -416,8 +416,10 @@ async def reserve(conn: asyncpg.Connection, window_id: UUID, accounts: Sequence[
 async def cash_holds_json(conn: asyncpg.Connection, window_id: UUID, margin: Decimal = domain.SHARE_PRICE_MARGIN
                           ) -> str:
     """The window's ``HoldWindowCash.holds`` as a JSON array, built by PostgreSQL: per account
-    (in order) what its frozen buys take from its own cash, their cost less its sells'
-    proceeds as the funding counted them, where that is above zero."""
+    with frozen buys (in order), what they take from its own cash, their cost less its sells'
+    proceeds as the funding counted them, or 0 when the sells pay for them all (the ledger
+    then still says whether held withdrawals or a negative balance have a claim on those
+    proceeds first)."""
     return await conn.fetchval(
         f"""-- an account's buys form one group (no symbol, holding or price), its sells one per security
             WITH v AS (SELECT i.account_id, i.side, i.funded_amount AS amount, i.held,
@@ -427,13 +429,14 @@ async def cash_holds_json(conn: asyncpg.Connection, window_id: UUID, margin: Dec
                               CASE WHEN i.side = 'buy' THEN {_BUY_COST.format(margin="$2")} END AS cost
                        FROM window_intents i {_LAST_PRICE_JOIN}
                        WHERE i.window_id = $1 AND i.status = 'frozen'),
-                 need AS (SELECT account_id, sum(cost - proceeds)::numeric(16, 2) AS need
+                 need AS (SELECT account_id, greatest(sum(cost - proceeds), 0)::numeric(16, 2) AS need,
+                                 sum(cost) AS cost
                           FROM (SELECT account_id, coalesce(sum(cost), 0) AS cost,
                                        {_GROUP_PROCEEDS.format(margin="$2")} AS proceeds
                                 FROM v GROUP BY account_id, symbol, held, price) g
                           GROUP BY account_id)
            SELECT coalesce(json_agg(json_build_array(account_id, need::text) ORDER BY account_id), '[]'::json)::text
-           FROM need WHERE need > 0""",
+           FROM need WHERE cost > 0""",
         window_id, margin)
 
 

@@ -131,6 +131,41 @@ async def test_a_withdrawal_sells_the_overweight_slice_and_pays_out_after_the_wi
     await assert_ledger_checks_out(client)  # the audit is clean and the export passes bean-check
 
 
+async def test_a_withdrawal_sells_only_what_its_cash_lacks_and_comes_before_the_pending_buys(system, client):
+    settings = system.settings
+    account = await invested_account(client, settings, {"VTI": "250.00", "BND": "80.00"})  # 600 / 400
+    await client.deposit(account, D("500.00"))
+    assert await eventually(lambda: pending(settings, account)) == [("BND", "buy", D("200.00")),
+                                                                     ("VTI", "buy", D("300.00"))]
+    # $800 out of $500 cash: the pie sells the $300 short, not the $800 the pending buys would
+    # leave short; at the window the withdrawal's cash comes first and the buys get none.
+    withdrawal = await client.withdraw(account, D("800.00"))
+    sells = await eventually(lambda: _sells(settings, account))
+    assert sum(amount for _, _, amount in sells) == D("300.00")  # as the pie would stand after its buys: 60/40
+    await close_window(client, settings, account)
+    await asyncio.sleep(8)
+    for sql in ("SELECT symbol, side, amount, status FROM pie.intents WHERE account_id = $1",
+                "SELECT * FROM ledger.pending_withdrawals WHERE account_id = $1",
+                "SELECT book, amount FROM ledger.balances WHERE book LIKE 'customer:' || $1 || '%'",
+                "SELECT * FROM ledger.window_holds WHERE account_id = $1",
+                "SELECT symbol, side, amount, status, reason FROM \"window\".intents WHERE account_id = $1"):
+        try:
+            print("DEBUG", sql, [dict(r) for r in await fetch(settings.database_url, sql, account)])
+        except Exception as exc:
+            print("DEBUG", sql, exc)
+    await eventually(lambda: fetchval(settings.database_url, "SELECT status = 'paid' FROM ledger.pending_withdrawals "
+                                                             "WHERE withdrawal_id = $1", withdrawal.withdrawal_id))
+    view = await eventually(lambda: portfolio_if(client, account, lambda v: D(v["invested"]) == D("700.00")))
+    assert by_symbol(view) == {"VTI": D("420.00"), "BND": D("280.00")} and D(view["cash"]) == D("0.00")
+    buys = await fetch(settings.database_url, "SELECT status FROM pie.intents WHERE account_id = $1 AND side = 'buy' "
+                                              "AND amount IN (300.00, 200.00)", account)
+    assert [r["status"] for r in buys] == ["rejected", "rejected"]  # cut at the window, and the holder told why
+    assert await eventually(lambda: _feed_with(client, account, "insufficient cash"))
+    await eventually(lambda: settled(settings, account))
+    await assert_books_balance(settings.database_url)
+    await assert_ledger_checks_out(client)
+
+
 async def test_a_withdrawal_above_the_withdrawable_value_is_rejected_with_the_reason(system, client):
     settings = system.settings
     account = await invested_account(client, settings, {"VTI": "250.00", "BND": "80.00"}, amount="100.00")
@@ -164,6 +199,10 @@ async def test_removing_a_slice_liquidates_it_and_reinvests_in_the_pie_with_auto
     await eventually(lambda: settled(settings, account))
     await assert_books_balance(settings.database_url)
     await assert_ledger_checks_out(client)  # the audit is clean and the export passes bean-check
+
+
+async def _sells(settings, account) -> list[tuple[str, str, Decimal | str]]:
+    return [p for p in await pending(settings, account) if p[1] == "sell"]
 
 
 async def _feed_with(client, account, word):

@@ -335,20 +335,37 @@ async def test_a_withdrawal_is_refused_when_with_those_already_held_it_would_pus
     assert await loan_of(settings, account) == Decimal("300.00")
 
 
-async def test_a_held_withdrawal_tells_the_pie_what_frozen_windows_hold_for_their_buys(ledger, bus, settings):
+async def test_a_held_withdrawal_is_short_only_of_the_cash_and_comes_before_a_later_windows_buys(
+        ledger, bus, settings):
+    from shared.contracts import WindowCashHeld
+
     account = await funded_account(bus, settings, "1020.00")
-    message_id = str(uuid.uuid4())
-    await bus.publish_raw(HoldWindowCash.TYPE, HoldWindowCash(window_id=uuid.uuid4(), holds=[(account, "1000.00")])
-                          .model_dump_json().encode(), message_id=message_id, exchange="m1.commands")
-    await handled(settings, "ledger", message_id)
     channel = await bus.connection.channel()
     announced = await channel.declare_queue(exclusive=True, auto_delete=True)
     await announced.bind(bus.events, routing_key=WithdrawalPending.TYPE)
+    await announced.bind(bus.events, routing_key=WindowCashHeld.TYPE)
+
+    async def hold(amount: str) -> tuple[Decimal, dict]:
+        """The amount held for a new window's buys, and the ledger's answer (``short``)."""
+        window_id = uuid.uuid4()
+        await bus.publish_raw(HoldWindowCash.TYPE, HoldWindowCash(window_id=window_id, holds=[(account, amount)])
+                              .model_dump_json().encode(), message_id=str(uuid.uuid4()), exchange="m1.commands")
+        message = await eventually(lambda: announced.get(fail=False, no_ack=True))
+        answer = WindowCashHeld.model_validate_json(message.body)
+        assert answer.window_id == window_id
+        return await fetchval(settings.database_url, "SELECT amount FROM ledger.window_holds WHERE window_id = $1",
+                              window_id), answer.short
+
+    assert await hold("1000.00") == (Decimal("1000.00"), {})  # a window frozen before the withdrawal
     await held_withdrawal(bus, settings, account, "50.00")
     message = await eventually(lambda: announced.get(fail=False, no_ack=True))
     pending = WithdrawalPending.model_validate_json(message.body)
-    assert (pending.cash, pending.shortfall, pending.held_for_windows) == (Decimal("20.00"), Decimal("30.00"),
-                                                                              Decimal("1000.00"))
+    assert (pending.cash, pending.shortfall) == (Decimal("20.00"), Decimal("30.00"))  # the frozen buys come first
+    # A window frozen after it holds nothing for its buys, and is told the withdrawal claims
+    # 30.00 beyond the cash: its sells' proceeds pay that before any buy. Asked 0 (its sells
+    # pay for its buys), it is told the same.
+    assert await hold("10.00") == (Decimal("0.00"), {account: Decimal("-30.00")})
+    assert await hold("0.00") == (Decimal("0.00"), {account: Decimal("-30.00")})
     await channel.close()
 
 

@@ -370,15 +370,12 @@ def test_invested_is_the_sum_of_the_top_level_slices_and_total_adds_cash():
 # ---------------------------------------------------------------- withdrawals
 
 
-def test_a_withdrawal_takes_cash_first_and_sells_only_the_rest():
-    need = domain.withdrawal_need(D("100.00"), cash=D("30.00"), pending_buys=D("0"), holdings=D("500"))
-    assert need == domain.WithdrawalNeed(D("70.00"))
-
-
-def test_cash_promised_to_pending_buys_is_not_free():
-    # the ledger's 80.00 already leaves out the withdrawals it held before: not taken out again
-    need = domain.withdrawal_need(D("100.00"), cash=D("80.00"), pending_buys=D("20.00"), holdings=D("500"))
-    assert need.sell == D("40.00") and need.refusal is None
+def test_a_withdrawal_sells_the_ledgers_shortfall_over_its_cash_and_no_more():
+    assert domain.withdrawal_need(D("100.00"), cash=D("30.00"), shortfall=D("70.00"),
+                                  holdings=D("500")) == domain.WithdrawalNeed(D("70.00"))
+    # within the cash, waiting for proceeds to settle: nothing to sell
+    assert domain.withdrawal_need(D("50.00"), cash=D("50.00"), shortfall=D("0.00"),
+                                  holdings=D("0")) == domain.WithdrawalNeed(D("0.00"))
 
 
 def test_shares_at_paths_no_longer_in_the_pie_are_held_outside_it_and_count_in_the_totals():
@@ -395,19 +392,8 @@ def test_shares_at_paths_no_longer_in_the_pie_are_held_outside_it_and_count_in_t
     assert [h.path for h in domain.held_outside(None, holdings, prices, {})] == ["BND", "Old/GONE", "VTI"]
 
 
-def test_pending_buys_a_frozen_window_holds_at_the_ledger_are_not_taken_out_twice():
-    # the ledger's 20.00 already leaves out the 1,000.00 it holds for a frozen window's buys
-    need = domain.withdrawal_need(D("50.00"), cash=D("20.00"), pending_buys=D("1000.00"),
-                                  held_for_windows=D("1000.00"), holdings=D("500"))
-    assert need.sell == D("30.00")
-    # a buy submitted after the freeze is not held yet: its cash is still promised
-    need = domain.withdrawal_need(D("50.00"), cash=D("20.00"), pending_buys=D("1010.00"),
-                                  held_for_windows=D("1000.00"), holdings=D("500"))
-    assert need.sell == D("40.00")
-
-
 def test_a_withdrawal_above_cash_plus_holdings_is_refused_with_the_figures():
-    need = domain.withdrawal_need(D("100.00"), cash=D("30.00"), pending_buys=D("0"), holdings=D("69.99"))
+    need = domain.withdrawal_need(D("100.00"), cash=D("30.00"), shortfall=D("70.00"), holdings=D("69.99"))
     assert need.refusal == ("withdrawal of $100.00 exceeds the withdrawable value $99.99 "
                             "(cash $30.00 + investments $69.99)")
 
