@@ -243,16 +243,17 @@ async def _sell(tx: Tx, account_id: str, tag: str, amount: Decimal, source: Inte
 
 async def cover_shortfall(tx: Tx, account_id: str) -> None:
     """Raise by sells in the next window what the account owes beyond its cash and the sells
-    already pending: held withdrawals (with the pending buys they stand behind), or a
-    negative balance (a fee, interest). A sell can raise less than planned (the price fell,
-    or the window stopped it at the shares held): then this runs again after its fills.
-    Held withdrawals that nothing is left to sell for are refused."""
+    already pending: held withdrawals, or a negative balance (a fee, interest). Pending buys
+    do not add to it: at their window the ledger gives both claims the account's cash and
+    its sells' proceeds first (docs/services/window.md, "Cash held at the ledger"). A sell
+    can raise less than planned (the price fell, or the window stopped it at the shares
+    held): then this runs again after its fills. Held withdrawals that nothing is left to
+    sell for are refused."""
     account = await store.get_account(tx.conn, account_id)
     withdrawals = await store.held_for_withdrawals(tx.conn, account_id)
     if withdrawals <= 0 and account["cash"] >= 0:
         return  # nothing owed: the common case, two reads
-    owed = withdrawals + await store.pending_buys(tx.conn, account_id) if withdrawals > 0 else Decimal("0.00")
-    need = max(owed - account["cash"], -account["cash"]) - await store.pending_sells(tx.conn, account_id)
+    need = max(withdrawals - account["cash"], -account["cash"]) - await store.pending_sells(tx.conn, account_id)
     if need <= 0:
         return
     source = IntentSource.REBALANCE if withdrawals > 0 else IntentSource.LIQUIDATION

@@ -531,6 +531,24 @@ async def test_a_withdrawal_sells_the_ledgers_shortfall_whatever_buys_are_pendin
     assert sum(i.amount for i in sale.intents) == D("30.00")
 
 
+async def test_a_cash_change_while_a_withdrawal_waits_for_its_sells_sells_nothing_more(
+        pie, bus, settings, intents_queue):
+    account = await invested_account(bus, settings, intents_queue, SIXTY_FORTY)
+    await publish(bus, cash_changed(account, "500.00", "500.00", version=3))
+    (buys,) = await eventually(lambda: submitted(intents_queue, account))
+    assert sum(i.amount for i in buys.intents) == D("500.00")
+    held = await publish(bus, WithdrawalPending(account_id=account, withdrawal_id=uuid.uuid4(), amount=D("800.00"),
+                                                cash=D("500.00"), shortfall=D("300.00"), requested_at=NOW))
+    await eventually(lambda: handled(settings, held))
+    (sale,) = await eventually(lambda: submitted(intents_queue, account))
+    assert sum(i.amount for i in sale.intents) == D("300.00")
+    # $1.00 more arrives before the window: the $300.00 of sells still cover the withdrawal
+    # (the pending buys come after it at the window), so nothing more is sold
+    changed = await publish(bus, cash_changed(account, "501.00", "1.00", version=4))
+    await eventually(lambda: handled(settings, changed))
+    assert await submitted(intents_queue, account) == []
+
+
 async def test_withdrawals_waiting_for_proceeds_to_settle_sell_nothing_and_keep_their_cash_back(
         pie, bus, settings, intents_queue):
     account = await invested_account(bus, settings, intents_queue, SIXTY_FORTY)
