@@ -508,12 +508,23 @@ async def test_a_held_withdrawal_sells_the_overweight_slice_for_the_shortfall_an
     await move_prices(bus, settings, PRICES)
 
 
+async def with_pending_buys(bus, settings, intents_queue, amount: str) -> tuple[str, IntentsSubmitted]:
+    """An invested account whose deposit of ``amount`` (version 3) is pending as buys."""
+    account = await invested_account(bus, settings, intents_queue, SIXTY_FORTY)
+    await publish(bus, cash_changed(account, amount, amount, version=3))
+    (buys,) = await eventually(lambda: submitted(intents_queue, account))
+    assert sum(i.amount for i in buys.intents) == D(amount)
+    return account, buys
+
+
+def withdrawal_pending(account: str, amount: str, cash: str, shortfall: str) -> WithdrawalPending:
+    return WithdrawalPending(account_id=account, withdrawal_id=uuid.uuid4(), amount=D(amount), cash=D(cash),
+                             shortfall=D(shortfall), requested_at=NOW)
+
+
 async def test_a_withdrawal_sells_the_ledgers_shortfall_whatever_buys_are_pending_or_booked_meanwhile(
         pie, bus, settings, intents_queue):
-    account = await invested_account(bus, settings, intents_queue, SIXTY_FORTY)
-    await publish(bus, cash_changed(account, "1000.00", "1000.00", version=3))
-    (buys,) = await eventually(lambda: submitted(intents_queue, account))
-    assert sum(i.amount for i in buys.intents) == D("1000.00")
+    account, buys = await with_pending_buys(bus, settings, intents_queue, "1000.00")
     await publish(bus, cash_changed(account, "1020.00", "20.00", version=4))  # under $25: not invested
     # The ledger holds a withdrawal of 50.00 with 20.00 free (the buys frozen, or booked, or
     # still pending and then cut at their window: it comes before them there). Its event may
@@ -524,8 +535,7 @@ async def test_a_withdrawal_sells_the_ledgers_shortfall_whatever_buys_are_pendin
     await asyncio.gather(*(publish(bus, cash_changed(other, f"{v}.00", "1.00", version=v)) for v in range(1, 501)))
     part = await account_fills(settings, account, buys, PRICES, cash="20.00", version=5)
     await publish(bus, fills_batch(part))
-    held = await publish(bus, WithdrawalPending(account_id=account, withdrawal_id=uuid.uuid4(), amount=D("50.00"),
-                                                cash=D("20.00"), shortfall=D("30.00"), requested_at=NOW))
+    held = await publish(bus, withdrawal_pending(account, "50.00", "20.00", "30.00"))
     await eventually(lambda: handled(settings, held), timeout=60)
     (sale,) = await eventually(lambda: submitted(intents_queue, account))
     assert sum(i.amount for i in sale.intents) == D("30.00")
@@ -533,12 +543,8 @@ async def test_a_withdrawal_sells_the_ledgers_shortfall_whatever_buys_are_pendin
 
 async def test_a_cash_change_while_a_withdrawal_waits_for_its_sells_sells_nothing_more(
         pie, bus, settings, intents_queue):
-    account = await invested_account(bus, settings, intents_queue, SIXTY_FORTY)
-    await publish(bus, cash_changed(account, "500.00", "500.00", version=3))
-    (buys,) = await eventually(lambda: submitted(intents_queue, account))
-    assert sum(i.amount for i in buys.intents) == D("500.00")
-    held = await publish(bus, WithdrawalPending(account_id=account, withdrawal_id=uuid.uuid4(), amount=D("800.00"),
-                                                cash=D("500.00"), shortfall=D("300.00"), requested_at=NOW))
+    account, _ = await with_pending_buys(bus, settings, intents_queue, "500.00")
+    held = await publish(bus, withdrawal_pending(account, "800.00", "500.00", "300.00"))
     await eventually(lambda: handled(settings, held))
     (sale,) = await eventually(lambda: submitted(intents_queue, account))
     assert sum(i.amount for i in sale.intents) == D("300.00")
