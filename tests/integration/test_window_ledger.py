@@ -368,6 +368,21 @@ async def check_random_window(conn, rng: random.Random) -> None:
         funded = refunding.apply(funded)
         if not orders:
             return
+    elif rng.random() < 0.5:  # the ledger finds accounts short, below zero where held withdrawals claim more
+        told = {a: D(rng.randint(-20_000, 20_000)) / 100 for a in sorted({i.account_id for i in funded})
+                if rng.random() < 0.6}
+        await store.fund_again(conn, window_id, sorted(told), domain.LEDGER_SHORT, cash=told)
+        refunding = domain.fund(funded, {**cash, **told}, prices, held)
+        rows = await conn.fetch("SELECT intent_id, funded_amount, funded_quantity FROM intents "
+                                "WHERE window_id = $1 AND status = 'frozen'", window_id)
+        assert {r["intent_id"]: r["funded_amount"] for r in rows if r["funded_amount"] is not None} == \
+            refunding.funded
+        assert {r["intent_id"]: r["funded_quantity"] for r in rows if r["funded_quantity"] is not None} == \
+            refunding.shares
+        funded = refunding.apply(funded)
+        orders = await store.net_again(conn, window_id)
+        if not orders:
+            return
     # at the last price, or at the lowest the venue may fill a limited order at
     executions = [market_fill(o, o.min_price if o.min_price and rng.random() < 0.5 else prices[o.symbol])
                   for o in orders]
