@@ -302,6 +302,14 @@ async def test_the_set_based_close_agrees_with_the_reference_on_random_windows(s
         await conn.close()
 
 
+async def assert_funded_as(conn, window_id, funding: domain.Funding) -> None:
+    """The window's frozen intents carry exactly the reference funding's amounts and shares."""
+    rows = await conn.fetch("SELECT intent_id, funded_amount, funded_quantity FROM intents "
+                            "WHERE window_id = $1 AND status = 'frozen'", window_id)
+    assert {r["intent_id"]: r["funded_amount"] for r in rows if r["funded_amount"] is not None} == funding.funded
+    assert {r["intent_id"]: r["funded_quantity"] for r in rows if r["funded_quantity"] is not None} == funding.shares
+
+
 async def check_random_window(conn, rng: random.Random) -> None:
     symbols = [f"R{n}" for n in range(rng.randint(1, 4))]
     accounts = [f"r-{n}" for n in range(rng.randint(1, 6))]
@@ -359,12 +367,7 @@ async def check_random_window(conn, rng: random.Random) -> None:
         await store.fund_again(conn, window_id, [r["account_id"] for r in carried])
         orders = [o for o in orders if o.symbol != halted]
         refunding = domain.fund([i for i in funded if i.symbol != halted], cash, prices, held)
-        rows = await conn.fetch("SELECT intent_id, funded_amount, funded_quantity FROM intents "
-                                "WHERE window_id = $1 AND status = 'frozen'", window_id)
-        assert {r["intent_id"]: r["funded_amount"] for r in rows if r["funded_amount"] is not None} == \
-            refunding.funded
-        assert {r["intent_id"]: r["funded_quantity"] for r in rows if r["funded_quantity"] is not None} == \
-            refunding.shares
+        await assert_funded_as(conn, window_id, refunding)
         funded = refunding.apply(funded)
         if not orders:
             return
@@ -373,12 +376,7 @@ async def check_random_window(conn, rng: random.Random) -> None:
                 if rng.random() < 0.6}
         await store.fund_again(conn, window_id, sorted(told), domain.LEDGER_SHORT, cash=told)
         refunding = domain.fund(funded, {**cash, **told}, prices, held)
-        rows = await conn.fetch("SELECT intent_id, funded_amount, funded_quantity FROM intents "
-                                "WHERE window_id = $1 AND status = 'frozen'", window_id)
-        assert {r["intent_id"]: r["funded_amount"] for r in rows if r["funded_amount"] is not None} == \
-            refunding.funded
-        assert {r["intent_id"]: r["funded_quantity"] for r in rows if r["funded_quantity"] is not None} == \
-            refunding.shares
+        await assert_funded_as(conn, window_id, refunding)
         funded = refunding.apply(funded)
         orders = await store.net_again(conn, window_id)
         if not orders:
