@@ -388,7 +388,7 @@ def register(service: Service) -> None:
                                          None if event.active else event.reason or "delisted", event.changed_at)
         if applied and event.active:
             # Shares of removed slices kept while it was delisted are sold now, as removal sells.
-            for account_id in await store.holders_of(tx.conn, event.symbol):
+            for account_id in await store.holders_outside_pie(tx.conn, event.symbol):
                 await store.lock_account(tx.conn, account_id)
                 if (pie := await _pie_of(tx, account_id)) is not None:
                     await settle_removed(tx, account_id, pie)

@@ -84,10 +84,15 @@ async def set_listed(conn: asyncpg.Connection, symbol: str, price: Decimal, deli
     ) is not None
 
 
-async def holders_of(conn: asyncpg.Connection, symbol: str) -> list[str]:
-    """The accounts whose books hold shares of ``symbol``, in account order."""
-    rows = await conn.fetch("SELECT DISTINCT account_id FROM slice_holdings WHERE symbol = $1 AND quantity > 0 "
-                            "ORDER BY account_id", symbol)
+async def holders_outside_pie(conn: asyncpg.Connection, symbol: str) -> list[str]:
+    """The accounts whose books hold shares of ``symbol`` although their pie no longer has it
+    anywhere (a removed slice's shares: a slice moved within the tree has moved its shares
+    already), in account order."""
+    rows = await conn.fetch(
+        """SELECT DISTINCT h.account_id FROM slice_holdings h JOIN pies p USING (account_id)
+           WHERE h.symbol = $1 AND h.quantity > 0
+             AND NOT jsonb_path_exists(p.tree, '$.**.symbol ? (@ == $s)', jsonb_build_object('s', $1::text))
+           ORDER BY h.account_id""", symbol)
     return [r["account_id"] for r in rows]
 
 

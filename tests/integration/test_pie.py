@@ -777,9 +777,11 @@ async def test_a_removed_delisted_slice_is_kept_outside_the_pie_and_sold_once_li
     spec = PieSpec.model_validate({"name": "Two", "slices": [{"symbol": gone, "target": 50},
                                                              {"symbol": kept, "target": 50}]})
     account = await open_account_with_pie(bus, settings, spec)
-    await publish(bus, cash_changed(account, "100.00", "100.00", version=1))
-    (first,) = await eventually(lambda: submitted(intents_queue, account))
-    await fill_batch(bus, settings, account, first, prices, cash="0.00", version=2)  # 5 shares of each
+    keeper = await open_account_with_pie(bus, settings, spec)  # keeps the security in its pie
+    for holder in (account, keeper):
+        await publish(bus, cash_changed(holder, "100.00", "100.00", version=1))
+        (first,) = await eventually(lambda holder=holder: submitted(intents_queue, holder))
+        await fill_batch(bus, settings, holder, first, prices, cash="0.00", version=2)  # 5 shares of each
 
     def status(active: bool, minutes: int) -> SecurityStatusChanged:
         return SecurityStatusChanged(symbol=gone, active=active, reason=None if active else "acquired for cash",
@@ -800,6 +802,7 @@ async def test_a_removed_delisted_slice_is_kept_outside_the_pie_and_sold_once_li
     await eventually(lambda: handled(settings, listed))
     (sale,) = await eventually(lambda: submitted(intents_queue, account))
     assert trades(sale) == {gone: ("sell", "5.00000 shares")}
+    assert await submitted(intents_queue, keeper) == []  # its pie still has the security: nothing to sell
     again = await publish(bus, status(True, 3))  # a repeated announcement sells nothing more
     await eventually(lambda: handled(settings, again))
     assert await submitted(intents_queue, account) == []
